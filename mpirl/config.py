@@ -1,0 +1,316 @@
+"""Run configuration: one documented dataclass, read from YAML and the command line.
+
+Precedence: built-in defaults < ``--config FILE`` (YAML) < command-line options. Every field is a
+command-line option of the same name with dashes (``total_timesteps`` -> ``--total-timesteps``);
+``python -m mpirl.train --help`` lists them all with their defaults, grouped as below.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad input: reported once, before any training, with exit code 2."""
+
+
+def opt(default: Any, help: str, group: str = "run", choices: tuple | None = None):
+    """A config field with its one-line meaning and its --help group."""
+    return field(default=default, metadata={"help": help, "group": group, "choices": choices})
+
+
+ALGOS = ("ppo", "dqn")
+VECTOR_MODES = ("auto", "native", "sync", "async")
+SYNC_MODES = ("allreduce", "overlap", "local-sgd")
+SCHEDULES = ("gpipe", "1f1b")
+REPLAY_SHARING = ("allgather", "sharded", "none")
+TASK_WEIGHTING = ("equal", "ranks")
+
+
+@dataclass
+class Config:
+    # -- the run ---------------------------------------------------------------------------
+    env_id: str = opt("CartPole-v1", "gymnasium environment id (any registered id)")
+    algo: str = opt("ppo", "algorithm", choices=ALGOS)
+    total_timesteps: int = opt(200_000, "environment steps of ALL ranks together")
+    num_envs: int = opt(8, "environments per rank")
+    seed: int = opt(0, "base seed; rank r derives its own seeds from (seed, r)")
+    run_dir: str | None = opt(None, "where outputs go (default runs/<env>__<algo>__<seed>__<time>)")
+    resume: bool = opt(False, "continue the run in --run-dir from its latest good checkpoint")
+    target_return: float | None = opt(None, "evaluation mean return that counts as solved "
+                                            "(default: the env's reward_threshold)")
+    stop_on_solve: bool = opt(False, "end training as soon as an evaluation reaches the target")
+    eval_episodes: int = opt(10, "episodes per evaluation (split over ranks)")
+    eval_interval: int = opt(10, "evaluate every N updates (and when training returns reach the "
+                                 "target, and at the end)")
+    hidden_sizes: tuple = opt((64, 64), "hidden layer widths, e.g. 64,64")
+    device: str = opt("cpu", "torch device (cpu, cuda, cuda:0, ...)")
+    vector_mode: str = opt("auto", "vector env: native (the env's own vectorised implementation), "
+                                   "sync, async; auto = native when the env has one",
+                           choices=VECTOR_MODES)
+    normalize_obs: bool = opt(True, "normalise observations with running statistics merged "
+                                    "across ranks")
+    log_interval: int = opt(5, "print a progress line every N updates")
+    checkpoint_interval: int = opt(50, "checkpoint every N updates (and at the end)")
+    keep_checkpoints: int = opt(3, "how many of the newest checkpoints to keep")
+    desync_check_interval: int = opt(50, "compare parameter checksums across ranks every N updates")
+    tensorboard: bool = opt(True, "write TensorBoard event files to the run dir")
+    config: str | None = opt(None, "YAML file with any of these options (the command line wins)")
+
+    # -- PPO (CleanRL names) -------------------------------------------------------------------
+    learning_rate: float = opt(2.5e-3, "optimizer learning rate", "ppo")
+    num_steps: int = opt(32, "steps per environment per rollout", "ppo")
+    anneal_lr: bool = opt(True, "anneal the learning rate linearly to 0", "ppo")
+    gamma: float = opt(0.98, "discount factor", "ppo")
+    gae_lambda: float = opt(0.8, "GAE lambda", "ppo")
+    num_minibatches: int = opt(1, "minibatches per epoch", "ppo")
+    update_epochs: int = opt(10, "epochs over each rollout", "ppo")
+    norm_adv: bool = opt(True, "normalise advantages (global mean/std over all ranks)", "ppo")
+    clip_coef: float = opt(0.2, "surrogate clipping coefficient", "ppo")
+    clip_vloss: bool = opt(False, "clip the value loss", "ppo")
+    ent_coef: float = opt(0.0, "entropy bonus coefficient", "ppo")
+    vf_coef: float = opt(0.5, "value loss coefficient", "ppo")
+    max_grad_norm: float = opt(0.5, "clip the global norm of the averaged gradient", "ppo")
+    target_kl: float | None = opt(None, "stop the epochs early above this approximate KL", "ppo")
+
+    # -- DQN ---------------------------------------------------------------------------------
+    buffer_size: int = opt(50_000, "replay capacity (transitions per rank's memory)", "dqn")
+    batch_size: int = opt(128, "transitions per gradient step (per rank)", "dqn")
+    learning_starts: int = opt(1_000, "global steps before learning starts", "dqn")
+    train_frequency: int = opt(4, "environment steps per rank between training rounds", "dqn")
+    gradient_steps: int = opt(1, "gradient steps per training round", "dqn")
+    target_network_frequency: int = opt(500, "gradient steps between target updates", "dqn")
+    tau: float = opt(1.0, "target update rate (1 = hard copy, <1 = Polyak)", "dqn")
+    start_e: float = opt(1.0, "initial epsilon (single-rank annealing)", "dqn")
+    end_e: float = opt(0.05, "final epsilon (single-rank annealing)", "dqn")
+    exploration_fraction: float = opt(0.2, "fraction of the run over which epsilon anneals", "dqn")
+    apex_epsilon: float = opt(0.4, "Ape-X base epsilon: rank i explores with eps^(1+alpha*i/(N-1))",
+                              "dqn")
+    apex_alpha: float = opt(7.0, "Ape-X epsilon exponent spread", "dqn")
+    n_step: int = opt(3, "n-step return length", "dqn")
+    double_q: bool = opt(True, "double DQN targets", "dqn")
+    dueling: bool = opt(False, "dueling Q head", "dqn")
+    prioritized: bool = opt(True, "prioritized replay (proportional)", "dqn")
+    per_alpha: float = opt(0.6, "priority exponent alpha in [0, 1]", "dqn")
+    per_beta: float = opt(0.4, "initial importance exponent beta in [0, 1], annealed to 1", "dqn")
+    replay_sharing: str = opt("allgather", "how ranks share experience", "dqn",
+                              choices=REPLAY_SHARING)
+    samples_per_insert: float = opt(8.0, "rate limiter: sampled / inserted transitions", "dqn")
+    spi_tolerance: float = opt(0.5, "rate limiter: allowed relative deviation from the ratio",
+                               "dqn")
+
+    # -- communication --------------------------------------------------------------------------
+    sync_mode: str = opt("allreduce", "gradient sync: every update, overlapped buckets, or "
+                                      "local updates averaged every --sync-every",
+                         "parallel", choices=SYNC_MODES)
+    sync_every: int = opt(8, "local-sgd: average parameters every K updates", "parallel")
+    bucket_mb: float = opt(1.0, "overlap: gradient bucket size in MiB", "parallel")
+    # -- model parallelism ------------------------------------------------------------------
+    pipeline_stages: int = opt(1, "split the model over this many ranks (a pipeline)", "parallel")
+    pipeline_schedule: str = opt("1f1b", "pipeline schedule", "parallel", choices=SCHEDULES)
+    micro_batches: int = opt(4, "micro-batches per pipelined minibatch", "parallel")
+    partition: str | None = opt(None, "explicit layers per stage, e.g. 2,1 (default: balanced "
+                                      "by parameter count)", "parallel")
+    # -- multi-task -----------------------------------------------------------------------------
+    tasks: str | None = opt(None, "train one agent on several envs: A,B,C or A:4,B:2 (rank weights)",
+                            "multitask")
+    task_weighting: str = opt("equal", "weight tasks equally, or by their number of ranks",
+                              "multitask", choices=TASK_WEIGHTING)
+    task_targets: str | None = opt(None, "per-task targets, e.g. CartPole-v1:475,Acrobot-v1:-100",
+                                   "multitask")
+    popart: bool = opt(True, "PopArt value normalisation per task", "multitask")
+
+    # -- derived helpers -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["hidden_sizes"] = list(self.hidden_sizes)
+        return d
+
+
+GROUP_TITLES = {"run": "run", "ppo": "PPO", "dqn": "DQN (--algo dqn)",
+                "parallel": "parallelism", "multitask": "multi-task (--tasks)"}
+FIELDS = {f.name: f for f in fields(Config)}
+
+
+# -- converting strings to field values --------------------------------------------------------
+def _parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    low = str(text).strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _parse_sizes(text) -> tuple:
+    if isinstance(text, (list, tuple)):
+        items = list(text)
+    elif isinstance(text, int):
+        items = [text]
+    else:
+        items = [s for s in str(text).replace(" ", "").split(",") if s]
+    sizes = tuple(int(s) for s in items)
+    return sizes
+
+
+def convert(name: str, value: Any) -> Any:
+    """``value`` (from YAML or the command line) as the type of field ``name``; ConfigError if not."""
+    f = FIELDS[name]
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")
+                             and "None" in kind):
+            if "None" not in kind:
+                raise ValueError("may not be empty")
+            return None
+        if kind.startswith("bool"):
+            return _parse_bool(value)
+        if kind.startswith("int"):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("not an integer")
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if kind.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError("not a number")
+            return float(value)
+        if kind.startswith("tuple"):
+            return _parse_sizes(value)
+        if kind.startswith("str"):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError("not a string")
+            return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not a valid {kind} ({exc})")
+    return value
+
+
+# -- the command line --------------------------------------------------------------------------
+def build_parser(prog: str = "python -m mpirl.train") -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train an RL agent over MPI ranks: mpirun -n 8 python -m mpirl.train [options]. "
+                    "total-timesteps counts the steps of all ranks together.")
+    groups = {g: parser.add_argument_group(t) for g, t in GROUP_TITLES.items()}
+    for f in fields(Config):
+        meta = f.metadata
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=f"{meta['help']} (default: {shown})")
+        kind = str(f.type)
+        if kind.startswith("bool"):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = (meta["choices"] and "{" + ",".join(meta["choices"]) + "}") or \
+                f.name.split("_")[-1].upper()
+        groups[meta["group"]].add_argument(flag, **kwargs)
+    return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises ConfigError instead of printing and exiting on every rank."""
+
+    def error(self, message):
+        raise ConfigError(f"{message}\n(see: {self.prog} --help)")
+
+    def _get_formatter(self):  # defaults are already in each help line
+        return argparse.HelpFormatter(self.prog, max_help_position=34, width=100)
+
+
+def load_yaml(path: str) -> dict:
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}")
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML in {path}: {exc}")
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option: value, "
+                          f"not a {type(data).__name__}")
+    unknown = sorted(k for k in data if k.replace("-", "_") not in FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown option(s) in {path}: {', '.join(unknown)}")
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Defaults < YAML < command line, converted and validated. Raises ConfigError."""
+    given = vars(build_parser().parse_args(argv))
+    values: dict = {}
+    if given.get("config"):
+        values.update(load_yaml(given["config"]))
+    values.update(given)
+    cfg = Config(**{k: convert(k, v) for k, v in values.items()})
+    validate(cfg)
+    return cfg
+
+
+def default_run_dir(cfg: Config) -> str:
+    name = cfg.env_id if not cfg.tasks else "multitask"
+    return os.path.join("runs", f"{name}__{cfg.algo}__{cfg.seed}__{int(time.time())}")
+
+
+# -- validation ---------------------------------------------------------------------------------
+def validate(cfg: Config) -> None:
+    """Checks that need no MPI world; raise ConfigError listing every problem found."""
+    problems: list[str] = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    for f in fields(Config):
+        choices = f.metadata["choices"]
+        value = getattr(cfg, f.name)
+        if choices and value not in choices:
+            need(False, f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                        f"not {value!r}")
+    for name in ("total_timesteps", "num_envs", "eval_episodes", "eval_interval", "log_interval",
+                 "checkpoint_interval", "keep_checkpoints", "desync_check_interval", "num_steps",
+                 "num_minibatches", "update_epochs", "buffer_size", "batch_size",
+                 "train_frequency", "gradient_steps", "target_network_frequency", "n_step",
+                 "sync_every", "pipeline_stages", "micro_batches"):
+        need(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, "
+                                      f"not {getattr(cfg, name)}")
+    for name in ("learning_rate",):
+        value = getattr(cfg, name)
+        need(math.isfinite(value) and value > 0, f"--learning-rate must be > 0, not {value}")
+    need(0 <= cfg.learning_starts, f"--learning-starts must be >= 0, not {cfg.learning_starts}")
+    for name in ("gamma", "gae_lambda"):
+        value = getattr(cfg, name)
+        need(0 <= value <= 1, f"--{name.replace('_', '-')} must lie in [0, 1], not {value}")
+    for name in ("per_alpha", "per_beta", "start_e", "end_e", "apex_epsilon", "exploration_fraction"):
+        value = getattr(cfg, name)
+        need(0 <= value <= 1, f"--{name.replace('_', '-')} must lie in [0, 1], not {value}")
+    need(0 < cfg.tau <= 1, f"--tau must lie in (0, 1], not {cfg.tau}")
+    for name in ("clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "apex_alpha",
+                 "samples_per_insert", "spi_tolerance"):
+        value = getattr(cfg, name)
+        need(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} must be >= 0, "
+                                                  f"not {value}")
+    need(cfg.bucket_mb > 0, f"--bucket-mb must be > 0, not {cfg.bucket_mb}")
+    need(len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
+         f"--hidden-sizes needs one or more positive widths, not {cfg.hidden_sizes}")
+    if cfg.algo == "dqn":
+        need(cfg.buffer_size >= cfg.batch_size,
+             f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
+    if cfg.resume:
+        need(cfg.run_dir is not None, "--resume needs --run-dir: the run to continue")
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

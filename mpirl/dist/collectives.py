@@ -1,0 +1,208 @@
+"""Collectives on contiguous buffers: gradient averaging, broadcasts, global statistics, checks.
+
+Bulk data always travels through mpi4py's upper-case calls on numpy buffers (no pickling).
+Torch CPU tensors share memory with ``tensor.numpy()``, so MPI reads and writes them in place.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from mpi4py import MPI
+
+from mpirl.dist.world import World
+
+
+class DesyncError(RuntimeError):
+    """Replicas that should hold identical parameters do not."""
+
+
+# -- small numeric reductions -------------------------------------------------------------------
+def allreduce_sum(world: World, values) -> np.ndarray:
+    """Element-wise sum over ranks of a small float64 vector (a copy; the input is untouched)."""
+    buf = np.array(values, dtype=np.float64, copy=True).reshape(-1)
+    if world.size > 1:
+        world.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+    return buf
+
+
+def allreduce_max(world: World, values) -> np.ndarray:
+    buf = np.array(values, dtype=np.float64, copy=True).reshape(-1)
+    if world.size > 1:
+        world.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+    return buf
+
+
+def global_mean_std(world: World, x: np.ndarray | torch.Tensor) -> tuple[float, float]:
+    """Mean and (population) standard deviation of ``x`` pooled over all ranks, in float64."""
+    x = x.detach().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
+    n, s, ss = allreduce_sum(world, [x.size, x.sum(), np.square(x).sum()])
+    mean = s / max(n, 1.0)
+    var = max(ss / max(n, 1.0) - mean * mean, 0.0)
+    return float(mean), float(np.sqrt(var))
+
+
+# -- broadcasts ---------------------------------------------------------------------------------
+def flatten_into(tensors: Sequence[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+    """Concatenate tensors (any shapes, one dtype) into one contiguous 1-D tensor."""
+    flat = torch.cat([t.detach().reshape(-1) for t in tensors]) if out is None else out
+    if out is not None:
+        offset = 0
+        for t in tensors:
+            n = t.numel()
+            out[offset:offset + n].copy_(t.detach().reshape(-1))
+            offset += n
+    return flat
+
+
+def unflatten_from(flat: torch.Tensor, tensors: Sequence[torch.Tensor]) -> None:
+    """Copy slices of ``flat`` back into ``tensors`` in order (the inverse of flatten_into)."""
+    offset = 0
+    with torch.no_grad():
+        for t in tensors:
+            n = t.numel()
+            t.copy_(flat[offset:offset + n].view_as(t))
+            offset += n
+
+
+def broadcast_tensors(world: World, tensors: Sequence[torch.Tensor], root: int = 0) -> None:
+    """Overwrite ``tensors`` on every rank with root's values: one Bcast per dtype."""
+    if world.size == 1 or not tensors:
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = flatten_into(group).contiguous()
+        world.comm.Bcast(flat.numpy(), root=root)
+        unflatten_from(flat, group)
+
+
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The optimizer's state tensors in a fixed order (parameter order, then key order)."""
+    out = []
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            out.extend(state[k] for k in sorted(state) if isinstance(state[k], torch.Tensor))
+    return out
+
+
+def init_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
+    """Create Adam/AdamW state eagerly (zeros, as the first step would) so that every rank holds
+    the same state structure from the start and it can be broadcast and checkpointed."""
+    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        return
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group.get("amsgrad"):
+                    state["max_exp_avg_sq"] = torch.zeros_like(p)
+
+
+def sync_params(world: World, module: torch.nn.Module,
+                optimizer: torch.optim.Optimizer | None = None, root: int = 0) -> None:
+    """Broadcast parameters, buffers and (if given) optimizer state from ``root``."""
+    tensors = [p.data for p in module.parameters()] + [b for b in module.buffers()]
+    if optimizer is not None:
+        tensors += optimizer_state_tensors(optimizer)
+    broadcast_tensors(world, tensors, root=root)
+
+
+# -- gradient averaging -------------------------------------------------------------------------
+class FlatGradients:
+    """All of a module's gradients as views into one preallocated flat buffer.
+
+    After :meth:`bind`, ``param.grad`` of every parameter is a view into ``self.flat``; autograd
+    accumulates into those views in place, so averaging over ranks is a single in-place
+    Allreduce of the flat buffer and a scale: no per-parameter calls, no copies.
+    (The same trick as DDP's ``gradient_as_bucket_view`` and Baselines' flat MpiAdam buffer.)
+    """
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], world: World):
+        self.params = [p for p in params if p.requires_grad]
+        self.world = world
+        self.numel = sum(p.numel() for p in self.params)
+        dtype = self.params[0].dtype if self.params else torch.float32
+        self.flat = torch.zeros(self.numel, dtype=dtype)
+        self.comm_time_s = 0.0  # seconds spent in Allreduce since the last reset
+        self.bind()
+
+    def bind(self) -> None:
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            p.grad = self.flat[offset:offset + n].view_as(p)
+            offset += n
+
+    def zero(self) -> None:
+        """Zero all gradients in one memset (use instead of ``optimizer.zero_grad``)."""
+        self.flat.zero_()
+
+    def views_intact(self) -> bool:
+        """False if something replaced a ``.grad`` (e.g. ``zero_grad(set_to_none=True)``)."""
+        return all(p.grad is not None and p.grad.data_ptr() == self.flat[o:o + 1].data_ptr()
+                   for p, o in zip(self.params, self._offsets()))
+
+    def _offsets(self):
+        offset = 0
+        for p in self.params:
+            yield offset
+            offset += p.numel()
+
+    def average(self) -> None:
+        """Replace every gradient by its mean over the ranks of ``world``."""
+        if self.world.size == 1:
+            return
+        t0 = time.perf_counter()
+        self.world.comm.Allreduce(MPI.IN_PLACE, self.flat.numpy(), op=MPI.SUM)
+        self.comm_time_s += time.perf_counter() - t0
+        self.flat.mul_(1.0 / self.world.size)
+
+    def global_norm(self) -> float:
+        return float(torch.linalg.vector_norm(self.flat))
+
+    def clip_(self, max_norm: float) -> float:
+        """Scale gradients so their global L2 norm is at most ``max_norm``; returns the norm before.
+
+        Called after :meth:`average`, the norm is that of the averaged gradient, identical on all
+        ranks, so every replica takes the same step.
+        """
+        norm = self.global_norm()
+        if max_norm > 0 and norm > max_norm:
+            self.flat.mul_(max_norm / (norm + 1e-6))
+        return norm
+
+    def all_finite(self) -> bool:
+        return bool(torch.isfinite(self.flat).all())
+
+
+# -- replica agreement --------------------------------------------------------------------------
+def param_checksum(module: torch.nn.Module) -> int:
+    """A CRC32 of the parameters' bytes: bit-exact, and cheap for RL-sized models."""
+    crc = 0
+    for p in module.parameters():
+        crc = zlib.crc32(p.detach().contiguous().numpy().tobytes(), crc)
+    return crc
+
+
+def check_in_sync(world: World, module: torch.nn.Module, what: str = "parameters") -> None:
+    """Raise :class:`DesyncError` on every rank if any rank's parameters differ from rank 0's."""
+    if world.size == 1:
+        return
+    mine = np.array([param_checksum(module)], dtype=np.int64)
+    every = np.empty(world.size, dtype=np.int64)
+    world.comm.Allgather(mine, every)
+    bad = [r for r in range(world.size) if every[r] != every[0]]
+    if bad:
+        raise DesyncError(
+            f"replicas out of sync: the {what} of rank(s) {bad} differ from rank 0's "
+            f"(checksums {[hex(int(every[r])) for r in [0] + bad]}); stopping rather than "
+            "training diverged copies")

@@ -1,0 +1,94 @@
+"""Collectives under pytest-mpi: gradient averaging, broadcasts, statistics, desync detection."""
+import numpy as np
+import pytest
+import torch
+from mpi4py import MPI
+
+from mpirl.dist import World
+from mpirl.dist.collectives import (DesyncError, FlatGradients, allreduce_sum, check_in_sync,
+                                    global_mean_std, init_optimizer_state, sync_params)
+
+NPROCS = (2, 4)
+
+
+def _model(seed):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+
+
+def _batch(seed, n=32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 5, generator=g), torch.randn(n, 3, generator=g)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_averaged_gradient_equals_single_process_gradient_of_concatenated_batch():
+    world = World()
+    model = _model(0)
+    grads = FlatGradients(model.parameters(), world)
+    x, y = _batch(100 + world.rank)
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    grads.average()
+    assert grads.views_intact()
+
+    reference = _model(0)
+    xs, ys = zip(*[_batch(100 + r) for r in range(world.size)])
+    torch.nn.functional.mse_loss(reference(torch.cat(xs)), torch.cat(ys)).backward()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=1e-6, rtol=0)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_params_and_optimizer_state_broadcast_then_stay_identical():
+    world = World()
+    model = _model(world.rank)  # deliberately different on each rank
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    init_optimizer_state(opt)
+    sync_params(world, model, opt)
+    check_in_sync(world, model)
+    grads = FlatGradients(model.parameters(), world)
+    for step in range(5):
+        grads.zero()
+        x, y = _batch(1000 * step + world.rank)
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        grads.average()
+        grads.clip_(0.5)
+        opt.step()
+    check_in_sync(world, model)
+    states = world.allgather_obj([t.numpy().copy() for s in opt.state.values() for t in s.values()])
+    for other in states[1:]:
+        for a, b in zip(states[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_desync_check_fires_when_one_rank_is_perturbed():
+    world = World()
+    model = _model(0)
+    check_in_sync(world, model)
+    if world.rank == world.size - 1:
+        with torch.no_grad():
+            next(model.parameters())[0, 0] += 1e-7
+    with pytest.raises(DesyncError, match=f"rank\\(s\\) \\[{world.size - 1}\\]"):
+        check_in_sync(world, model)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_global_statistics_equal_those_of_all_the_data():
+    world = World()
+    rng = np.random.default_rng(world.rank)
+    x = rng.normal(world.rank, 1 + world.rank, size=10 + 7 * world.rank)
+    mean, std = global_mean_std(world, x)
+    every = np.concatenate(world.allgather_obj(x))
+    assert mean == pytest.approx(every.mean(), abs=1e-12)
+    assert std == pytest.approx(every.std(), abs=1e-12)
+    assert allreduce_sum(world, [1.0])[0] == world.size
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank_seeds_differ_and_are_reproducible():
+    world = World()
+    seeds = world.allgather_obj(world.rank_seed(7))
+    assert len(set(seeds)) == world.size
+    assert world.rank_seed(7) == World().rank_seed(7)
+    assert world.rank_seed(8) != world.rank_seed(7)
