@@ -1,0 +1,198 @@
+"""Runs a pipeline schedule over the ranks of one pipeline, then averages gradients over replicas.
+
+Per training step on a :class:`~mpirl.dist.world.Grid`:
+
+1. the first stage cuts the minibatch into M micro-batches; every stage executes its row of the
+   schedule: ``F m`` receives activations (unless first), runs forward, sends them on (unless
+   last; the last stage computes the micro-batch's loss instead); ``B m`` receives the output
+   gradient (unless last), runs backward, sends the input gradient back (unless first);
+2. the loss is the SUM of the micro-batch losses, so a loss_fn that returns
+   ``sum over the micro-batch's rows / batch rows`` reproduces the unsharded mean exactly;
+3. each stage's gradients, accumulated over micro-batches in one flat buffer, are averaged over
+   the Grid's ``data`` communicator (the same stage of every replica) with one Allreduce.
+
+The executor never steps an optimizer: the caller does, on the stage's own parameters.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mpirl.dist.collectives import FlatGradients, allreduce_sum, broadcast_tensors
+from mpirl.dist.p2p import PipeLink
+from mpirl.dist.world import Grid
+from mpirl.pipeline.schedule import Schedule, build
+from mpirl.pipeline.stage import Stage
+
+# loss_fn(output of the micro-batch, micro index) -> loss, or (loss, {name: float}) whose
+# values are summed over micro-batches (e.g. counts, or per-row sums / batch rows).
+MicroLoss = Callable[[torch.Tensor, int], "torch.Tensor | tuple[torch.Tensor, dict]"]
+
+
+@dataclass
+class StepResult:
+    """What one training step returns on every rank of the pipeline."""
+
+    loss: float                      # summed over micro-batches
+    metrics: dict = field(default_factory=dict)  # loss_fn's extras, summed over micro-batches
+
+
+@dataclass
+class StepTiming:
+    """Seconds of this rank's last step: ``busy`` computing, ``wall`` for the whole schedule."""
+
+    busy: float = 0.0
+    wall: float = 0.0
+
+    @property
+    def bubble(self) -> float:
+        return 1.0 - self.busy / self.wall if self.wall > 0 else 0.0
+
+
+class PipelineExecutor:
+    """This rank's stage of a pipeline, and the machinery to train and run it.
+
+    ``in_shape`` is the per-sample input shape of the whole model (only the first stage uses it;
+    the others learn theirs from the previous stage when the executor is built: every rank of
+    the pipeline must build its executor at the same time).
+    """
+
+    def __init__(self, grid: Grid, stage: Stage, in_shape: tuple[int, ...],
+                 schedule: str = "1f1b", micro_batches: int = 1):
+        if stage.index != grid.stage or stage.stages != grid.stages:
+            raise ValueError(f"stage {stage.index}/{stage.stages} does not match this rank's grid "
+                             f"place {grid.stage}/{grid.stages}")
+        self.grid, self.stage = grid, stage
+        self.link = PipeLink(grid.pipe)
+        self.schedule_name, self.micro_batches = schedule, micro_batches
+        self.grads = FlatGradients(stage.parameters(), grid.data)
+        self.in_shape, self.out_shape = self._agree_shapes(tuple(in_shape))
+        self.timing = StepTiming()
+        self._buffers: dict[tuple, np.ndarray] = {}
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _agree_shapes(self, in_shape):
+        """Pass per-sample shapes down the pipeline: each stage probes its slice with one row."""
+        if not self.stage.is_first:
+            in_shape = self.link.recv_obj_forward()
+        with torch.no_grad():
+            out_shape = tuple(self.stage.module(torch.zeros((1, *in_shape))).shape[1:])
+        if not self.stage.is_last:
+            self.link.send_obj_forward(out_shape)
+        return in_shape, out_shape
+
+    def schedule(self) -> Schedule:
+        return build(self.schedule_name, self.grid.stages, self.micro_batches)
+
+    def _buffer(self, name: str, slot: int, shape: tuple[int, ...]) -> np.ndarray:
+        """A preallocated float32 receive buffer, reused from step to step."""
+        key = (name, slot, shape)
+        if key not in self._buffers:
+            self._buffers[key] = np.empty(shape, dtype=np.float32)
+        return self._buffers[key]
+
+    def _micro_rows(self, batch_size: int, micro_batches: int) -> int:
+        if micro_batches < 1 or batch_size % micro_batches:
+            raise ValueError(f"a batch of {batch_size} rows cannot be cut into {micro_batches} "
+                             "equal micro-batches")
+        return batch_size // micro_batches
+
+    # -- training --------------------------------------------------------------------------------
+    def train_step(self, inputs: torch.Tensor | None, loss_fn: MicroLoss | None,
+                   batch_size: int) -> StepResult:
+        """One pipelined forward + backward of a ``batch_size``-row minibatch.
+
+        ``inputs`` (batch_size, *in_shape) is needed on the first stage only, ``loss_fn`` on the
+        last stage only. Afterwards each parameter's ``.grad`` on this stage holds the gradient
+        of the summed loss, averaged over the data-parallel replicas. Every rank returns the
+        same StepResult.
+        """
+        schedule = self.schedule()
+        rows = self._micro_rows(batch_size, schedule.micro_batches)
+        if self.stage.is_first and (inputs is None or inputs.shape[0] != batch_size):
+            raise ValueError(f"the first stage needs inputs of {batch_size} rows, got "
+                             f"{None if inputs is None else tuple(inputs.shape)}")
+        slots = schedule.peak_stash(self.stage.index)  # activations alive at once on this stage
+        losses: list[float] = []
+        metrics: dict[str, float] = {}
+
+        def micro_loss(out, micro):
+            result = loss_fn(out, micro)
+            loss, info = result if isinstance(result, tuple) else (result, {})
+            losses.append(float(loss.detach()))
+            for k, v in info.items():
+                metrics[k] = metrics.get(k, 0.0) + float(v)
+            return loss
+
+        self.grads.zero()
+        self.link.bytes_sent = 0
+        busy, t_start = 0.0, time.perf_counter()
+        for action in schedule.actions[self.stage.index]:
+            m = action.micro
+            if action.kind == "F":
+                if self.stage.is_first:
+                    x = inputs[m * rows:(m + 1) * rows]
+                else:  # a slot per stashed micro-batch: autograd keeps the input until B m
+                    buf = self._buffer("act", m % slots, (rows, *self.in_shape))
+                    x = torch.from_numpy(self.link.recv_forward(buf, m))
+                t0 = time.perf_counter()
+                out = self.stage.forward(m, x, micro_loss if self.stage.is_last else None)
+                busy += time.perf_counter() - t0
+                if not self.stage.is_last:
+                    self.link.send_forward(out.detach().contiguous().numpy(), m)
+            else:
+                grad_out = None
+                if not self.stage.is_last:
+                    buf = self._buffer("grad", 0, (rows, *self.out_shape))
+                    grad_out = torch.from_numpy(self.link.recv_backward(buf, m))
+                t0 = time.perf_counter()
+                grad_in = self.stage.backward(m, grad_out)
+                busy += time.perf_counter() - t0
+                if not self.stage.is_first:
+                    self.link.send_backward(grad_in.contiguous().numpy(), m)
+            self.link.progress()
+        self.link.wait_sends()
+        self.timing = StepTiming(busy=busy, wall=time.perf_counter() - t_start)
+        self.grads.average()
+        loss, metrics = self.grid.pipe.bcast_obj((sum(losses), metrics), root=self.grid.stages - 1)
+        return StepResult(loss, metrics)
+
+    def clip_grad_norm_(self, max_norm: float) -> float:
+        """Scale every stage's gradients so the norm over the WHOLE model is <= ``max_norm``
+        (one tiny Allreduce over the pipeline); returns the norm before clipping."""
+        local = float(torch.sum(self.grads.flat.double() ** 2))
+        norm = float(np.sqrt(allreduce_sum(self.grid.pipe, [local])[0]))
+        if max_norm > 0 and norm > max_norm:
+            self.grads.flat.mul_(max_norm / (norm + 1e-6))
+        return norm
+
+    # -- inference -------------------------------------------------------------------------------
+    def forward(self, inputs: torch.Tensor | None, batch_size: int, micro_batches: int = 1,
+                to_all: bool = False) -> torch.Tensor | None:
+        """Forward-only pass (no autograd, no stash): ``inputs`` (batch_size, *in_shape) on the
+        first stage; returns the model output (batch_size, *out) on the last stage, or on every
+        stage of the pipeline if ``to_all`` (one Bcast), else None."""
+        rows = self._micro_rows(batch_size, micro_batches)
+        outputs = []
+        for m in range(micro_batches):
+            if self.stage.is_first:
+                x = inputs[m * rows:(m + 1) * rows]
+            else:
+                x = torch.from_numpy(self.link.recv_forward(
+                    self._buffer("act", m, (rows, *self.in_shape)), m))
+            out = self.stage.infer(x)
+            if self.stage.is_last:
+                outputs.append(out)
+            else:
+                self.link.send_forward(out.contiguous().numpy(), m)
+        self.link.wait_sends()
+        result = torch.cat(outputs) if outputs else None
+        if to_all and self.grid.stages > 1:
+            if result is None:
+                result = torch.empty((batch_size, *self.out_shape))
+            broadcast_tensors(self.grid.pipe, [result], root=self.grid.stages - 1)
+        return result
