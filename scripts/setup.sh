@@ -43,7 +43,11 @@ if [ "${USE_PIP_MPICH:-0}" = 1 ]; then
     "$VENV/bin/python" -m pip install -q mpich
 fi
 say "installing mpirl and its dependencies into $VENV"
-"$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+if ! "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test]' >"$VENV/pip.log" 2>&1; then
+    tail -n 30 "$VENV/pip.log"
+    say "pip install failed (full log: $VENV/pip.log)"
+    exit 1
+fi
 "$VENV/bin/python" -c 'import mpirl, mpi4py, torch, gymnasium' \
     || { say "the package does not import: see the pip output above"; exit 1; }
 

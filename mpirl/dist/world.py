@@ -66,6 +66,10 @@ class World:
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
         return bool(buf[0])
 
+    def all(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on every rank."""
+        return not self.any(not flag)
+
     # -- node layout, threads and seeds -----------------------------------------------------
     def node_local(self) -> tuple[int, int]:
         """(rank among the ranks on this node, number of ranks on this node)."""

@@ -1,0 +1,232 @@
+"""Synchronous data-parallel PPO over MPI ranks.
+
+Every rank steps its own vector env and holds a replica of the actor-critic. Each update:
+
+    rollout    T steps x E envs on this rank (T*E*N steps over all N ranks)
+    GAE        advantages per rank; normalised with the mean/std of ALL ranks' advantages
+    epochs     for each minibatch: loss -> backward -> Allreduce-average the flat gradient
+               -> clip by the global norm of the averaged gradient -> identical Adam step
+    bookkeeping  merged observation statistics, global episode stats, evaluation, checkpoints
+
+Because every replica starts from rank 0's parameters and optimizer state and applies the same
+averaged gradient, replicas stay bit-identical; a periodic checksum comparison proves it.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from mpirl import faults
+from mpirl.config import Config
+from mpirl.dist.collectives import (FlatGradients, allreduce_sum, check_in_sync, global_mean_std,
+                                    init_optimizer_state, sync_params)
+from mpirl.dist.world import World
+from mpirl.envs import Evaluator, ObsNormalizer, VecEnv, check_spaces, global_episode_stats
+from mpirl.models.actor_critic import ActorCritic, Policy
+from mpirl.run import Run
+
+
+# -- the two pieces of PPO math, as pure functions (unit-tested against hand computations) -----
+def compute_gae(rewards: np.ndarray, values: np.ndarray, terminated: np.ndarray,
+                ended: np.ndarray, gamma: float, lam: float) -> np.ndarray:
+    """Generalised advantage estimates, shape (T, E).
+
+    rewards, terminated, ended: (T, E) for steps 0..T-1 (``ended`` = terminated or truncated).
+    values: (T+1, E), where values[t+1] is the value of the observation that followed step t.
+    A terminated step does not bootstrap; a truncated one bootstraps from the value of its final
+    observation (with next-step autoreset that observation is the one the env returned), and
+    neither lets advantages flow back across the episode boundary.
+    """
+    T = len(rewards)
+    adv = np.zeros_like(rewards)
+    last = np.zeros(rewards.shape[1:], dtype=rewards.dtype)
+    for t in reversed(range(T)):
+        delta = rewards[t] + gamma * values[t + 1] * (1.0 - terminated[t]) - values[t]
+        last = delta + gamma * lam * (1.0 - ended[t]) * last
+        adv[t] = last
+    return adv
+
+
+def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
+             value: torch.Tensor, old_value: torch.Tensor, returns: torch.Tensor,
+             entropy: torch.Tensor, cfg: Config) -> tuple[torch.Tensor, dict]:
+    """The clipped surrogate objective plus value loss minus entropy bonus (all shapes (B,))."""
+    log_ratio = logp - old_logp
+    ratio = log_ratio.exp()
+    pg_loss = torch.max(-adv * ratio,
+                        -adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+    if cfg.clip_vloss:
+        clipped = old_value + (value - old_value).clamp(-cfg.clip_coef, cfg.clip_coef)
+        v_loss = 0.5 * torch.max((value - returns) ** 2, (clipped - returns) ** 2).mean()
+    else:
+        v_loss = 0.5 * ((value - returns) ** 2).mean()
+    entropy_mean = entropy.mean()
+    loss = pg_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * v_loss
+    with torch.no_grad():
+        stats = {"policy_loss": pg_loss.item(), "value_loss": v_loss.item(),
+                 "entropy": entropy_mean.item(),
+                 "approx_kl": ((ratio - 1) - log_ratio).mean().item(),
+                 "clipfrac": ((ratio - 1).abs() > cfg.clip_coef).float().mean().item()}
+    return loss, stats
+
+
+# -- training -------------------------------------------------------------------------------
+def train(cfg: Config, world: World, run: Run) -> dict:
+    # Environments: each rank its own, seeded from (seed, rank).
+    envs = VecEnv(cfg.env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
+                  mode=cfg.vector_mode)
+    check_spaces(envs.envs, cfg.env_id)
+    obs_dim = envs.single_observation_space.shape[0]
+    normalizer = envs.normalizer = ObsNormalizer((obs_dim,), enabled=cfg.normalize_obs)
+    evaluator = Evaluator(world, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 10_000,
+                          mode=cfg.vector_mode)
+
+    # The replica: same initialisation everywhere, then rank 0's copy is broadcast anyway.
+    torch.manual_seed(cfg.seed)
+    model = ActorCritic(obs_dim, envs.single_action_space, cfg.hidden_sizes).to(cfg.device)
+    policy = Policy(model.continuous, model.head.log_std)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=1e-5)
+    init_optimizer_state(optimizer)
+    grads = FlatGradients(model.parameters(), world)
+    sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))
+    shuffler = np.random.default_rng(world.rank_seed(cfg.seed, 2))
+
+    T, E, N = cfg.num_steps, cfg.num_envs, world.size
+    steps_per_update = T * E * N
+    num_updates = math.ceil(cfg.total_timesteps / steps_per_update)
+    start_update = 0
+
+    restored = run.restore()
+    if restored is not None:
+        start_update = restored.meta["update"]
+        if world.is_root:
+            model.load_state_dict(restored.shared["model"])
+            optimizer.load_state_dict(restored.shared["optimizer"])
+            grads.bind()  # load_state_dict keeps .grad views, but be explicit
+        normalizer.load_state_dict(world.bcast_obj(restored.shared["normalizer"]
+                                                   if world.is_root else None))
+        exact = restored.local is not None and envs.load_state_dict(restored.local["env"])
+        if exact:
+            sampler.set_state(restored.local["sampler"])
+            shuffler.bit_generator.state = restored.local["shuffler"]
+        if not world.all(exact):
+            run.log.print("note: environment state not restorable here; resumed with fresh "
+                          "episodes (not bitwise identical to an uninterrupted run)")
+    sync_params(world, model, optimizer)
+
+    # Rollout storage, preallocated once.
+    obs_buf = torch.zeros(T, E, obs_dim)
+    act_buf = torch.zeros((T, E) + ((model.action_dim,) if model.continuous else ()))
+    logp_buf = torch.zeros(T, E)
+    values = np.zeros((T + 1, E), np.float32)
+    rewards = np.zeros((T, E), np.float32)
+    terminated = np.zeros((T, E), np.float32)
+    ended = np.zeros((T, E), np.float32)
+    valid = np.zeros((T, E), bool)
+
+    def act_deterministic(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            params, _ = model.split(model(torch.from_numpy(obs)))
+            return policy.mode(params).numpy()
+
+    def checkpoint(update: int) -> None:
+        shared = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                  "normalizer": normalizer.state_dict()}
+        local = {"env": envs.state_dict(), "sampler": sampler.get_state(),
+                 "shuffler": shuffler.bit_generator.state}
+        run.save(update, shared, local, meta={"global_step": update * steps_per_update})
+
+    session_start = time.perf_counter()
+    preempted = False
+    update = start_update
+    for update in range(start_update, num_updates):
+        faults.at("update", world.rank, update)
+        if cfg.anneal_lr:
+            optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - update / num_updates)
+
+        # 1. Rollout: T steps of every env on this rank.
+        faults.at("rollout", world.rank, update)
+        with torch.no_grad():
+            for t in range(T):
+                obs = torch.from_numpy(envs.observe())
+                params, value = model.split(model(obs))
+                action, logp = policy.sample(params, sampler)
+                obs_buf[t], act_buf[t], logp_buf[t] = obs, action, logp
+                values[t] = value.numpy()
+                rewards[t], term, trunc, valid[t] = envs.step(action.numpy())
+                terminated[t], ended[t] = term, term | trunc
+            _, last_value = model.split(model(torch.from_numpy(normalizer(envs.raw_obs, False))))
+            values[T] = last_value.numpy()
+        normalizer.sync(world)
+
+        # 2. Advantages; the reset steps of next-step autoreset are left out of the batch.
+        adv = compute_gae(rewards, values, terminated, ended, cfg.gamma, cfg.gae_lambda)
+        keep = torch.from_numpy(valid.reshape(-1).nonzero()[0])
+        b_obs = obs_buf.reshape(T * E, obs_dim)[keep]
+        b_act = act_buf.reshape((T * E,) + act_buf.shape[2:])[keep]
+        b_logp = logp_buf.reshape(-1)[keep]
+        b_adv = torch.from_numpy(adv.reshape(-1))[keep]
+        b_values = torch.from_numpy(values[:T].reshape(-1))[keep]
+        b_returns = b_adv + b_values
+        if cfg.norm_adv:
+            mean, std = global_mean_std(world, b_adv)
+            b_adv = (b_adv - mean) / (std + 1e-8)
+
+        # 3. Epochs of minibatch updates with averaged gradients.
+        grads.comm_time_s = 0.0
+        stats: dict = {}
+        for epoch in range(cfg.update_epochs):
+            for mb in np.array_split(shuffler.permutation(len(keep)), cfg.num_minibatches):
+                params, value = model.split(model(b_obs[mb]))
+                logp, entropy = policy.logp_entropy(params, b_act[mb])
+                loss, stats = ppo_loss(logp, b_logp[mb], b_adv[mb], value, b_values[mb],
+                                       b_returns[mb], entropy, cfg)
+                if faults.at("loss", world.rank, update):
+                    loss = loss * float("nan")
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"non-finite loss ({loss.item()}) at update {update}")
+                grads.zero()
+                loss.backward()
+                grads.average()
+                stats["grad_norm"] = grads.clip_(cfg.max_grad_norm)
+                if not math.isfinite(stats["grad_norm"]):
+                    raise FloatingPointError(f"non-finite averaged gradient at update {update}")
+                optimizer.step()
+            if cfg.target_kl is not None and \
+                    allreduce_sum(world, [stats["approx_kl"]])[0] / N > cfg.target_kl:
+                break
+
+        # 4. Bookkeeping: global statistics, desync check, evaluation, logs, checkpoints.
+        update += 1
+        global_step = update * steps_per_update
+        record = {"global_step": global_step, "update": update, "time_s": run.clock(),
+                  "sps": (update - start_update) * steps_per_update
+                         / (time.perf_counter() - session_start),
+                  "learning_rate": optimizer.param_groups[0]["lr"],
+                  "comm_time_s": grads.comm_time_s, **stats,
+                  **global_episode_stats(world, *envs.stats.drain())}
+        if update % cfg.desync_check_interval == 0:
+            check_in_sync(world, model)
+        train_return = record.get("episode_return_mean", -math.inf)
+        if (update % cfg.eval_interval == 0 or update == num_updates
+                or (run.target is not None and not run.solved and train_return >= run.target)):
+            record["eval_return_mean"] = evaluator.run(act_deterministic, normalizer)
+            run.record_eval(global_step, record["eval_return_mean"])
+        run.log.metrics(record)
+        if update % cfg.log_interval == 0 or update == num_updates:
+            run.log.progress(record)
+        preempted = run.stop_requested()
+        finished = update == num_updates or (cfg.stop_on_solve and run.solved)
+        if update % cfg.checkpoint_interval == 0 or finished or preempted:
+            checkpoint(update)
+        if finished or preempted:
+            break
+
+    check_in_sync(world, model)
+    envs.close()
+    return run.finish(global_steps=update * steps_per_update,
+                      steps_this_session=(update - start_update) * steps_per_update,
+                      session_s=time.perf_counter() - session_start, preempted=preempted)

@@ -1,0 +1,114 @@
+"""Checkpoints that survive crashes: atomic writes, checksums, the last K kept, safe loading.
+
+Layout in ``<run_dir>/checkpoints/``::
+
+    ckpt_00000120.pt       torch.save of a dict of tensors / numbers / strings / lists / dicts
+    ckpt_00000120.sha256   its SHA-256, written (atomically) before the .pt appears
+
+A checkpoint is written to a temporary file, fsynced, then renamed into place, so a crash leaves
+either the old set or the new one, never half a file under a checkpoint's name. Loading uses
+``torch.load(weights_only=True)``: a checkpoint file can never execute code.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import io
+import os
+import re
+
+import torch
+
+NAME = re.compile(r"ckpt_(\d{8})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint (missing, truncated or corrupted)."""
+
+
+def _atomic_write(path: str, data: bytes, midway=None) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data[:len(data) // 2])
+            if midway is not None:  # fault injection: die or fail with half a file written
+                midway()
+            fh.write(data[len(data) // 2:])
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class Checkpoints:
+    """The checkpoints of one run directory."""
+
+    def __init__(self, run_dir: str, keep: int = 3):
+        self.dir = os.path.join(run_dir, "checkpoints")
+        self.keep = keep
+
+    def paths(self) -> list[str]:
+        """Checkpoint files, newest first."""
+        found = [p for p in glob.glob(os.path.join(self.dir, "ckpt_*.pt")) if NAME.search(p)]
+        return sorted(found, reverse=True)
+
+    def save(self, state: dict, update: int, midway=None) -> str:
+        """Write ``state`` as the checkpoint of ``update``; prune all but the newest ``keep``."""
+        os.makedirs(self.dir, exist_ok=True)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        data = buf.getvalue()
+        path = os.path.join(self.dir, f"ckpt_{update:08d}.pt")
+        _atomic_write(path[:-3] + ".sha256", hashlib.sha256(data).hexdigest().encode() + b"\n")
+        _atomic_write(path, data, midway)
+        for old in self.paths()[self.keep:]:
+            for p in (old, old[:-3] + ".sha256"):
+                if os.path.exists(p):
+                    os.unlink(p)
+        return path
+
+    @staticmethod
+    def read(path: str) -> dict:
+        """Load one checkpoint, verifying its checksum; CheckpointError says what is wrong."""
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot read ({exc.strerror})") from None
+        sidecar = path[:-3] + ".sha256"
+        try:
+            with open(sidecar) as fh:
+                expected = fh.read().strip()
+        except OSError:
+            raise CheckpointError(f"{path}: its checksum file {os.path.basename(sidecar)} "
+                                  "is missing") from None
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise CheckpointError(f"{path}: checksum mismatch (truncated or corrupted file)")
+        try:
+            return torch.load(io.BytesIO(data), weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means unusable
+            raise CheckpointError(f"{path}: cannot be loaded safely ({exc})") from None
+
+    def load_latest(self, warn=print) -> tuple[dict, str]:
+        """The newest checkpoint that loads; older ones are tried in turn, saying so."""
+        paths = self.paths()
+        if not paths:
+            raise CheckpointError(f"no checkpoint in {self.dir}")
+        problems = []
+        for path in paths:
+            try:
+                state = self.read(path)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                warn(f"warning: {exc}; trying an older checkpoint")
+                continue
+            return state, path
+        raise CheckpointError("no usable checkpoint:\n  " + "\n  ".join(problems))

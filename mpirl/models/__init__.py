@@ -1,0 +1,1 @@
+"""Networks: MLP trunks, actor-critic and Q heads, task heads, PopArt."""

@@ -1,0 +1,104 @@
+"""The PPO actor-critic as a flat sequence of layers, so that a pipeline can cut it anywhere.
+
+``ActorCritic`` is an ``nn.Sequential``: hidden blocks (Linear + Tanh), then one head block whose
+single output tensor packs the policy parameters and the value:
+
+    out[:, :A]  logits (Discrete) or action mean (Box)      A = n actions or action dims
+    out[:, A]   state value
+
+A single tensor between every pair of layers is what lets a pipeline stage send it as one
+contiguous message. ``policy`` turns ``out`` into samples, log-probabilities and entropies.
+"""
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights, constant bias: the PPO implementation details' initialisation."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+def hidden_blocks(in_dim: int, hidden_sizes, activation=nn.Tanh) -> list[nn.Module]:
+    """One ``Linear + activation`` block per hidden width."""
+    blocks, width = [], in_dim
+    for h in hidden_sizes:
+        blocks.append(nn.Sequential(layer_init(nn.Linear(width, h)), activation()))
+        width = h
+    return blocks
+
+
+class PolicyValueHead(nn.Module):
+    """Policy parameters and value from the last hidden features, packed as ``[pi | v]``."""
+
+    def __init__(self, in_dim: int, action_dim: int, continuous: bool):
+        super().__init__()
+        self.policy = layer_init(nn.Linear(in_dim, action_dim), std=0.01)
+        self.value = layer_init(nn.Linear(in_dim, 1), std=1.0)
+        # State-independent log standard deviation of the Gaussian policy (Box actions only).
+        self.log_std = nn.Parameter(torch.zeros(action_dim)) if continuous else None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.policy(h), self.value(h)], dim=-1)
+
+
+class ActorCritic(nn.Sequential):
+    """Shared-trunk actor-critic for Discrete or Box action spaces and flat observations."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64)):
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        self.action_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
+        head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous)
+        super().__init__(*hidden_blocks(obs_dim, hidden_sizes), head)
+        self.obs_dim = obs_dim
+
+    @property
+    def head(self) -> PolicyValueHead:
+        return self[-1]
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``out`` (B, A+1) -> policy parameters (B, A), value (B,)."""
+        return out[:, :self.action_dim], out[:, self.action_dim]
+
+
+class Policy:
+    """Sampling and scoring actions from the packed head output, without torch.distributions
+    (whose per-call overhead dominates for the tiny batches of a rollout step)."""
+
+    def __init__(self, continuous: bool, log_std: torch.Tensor | None = None):
+        self.continuous = continuous
+        self.log_std = log_std
+
+    def sample(self, params: torch.Tensor, generator: torch.Generator):
+        """Actions and their log-probabilities for a batch of policy parameters (B, A)."""
+        if self.continuous:
+            std = self.log_std.exp()
+            actions = params + std * torch.randn(params.shape, generator=generator)
+            return actions, self._gaussian_logp(params, actions)
+        logp_all = torch.log_softmax(params, dim=-1)
+        actions = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(-1)
+        return actions, logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+
+    def mode(self, params: torch.Tensor) -> torch.Tensor:
+        """The deterministic action used for evaluation."""
+        return params if self.continuous else params.argmax(-1)
+
+    def logp_entropy(self, params: torch.Tensor, actions: torch.Tensor):
+        """Log-probabilities of ``actions`` (B,) and entropies (B,) under ``params``."""
+        if self.continuous:
+            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(len(params))
+            return self._gaussian_logp(params, actions), entropy
+        logp_all = torch.log_softmax(params, dim=-1)
+        entropy = -(logp_all.exp() * logp_all).sum(-1)
+        return logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy
+
+    def _gaussian_logp(self, mean, actions):
+        z = (actions - mean) / self.log_std.exp()
+        return (-0.5 * z.pow(2) - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

@@ -1,0 +1,116 @@
+"""The run an algorithm trains inside: its directory, log, checkpoints, stop requests, evaluations.
+
+Algorithms receive a :class:`Run` and never touch files or signals themselves:
+
+    run.log.metrics(record) / run.log.progress(record)   (rank 0 writes; other ranks no-op)
+    run.save(update, shared, local)       checkpoint: ``shared`` from rank 0, ``local`` per rank
+    run.restore() -> Restored | None      the latest good checkpoint when --resume
+    run.stop_requested()                  all ranks agree a SIGUSR1/SIGTERM arrived
+    run.record_eval(step, value)          tracks when the target was first reached
+    run.finish(...)                       summary.json, final line
+"""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from dataclasses import dataclass
+
+from mpirl import faults
+from mpirl.checkpoint import Checkpoints
+from mpirl.config import Config
+from mpirl.dist.world import World
+from mpirl.runlog import Clock, RunLog
+from mpirl.signals import StopRequest
+
+
+@dataclass
+class Restored:
+    shared: dict | None   # model / optimizer / statistics: on rank 0 only (others get a broadcast)
+    local: dict | None    # this rank's own state (env, RNGs) as it saved it
+    meta: dict            # counters, on every rank
+    path: str
+
+
+class Run:
+    def __init__(self, cfg: Config, world: World, target: float | None, total_steps: int):
+        self.cfg = cfg
+        self.world = world
+        self.dir = cfg.run_dir
+        self.target = target
+        self.log = RunLog(self.dir, enabled=world.is_root, tensorboard=cfg.tensorboard,
+                          total_steps=total_steps)
+        self.checkpoints = Checkpoints(self.dir, keep=cfg.keep_checkpoints)
+        self.stop = StopRequest()
+        self.clock = Clock()
+        self.solved_at_step: int | None = None
+        self.solved_at_time_s: float | None = None
+        self.last_eval: float | None = None
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save(self, update: int, shared: dict, local: dict, meta: dict) -> None:
+        """Gather every rank's ``local`` state to rank 0, which writes one checkpoint."""
+        every_local = self.world.gather_obj(local)
+        if self.world.is_root:
+            meta = {**meta, "update": update, "n_ranks": self.world.size,
+                    "time_s": self.clock(), "solved_at_step": self.solved_at_step,
+                    "solved_at_time_s": self.solved_at_time_s}
+            state = {"meta": meta, "shared": shared, "ranks": every_local}
+            self.checkpoints.save(state, update,
+                                  midway=lambda: faults.at("checkpoint", 0, update))
+
+    def restore(self) -> Restored | None:
+        """With --resume: the newest good checkpoint (older ones tried in turn, saying so)."""
+        if not self.cfg.resume:
+            return None
+        state, path = None, None
+        if self.world.is_root:
+            state, path = self.checkpoints.load_latest(warn=self.log.print)
+            self.log.print(f"resuming from {path} (update {state['meta']['update']})")
+        meta, path = self.world.bcast_obj((state["meta"], path) if state else None)
+        ranks = state["ranks"] if state else None
+        local = self.world.comm.scatter(ranks if ranks and len(ranks) == self.world.size
+                                        else [None] * self.world.size)
+        self.clock = Clock(offset=meta["time_s"])
+        self.solved_at_step = meta.get("solved_at_step")
+        self.solved_at_time_s = meta.get("solved_at_time_s")
+        return Restored(shared=state["shared"] if state else None, local=local, meta=meta,
+                        path=path)
+
+    # -- stopping and evaluation -----------------------------------------------------------------
+    def stop_requested(self) -> bool:
+        return self.stop.agreed(self.world)
+
+    def record_eval(self, global_step: int, value: float) -> None:
+        self.last_eval = value
+        if self.solved_at_step is None and self.target is not None and value >= self.target:
+            self.solved_at_step = global_step
+            self.solved_at_time_s = self.clock()
+
+    @property
+    def solved(self) -> bool:
+        return self.solved_at_step is not None
+
+    def finish(self, global_steps: int, steps_this_session: int, session_s: float,
+               preempted: bool, extra: dict | None = None) -> dict:
+        summary = {
+            "status": "preempted" if preempted else "completed",
+            "env_id": self.cfg.env_id, "algo": self.cfg.algo, "seed": self.cfg.seed,
+            "n_ranks": self.world.size, "global_steps": global_steps,
+            "wall_time_s": self.clock(), "sps": steps_this_session / max(session_s, 1e-9),
+            "eval_return_mean": self.last_eval, "target_return": self.target,
+            "solved_at_step": self.solved_at_step, "solved_at_time_s": self.solved_at_time_s,
+            "host": platform.node(), **(extra or {}),
+        }
+        self.log.summary(summary)
+        if preempted:
+            argv = " ".join(a for a in sys.argv[1:] if a != "--resume")
+            self.log.print(f"stopped by signal after {global_steps:,} steps; checkpoint saved. "
+                           f"Resume with: mpirun -n {self.world.size} python -m mpirl.train "
+                           f"{argv} --resume --run-dir {self.dir}".replace("  ", " "))
+        else:
+            self.log.print(f"done: {global_steps:,} steps in {summary['wall_time_s']:.1f}s; "
+                           f"eval return {self.last_eval}; summary in "
+                           f"{os.path.join(self.dir, 'summary.json')}")
+        self.log.close()
+        return summary

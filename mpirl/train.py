@@ -1,0 +1,143 @@
+"""``mpirun -n N python -m mpirl.train [options]``: the loop that wires the parts together.
+
+    configure   rank 0 parses and validates everything (options, env, run dir) and broadcasts
+                the verdict: bad input is reported once and every rank exits 2 before training
+    world       threads capped to this rank's share of the cores; any exception aborts the job
+    run         run dir, logs, checkpoints, stop signals (mpirl.run)
+    algorithm   mpirl.algos.<algo>.train(cfg, world, run) -> summary
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+
+import gymnasium as gym
+import torch
+import yaml
+
+from mpirl.config import Config, ConfigError, default_run_dir, parse_args, to_yaml
+from mpirl.dist.world import World, install_abort_on_error
+from mpirl.envs import default_target, env_spec
+
+# Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
+MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "num_envs", "normalize_obs", "dueling",
+              "pipeline_stages", "partition")
+ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,)}
+
+
+def check_env(env_id: str, algo: str) -> None:
+    """The env exists, builds, and has spaces the algorithm handles."""
+    env_spec(env_id)
+    try:
+        env = gym.make(env_id)
+    except Exception as exc:  # noqa: BLE001 - any construction failure is bad input
+        raise ConfigError(f"cannot create environment {env_id!r}: {exc}") from None
+    obs, act = env.observation_space, env.action_space
+    env.close()
+    if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
+        raise ConfigError(f"{env_id}: only flat vector observations are supported, not {obs}")
+    if not isinstance(act, ACTION_SPACES[algo]):
+        kinds = " or ".join(k.__name__ for k in ACTION_SPACES[algo])
+        raise ConfigError(f"{env_id} has a {type(act).__name__} action space; "
+                          f"--algo {algo} needs {kinds}")
+
+
+def check_layout(cfg: Config, n_ranks: int) -> None:
+    """Parallel layouts that cannot work with this many ranks."""
+    if n_ranks % cfg.pipeline_stages:
+        raise ConfigError(f"{n_ranks} ranks cannot form pipelines of --pipeline-stages "
+                          f"{cfg.pipeline_stages} (ranks must be a multiple of the stages)")
+    if cfg.pipeline_stages > 1 and cfg.algo != "ppo":
+        raise ConfigError("--pipeline-stages > 1 is implemented for --algo ppo only")
+    if cfg.pipeline_stages > 1 and cfg.pipeline_stages > len(cfg.hidden_sizes) + 1:
+        raise ConfigError(f"--pipeline-stages {cfg.pipeline_stages} exceeds the model's "
+                          f"{len(cfg.hidden_sizes) + 1} layers (deepen --hidden-sizes)")
+    if cfg.sync_mode == "overlap" and cfg.pipeline_stages > 1:
+        raise ConfigError("--sync-mode overlap does not support --pipeline-stages > 1")
+
+
+def prepare_run_dir(cfg: Config, n_ranks: int) -> None:
+    """Create (or, with --resume, vet) the run dir. Nothing existing is ever overwritten."""
+    path = cfg.run_dir
+    saved_cfg = os.path.join(path, "config.yaml")
+    if cfg.resume:
+        if not os.path.isdir(path):
+            raise ConfigError(f"--resume: run dir {path} does not exist")
+        if not os.path.isfile(saved_cfg):
+            raise ConfigError(f"--resume: {path} is not an mpirl run (no config.yaml)")
+        with open(saved_cfg) as fh:
+            saved = yaml.safe_load(fh) or {}
+        with open(os.path.join(path, "run.json")) as fh:
+            saved["n_ranks"] = json.load(fh).get("n_ranks")
+        now = {**cfg.to_dict(), "n_ranks": n_ranks}
+        diff = [f"  {k}: run has {saved.get(k)!r}, now {now[k]!r}"
+                for k in MUST_MATCH + ("n_ranks",) if saved.get(k) != now[k]]
+        if diff:
+            raise ConfigError(f"--resume: {path} was trained with a different setup; "
+                              "resuming would mix incompatible state:\n" + "\n".join(diff))
+        if not os.path.isdir(os.path.join(path, "checkpoints")) or \
+                not any(f.endswith(".pt") for f in os.listdir(os.path.join(path, "checkpoints"))):
+            raise ConfigError(f"--resume: {path} has no checkpoint to resume from")
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"--resume: run dir {path} is not writable")
+        return
+    if os.path.isdir(path) and os.listdir(path):
+        raise ConfigError(f"run dir {path} already holds a run; choose another --run-dir, "
+                          "or add --resume to continue it")
+    try:
+        os.makedirs(path, exist_ok=True)
+        with open(saved_cfg, "w") as fh:
+            fh.write(to_yaml(cfg))
+        with open(os.path.join(path, "run.json"), "w") as fh:
+            json.dump({"n_ranks": n_ranks, "created": time.time(), "argv": sys.argv[1:]}, fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot create run dir {path}: {exc.strerror or exc}") from None
+
+
+def configure(world: World, argv: list[str] | None) -> Config:
+    """Rank 0 decides; every rank gets the same Config, or exits with rank 0's one message."""
+    verdict = None
+    if world.is_root:
+        try:
+            cfg = parse_args(argv)
+            for env_id in ([cfg.env_id] if not cfg.tasks else
+                           [t.split(":")[0] for t in cfg.tasks.split(",")]):
+                check_env(env_id, cfg.algo)
+            check_layout(cfg, world.size)
+            if cfg.run_dir is None:
+                cfg.run_dir = default_run_dir(cfg)
+            prepare_run_dir(cfg, world.size)
+            verdict = ("ok", cfg)
+        except ConfigError as exc:
+            verdict = ("error", str(exc))
+        except SystemExit as exc:  # --help
+            verdict = ("exit", exc.code or 0)
+    kind, value = world.bcast_obj(verdict)
+    if kind == "ok":
+        return value
+    if kind == "error" and world.is_root:
+        print(f"mpirl: error: {value}", file=sys.stderr, flush=True)
+    sys.exit(2 if kind == "error" else value)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    world = World()
+    install_abort_on_error()
+    cfg = configure(world, argv)
+    torch.set_num_threads(world.threads_per_rank())
+
+    from mpirl.run import Run  # after configure: --help and bad input stay fast
+    target = cfg.target_return if cfg.target_return is not None else default_target(cfg.env_id)
+    run = Run(cfg, world, target=target, total_steps=cfg.total_timesteps)
+    run.log.print(f"mpirl: {cfg.algo} on {cfg.env_id}, {world.size} rank(s) x {cfg.num_envs} envs, "
+                  f"{torch.get_num_threads()} thread(s)/rank, {cfg.total_timesteps:,} global steps "
+                  f"-> {cfg.run_dir}")
+    algorithm = importlib.import_module(f"mpirl.algos.{cfg.algo}")
+    return algorithm.train(cfg, world, run)
+
+
+if __name__ == "__main__":
+    main()
