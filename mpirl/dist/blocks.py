@@ -1,0 +1,54 @@
+"""An index range split into contiguous blocks, one per rank, and the Allgatherv / Gatherv that
+put the blocks back together (the state slices of distributed value iteration)."""
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+from mpi4py.util.dtlib import from_numpy_dtype
+
+from mpirl.dist.world import World
+
+
+class Blocks:
+    """``n`` items split over the ranks of ``world`` as evenly as possible, in rank order.
+
+    Rank r owns items ``[displs[r], displs[r] + counts[r])``; ``lo``/``hi`` are this rank's.
+    The first ``n % size`` ranks hold one item more than the others.
+    """
+
+    def __init__(self, world: World, n: int):
+        if n < world.size:
+            raise ValueError(f"cannot split {n} items over {world.size} ranks: every rank needs one")
+        self.world, self.n = world, n
+        base, extra = divmod(n, world.size)
+        self.counts = np.array([base + (r < extra) for r in range(world.size)], dtype=np.int64)
+        self.displs = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self.lo = int(self.displs[world.rank])
+        self.hi = self.lo + int(self.counts[world.rank])
+
+    @property
+    def size(self) -> int:
+        """How many items this rank owns."""
+        return self.hi - self.lo
+
+    def _spec(self, buf: np.ndarray):
+        width = int(np.prod(buf.shape[1:], dtype=np.int64))  # items may be rows, e.g. Q (n, A)
+        return [buf, (self.counts * width, self.displs * width), from_numpy_dtype(buf.dtype)]
+
+    def allgather_inplace(self, full: np.ndarray) -> None:
+        """Every rank has written its own block of ``full`` (shape (n, ...), C-contiguous);
+        afterwards every rank holds every block. One in-place Allgatherv, no copies."""
+        if self.world.size > 1:
+            self.world.comm.Allgatherv(MPI.IN_PLACE, self._spec(full))
+
+    def gather(self, local: np.ndarray, root: int = 0) -> np.ndarray | None:
+        """This rank's block ``local`` (shape (size, ...)) from every rank -> the whole array
+        (shape (n, ...)) on ``root``; None elsewhere."""
+        local = np.ascontiguousarray(local)
+        if self.world.size == 1:
+            return local.copy()
+        full = np.empty((self.n,) + local.shape[1:], dtype=local.dtype) \
+            if self.world.rank == root else None
+        recv = self._spec(full) if full is not None else None
+        self.world.comm.Gatherv(local, recv, root=root)
+        return full

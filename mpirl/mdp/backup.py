@@ -1,0 +1,114 @@
+"""The Bellman backup of one slice of states, vectorised in numpy.
+
+For the rows of states [lo, hi) (row = (s, a)) it computes
+
+    Q(s, a) = rbar(s, a) + gamma * sum_j c_j V(next_j)
+
+where rbar(s, a) = sum_j p_j r_j is the expected reward of the row and c_j = p_j (1 - done_j)
+the probability of continuing to next_j. Folding rewards and episode ends into these two arrays
+once leaves a sweep reading only ``next_state`` (4 B), ``c`` (8 B) per transition and ``rbar``
+(8 B) per row.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mpirl.mdp.mdp import Transitions
+
+
+class Backup:
+    """Q = rbar + gamma * P V over one slice's rows.
+
+    The sweep walks the rows in chunks of about ``chunk_nnz`` transitions so that the gathered
+    values and products stay in cache (a whole-slice ``V[next]`` would write and re-read a
+    temporary as large as P itself). Rows that all have the same number of transitions (the
+    generated MDPs) are summed with strided adds; others with ``np.add.reduceat``.
+    """
+
+    def __init__(self, rows: Transitions, chunk_nnz: int = 1 << 16):
+        expected_reward = np.add.reduceat(rows.prob * rows.reward, rows.indptr[:-1]) \
+            if len(rows.prob) else np.zeros(rows.n_rows)
+        self._setup(rows.n_states, rows.n_actions, rows.lo, rows.hi, rows.indptr,
+                    rows.next_state, rows.prob * ~rows.done, expected_reward, chunk_nnz)
+
+    def _setup(self, n_states, n_actions, lo, hi, indptr, next_state, cont_prob, expected_reward,
+               chunk_nnz):
+        self.n_states, self.n_actions, self.lo, self.hi = n_states, n_actions, lo, hi
+        self.n_rows = len(indptr) - 1
+        self.indptr = indptr                      # (rows + 1,)
+        self.next_state = next_state              # (nnz,)
+        self.cont_prob = cont_prob                # (nnz,)  p * (1 - done)
+        self.expected_reward = expected_reward    # (rows,) sum of p * r
+        self.chunk_nnz = chunk_nnz
+        counts = np.diff(indptr)
+        self.branching = int(counts[0]) if len(counts) and (counts == counts[0]).all() else None
+        per_row = self.branching or max(1, int(counts.mean()) if len(counts) else 1)
+        self.chunk_rows = max(1, chunk_nnz // per_row)
+        starts = indptr[0:self.n_rows:self.chunk_rows]
+        ends = indptr[np.minimum(np.arange(len(starts)) * self.chunk_rows + self.chunk_rows,
+                                 self.n_rows)]
+        self._buf = np.empty(int((ends - starts).max()) if len(starts) else 0)
+
+    @property
+    def bytes_per_sweep(self) -> int:
+        """Bytes of the transition arrays one sweep reads."""
+        read = self.next_state.nbytes + self.cont_prob.nbytes + self.expected_reward.nbytes
+        return read + (0 if self.branching else self.indptr.nbytes)
+
+    def q_values(self, V: np.ndarray, gamma: float, out: np.ndarray | None = None) -> np.ndarray:
+        """Q (rows,) = rbar + gamma * P V for this slice's rows, from V (n_states,)."""
+        out = np.empty(self.n_rows) if out is None else out
+        B = self.branching
+        for r0 in range(0, self.n_rows, self.chunk_rows):
+            r1 = min(self.n_rows, r0 + self.chunk_rows)
+            a, b = int(self.indptr[r0]), int(self.indptr[r1])
+            w = self._buf[:b - a]
+            # mode="clip" skips numpy's per-index bounds check (next states were checked when the
+            # rows were built) and, unlike the default, avoids a temporary copy of the indices.
+            np.take(V, self.next_state[a:b], out=w, mode="clip")
+            np.multiply(w, self.cont_prob[a:b], out=w)
+            row_sum = out[r0:r1]
+            if B is not None:
+                np.copyto(row_sum, w[0::B])
+                for k in range(1, B):
+                    row_sum += w[k::B]
+            else:
+                np.add.reduceat(w, self.indptr[r0:r1] - a, out=row_sum)
+            row_sum *= gamma
+            row_sum += self.expected_reward[r0:r1]
+        return out
+
+    def restrict(self, actions: np.ndarray) -> "Backup":
+        """The backup of one action per state, ``actions`` (hi - lo,): a policy's rows."""
+        rows = np.arange(self.hi - self.lo) * self.n_actions + actions
+        counts = self.indptr[rows + 1] - self.indptr[rows]
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # Entry j of the new row i sits at old position indptr_old[rows[i]] + (j - indptr[i]).
+        take = np.repeat(self.indptr[rows] - indptr[:-1], counts) + np.arange(indptr[-1])
+        sub = object.__new__(Backup)
+        sub._setup(self.n_states, 1, self.lo, self.hi, indptr, self.next_state[take],
+                   self.cont_prob[take], self.expected_reward[rows], self.chunk_nnz)
+        return sub
+
+
+def max_over_actions(q: np.ndarray, n_actions: int, out: np.ndarray) -> np.ndarray:
+    """V (states,) = max_a Q, for Q flat (states * n_actions,) in row (s, a) order.
+
+    Strided maxima: numpy's ``max(axis=1)`` over a short last axis is several times slower."""
+    np.copyto(out, q[0::n_actions])
+    for a in range(1, n_actions):
+        np.maximum(out, q[a::n_actions], out=out)
+    return out
+
+
+def greedy(q: np.ndarray, n_actions: int, keep: np.ndarray | None = None) -> np.ndarray:
+    """The greedy action per state (states,) from flat Q; ties go to the lowest action, or to the
+    action in ``keep`` when it is within rounding of the best (so policy iteration stops)."""
+    q = q.reshape(-1, n_actions)
+    best = q.argmax(axis=1)
+    if keep is None:
+        return best
+    states = np.arange(len(best))
+    top = q[states, best]
+    still_best = q[states, keep] >= top - 1e-12 * np.maximum(1.0, np.abs(top))
+    return np.where(still_best, keep, best)
