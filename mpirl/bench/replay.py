@@ -1,0 +1,98 @@
+"""Bench section "replay": insert and sample throughput of the replay memory, one process.
+
+For capacities 1e4, 1e5 and 1e6 (CartPole-shaped records of 49 bytes), uniform and prioritized:
+
+- insert: transitions/s appending chunks of 256 to a full ring (the steady state);
+- sample: transitions/s of one learning step's replay work, a batch of 256 drawn (with importance
+  weights and the records gathered) plus, when prioritized, its priorities updated.
+
+The headline target: a prioritized batch of 256 from a memory of 1e6, drawn and its priorities
+updated, in under 100 microseconds (the records' gather is reported separately: it is a copy of
+256 rows, not replay bookkeeping). Times are the median of several blocks of repeats, because
+the machine may be shared.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from mpirl.replay.buffer import ReplayBuffer, transition_dtype
+
+CAPACITIES = (10_000, 100_000, 1_000_000)
+BATCH, CHUNK = 256, 256
+TARGET_US = 100.0
+DTYPE = transition_dtype((4,))   # CartPole-v1 observations
+
+
+def _median_seconds(step, calls: int, blocks: int = 7) -> float:
+    """Median over ``blocks`` of the mean time of one ``step()`` over ``calls`` calls."""
+    times = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            step()
+        times.append((time.perf_counter() - t0) / calls)
+    return float(np.median(times))
+
+
+def _full_memory(capacity: int, prioritized: bool, rng) -> ReplayBuffer:
+    memory = ReplayBuffer(capacity, DTYPE, prioritized=prioritized, alpha=0.6)
+    chunk = np.zeros(min(capacity, 65_536), dtype=DTYPE)
+    chunk["obs"] = rng.normal(size=chunk["obs"].shape)
+    while memory.added < capacity:
+        memory.add(chunk[:capacity - memory.added])
+    if prioritized:  # spread priorities out, as after some learning
+        memory.update_priorities(np.arange(capacity), rng.exponential(size=capacity))
+    return memory
+
+
+def measure(capacity: int, prioritized: bool, calls: int) -> dict:
+    rng = np.random.default_rng(0)
+    memory = _full_memory(capacity, prioritized, rng)
+    chunk = memory.storage[:CHUNK].copy()
+    insert_s = _median_seconds(lambda: memory.add(chunk), calls)
+
+    def draw_and_update():
+        slots, _ = memory.sample_indices(BATCH, rng)
+        if prioritized:
+            memory.update_priorities(slots, rng.exponential(size=BATCH))
+
+    def learning_step():
+        _, slots, _ = memory.sample(BATCH, rng, beta=0.4)
+        memory.update_priorities(slots, rng.exponential(size=BATCH))
+
+    bookkeeping_s = _median_seconds(draw_and_update, calls)
+    step_s = _median_seconds(learning_step, calls)
+    return {"capacity": capacity, "prioritized": prioritized,
+            "insert_per_s": CHUNK / insert_s, "sample_per_s": BATCH / step_s,
+            "draw_update_us": bookkeeping_s * 1e6, "step_us": step_s * 1e6}
+
+
+def run(args) -> dict:
+    capacities = (10_000, 1_000_000) if args.quick else CAPACITIES
+    calls = 50 if args.quick else 400
+    rows = [measure(c, p, calls) for c in capacities for p in (False, True)]
+    headline = next(r for r in rows if r["capacity"] == 1_000_000 and r["prioritized"])
+    return {"batch": BATCH, "chunk": CHUNK, "rows": rows,
+            "prioritized_1e6_draw_update_us": headline["draw_update_us"],
+            "target_us": TARGET_US, "target_met": headline["draw_update_us"] < TARGET_US}
+
+
+def table(result: dict) -> str:
+    m = result.get("machine", {})
+    lines = [f"Replay memory, one process ({m.get('cpu', '?')}, {m.get('cores', '?')} cores; "
+             f"batch {result['batch']}, insert chunks of {result['chunk']}, median of repeats)",
+             "",
+             "| capacity | replay | insert (transitions/s) | sample + update (transitions/s) "
+             "| draw + priority update (us) | with record gather (us) |",
+             "|---:|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        kind = "prioritized" if r["prioritized"] else "uniform"
+        lines.append(f"| {r['capacity']:,} | {kind} | {r['insert_per_s']:,.0f} | "
+                     f"{r['sample_per_s']:,.0f} | {r['draw_update_us']:.1f} | {r['step_us']:.1f} |")
+    verdict = "met" if result["target_met"] else "NOT met"
+    lines += ["", f"Target: prioritized batch of {result['batch']} from 1e6 drawn + priorities "
+                  f"updated in < {result['target_us']:.0f} us: "
+                  f"{result['prioritized_1e6_draw_update_us']:.1f} us ({verdict})."]
+    return "\n".join(lines)
