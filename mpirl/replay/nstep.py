@@ -25,17 +25,22 @@ class NStepAdder:
         # discounts[k] = g^k, and the bootstrap discount of a step at history position k
         self.powers = gamma ** np.arange(n + 1, dtype=np.float64)
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated) -> np.ndarray:
+    def add(self, obs, action, reward, next_obs, terminated, truncated, valid=None) -> np.ndarray:
         """One step of every env: arrays with leading dimension num_envs.
 
         ``next_obs`` must be the true next observation (the final one where an episode ended,
-        not the first of the next episode). Returns the completed records, shape (M,).
+        not the first of the next episode). ``valid`` (bool, num_envs) marks the envs that really
+        acted; the others (the reset steps of next-step autoreset) are left out entirely.
+        Returns the completed records, shape (M,).
         """
-        self.history = np.roll(self.history, -1, axis=0)
+        valid = np.ones(self.pending.shape, bool) if valid is None else np.asarray(valid, bool)
+        self.history[:, valid] = np.roll(self.history[:, valid], -1, axis=0)
         newest = self.history[-1]
-        newest["obs"], newest["action"], newest["reward"] = obs, action, reward
-        self.pending = np.minimum(self.pending + 1, self.n)
-        ended = np.logical_or(terminated, truncated)
+        newest["obs"][valid] = np.asarray(obs)[valid]
+        newest["action"][valid] = np.asarray(action)[valid]
+        newest["reward"][valid] = np.asarray(reward)[valid]
+        self.pending = np.where(valid, np.minimum(self.pending + 1, self.n), self.pending)
+        ended = np.logical_or(terminated, truncated) & valid
 
         # returns of every history position: R_k = r_k + g R_{k+1}, over the newest n steps
         rewards = self.history["reward"].astype(np.float64)
@@ -47,7 +52,7 @@ class NStepAdder:
 
         # which (position, env) leave now: the oldest of a full window, or all of an ended episode
         position = np.arange(self.n)[:, None]
-        waiting = position >= (self.n - self.pending)[None, :]
+        waiting = (position >= (self.n - self.pending)[None, :]) & valid[None, :]
         leaving = waiting & (ended[None, :] | (position == 0))
         ks, es = np.nonzero(leaving)
         out = np.empty(ks.size, dtype=self.dtype)

@@ -27,6 +27,8 @@ def test_nstep_records_match_naive_returns(n):
     produced = []
     episodes, current = [], [[] for _ in range(num_envs)]
     obs = rng.integers(0, 1000, size=(num_envs, 1)).astype(np.float32)
+    valid = np.ones(num_envs, bool)   # next-step autoreset: the step after an episode only resets
+    acted = 0
     for t in range(T):
         action = rng.integers(0, 4, num_envs)
         reward = rng.normal(size=num_envs).astype(np.float32)
@@ -35,19 +37,25 @@ def test_nstep_records_match_naive_returns(n):
         truncated = ~terminated & (rng.random(num_envs) < 0.05)
         if t == T - 1:
             truncated = ~terminated   # end every episode so every step has left
-        for e in range(num_envs):
+        terminated &= valid
+        truncated &= valid
+        for e in np.nonzero(valid)[0]:
+            acted += 1
             current[e].append((float(obs[e, 0]), int(action[e]), float(reward[e]),
                                float(next_obs[e, 0])))
             if terminated[e] or truncated[e]:
                 episodes.append((current[e], bool(terminated[e])))
                 current[e] = []
-        records = adder.add(obs, action, reward, next_obs, terminated, truncated)
+        records = adder.add(obs, action, reward, next_obs, terminated, truncated, valid)
         produced += [(float(r["obs"][0]), int(r["action"]), float(r["reward"]),
                       float(r["next_obs"][0]), bool(r["done"]), float(r["discount"]))
                      for r in records]
         obs = rng.integers(0, 1000, size=(num_envs, 1)).astype(np.float32)
-    assert len(produced) == T * num_envs            # one record per env step
+        valid = ~(terminated | truncated)
+    assert len(produced) == acted                   # one record per env step that acted
+    assert acted < T * num_envs                     # (some reset steps were left out)
     expected = _naive_records(episodes, n, gamma)
+    assert len(expected) == acted
     for got, want in zip(sorted(produced), expected):
         assert got[:2] == want[:2] and got[3:5] == want[3:5]
         assert got[2] == pytest.approx(want[2], abs=1e-5)
