@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from mpirl.config import Config, ConfigError, default_run_dir, parse_args, to_yaml
+from mpirl.dist.slurm import check_world_size
 from mpirl.dist.world import World, install_abort_on_error
 from mpirl.envs import default_target, env_spec
 
@@ -102,6 +103,7 @@ def configure(world: World, argv: list[str] | None) -> Config:
     verdict = None
     if world.is_root:
         try:
+            check_world_size(world.size)  # under Slurm: one job of SLURM_NTASKS ranks, not N copies
             cfg = parse_args(argv)
             for env_id in ([cfg.env_id] if not cfg.tasks else
                            [t.split(":")[0] for t in cfg.tasks.split(",")]):

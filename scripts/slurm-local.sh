@@ -79,7 +79,9 @@ SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$MUNGE_SOCKET
+# A requeued job starts again only once its old credential has expired: cred_expire=10
+# (default 120) keeps that wait to seconds.
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/spool
@@ -101,7 +103,8 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 SchedulerType=sched/backfill
-# Snappy turnaround for tests: schedule, clean up and forget finished jobs quickly.
+MailProg=/bin/true
+# Snappy turnaround for tests: schedule every second, keep finished jobs visible for 10 min.
 ReturnToService=2
 SchedulerParameters=sched_interval=1
 MessageTimeout=30
@@ -115,19 +118,19 @@ PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
     mv "$CONF.new" "$CONF"
     # Let plain `sinfo` find this cluster, unless the machine already has a Slurm of its own.
-    if [ ! -e "$SYSTEM_CONF" ] || { [ -L "$SYSTEM_CONF" ] && [ "$(readlink "$SYSTEM_CONF")" = "$CONF" ]; }; then
-        if [ -w "$(dirname "$SYSTEM_CONF")" ] 2>/dev/null || { [ "$(id -u)" = 0 ] && mkdir -p "$(dirname "$SYSTEM_CONF")"; }; then
-            ln -sfn "$CONF" "$SYSTEM_CONF"
-        fi
+    if [ ! -e "$SYSTEM_CONF" ] || [ "$(readlink "$SYSTEM_CONF")" = "$CONF" ]; then
+        { mkdir -p "$(dirname "$SYSTEM_CONF")" && ln -sfn "$CONF" "$SYSTEM_CONF"; } 2>/dev/null || true
     fi
 }
 
 # -- daemons --------------------------------------------------------------------------------
-pid_of() {  # pid_of NAME: the pid in NAME's pid file if that process is alive
+pid_of() {  # pid_of NAME: the pid in NAME's pid file, if that process is alive and is NAME
     local file=$STATE/run/$1.pid pid
     [ -s "$file" ] || return 1
     pid=$(cat "$file")
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] || return 1  # not a reused pid
+    echo "$pid"
 }
 
 wait_for() {  # wait_for WHAT LOG CMD...: retry CMD every 0.5 s for START_TIMEOUT seconds
@@ -162,18 +165,18 @@ start() {
     write_config
 
     say "starting munged"
-    munged --force --socket="$MUNGE_SOCKET" --key-file="$STATE/munge/munge.key" \
+    timeout 30 munged --force --socket="$MUNGE_SOCKET" --key-file="$STATE/munge/munge.key" \
         --pid-file="$STATE/run/munged.pid" --log-file="$STATE/log/munged.log" \
         --seed-file="$STATE/munge/munged.seed"
     wait_for munged "$STATE/log/munged.log" munge_ok
 
     say "starting slurmctld"
     # -i: ignore state left by an earlier run of this cluster (old jobs, old node state).
-    slurmctld -i -f "$CONF"
+    timeout 30 slurmctld -i -f "$CONF"
     wait_for slurmctld "$STATE/log/slurmctld.log" ctld_ok
 
     say "starting slurmd"
-    slurmd -f "$CONF" -N "$NODE"
+    timeout 30 slurmd -f "$CONF" -N "$NODE"
     wait_for "slurmd (node $NODE idle)" "$STATE/log/slurmd.log" node_up || {
         scontrol show node "$NODE" >&2 || true; return 1; }
     say "ready: $(sinfo -h -o '%P %D node(s), %c CPUs, %t' | head -1)"

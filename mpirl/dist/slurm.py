@@ -16,9 +16,12 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
+from mpirl.config import ConfigError
 
-class WorldSizeError(RuntimeError):
-    """MPI's world size differs from the number of tasks the launcher started."""
+
+class WorldSizeError(ConfigError):
+    """MPI's world size differs from the number of tasks the launcher started (bad input: the
+    trainer reports it once and exits 2, before any training)."""
 
 
 def _int(env: Mapping[str, str], name: str) -> int | None:
