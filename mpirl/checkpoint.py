@@ -17,6 +17,7 @@ import io
 import os
 import re
 
+import numpy as np
 import torch
 
 NAME = re.compile(r"ckpt_(\d{8})\.pt$")
@@ -24,6 +25,20 @@ NAME = re.compile(r"ckpt_(\d{8})\.pt$")
 
 class CheckpointError(RuntimeError):
     """No usable checkpoint (missing, truncated or corrupted)."""
+
+
+def plain(value):
+    """``value`` with numpy arrays as tensors and numpy scalars as Python numbers, recursively:
+    the only shapes ``torch.load(weights_only=True)`` accepts besides containers and strings."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
 
 
 def _atomic_write(path: str, data: bytes, midway=None) -> None:
@@ -64,7 +79,7 @@ class Checkpoints:
         """Write ``state`` as the checkpoint of ``update``; prune all but the newest ``keep``."""
         os.makedirs(self.dir, exist_ok=True)
         buf = io.BytesIO()
-        torch.save(state, buf)
+        torch.save(plain(state), buf)
         data = buf.getvalue()
         path = os.path.join(self.dir, f"ckpt_{update:08d}.pt")
         _atomic_write(path[:-3] + ".sha256", hashlib.sha256(data).hexdigest().encode() + b"\n")
@@ -95,7 +110,8 @@ class Checkpoints:
         try:
             return torch.load(io.BytesIO(data), weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means unusable
-            raise CheckpointError(f"{path}: cannot be loaded safely ({exc})") from None
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{path}: cannot be loaded safely ({reason[:300]})") from None
 
     def load_latest(self, warn=print) -> tuple[dict, str]:
         """The newest checkpoint that loads; older ones are tried in turn, saying so."""

@@ -52,6 +52,10 @@ class Config:
                                  "target, and at the end)")
     hidden_sizes: tuple = opt((64, 64), "hidden layer widths, e.g. 64,64")
     device: str = opt("cpu", "torch device (cpu, cuda, cuda:0, ...)")
+    torch_threads: int = opt(0, "torch intra-op threads per rank; 0 = auto: the rank's share of "
+                                "the cores (SLURM_CPUS_PER_TASK / OMP_NUM_THREADS win), but 1 for "
+                                "models under 100k parameters, where threads cost more than "
+                                "they give")
     vector_mode: str = opt("auto", "vector env: native (the env's own vectorised implementation), "
                                    "sync, async; auto = native when the env has one",
                            choices=VECTOR_MODES)
@@ -196,7 +200,7 @@ def convert(name: str, value: Any) -> Any:
 # -- the command line --------------------------------------------------------------------------
 def build_parser(prog: str = "python -m mpirl.train") -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, usage="%(prog)s [options]", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train an RL agent over MPI ranks: mpirun -n 8 python -m mpirl.train [options]. "
                     "total-timesteps counts the steps of all ranks together.")
     groups = {g: parser.add_argument_group(t) for g, t in GROUP_TITLES.items()}
@@ -205,7 +209,8 @@ def build_parser(prog: str = "python -m mpirl.train") -> argparse.ArgumentParser
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=f"{meta['help']} (default: {shown})")
+        text = meta["help"] if "default" in meta["help"] else f"{meta['help']} (default: {shown})"
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=text)
         kind = str(f.type)
         if kind.startswith("bool"):
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -300,6 +305,7 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, name)
         need(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} must be >= 0, "
                                                   f"not {value}")
+    need(cfg.torch_threads >= 0, f"--torch-threads must be >= 0, not {cfg.torch_threads}")
     need(cfg.bucket_mb > 0, f"--bucket-mb must be > 0, not {cfg.bucket_mb}")
     need(len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
          f"--hidden-sizes needs one or more positive widths, not {cfg.hidden_sizes}")

@@ -86,7 +86,7 @@ class RunningMeanStd:
         m2 = self.var * self.count + b_var * count + delta ** 2 * self.count * count / n
         self.mean = self.mean + delta * count / n
         self.var = m2 / n
-        self.count = n
+        self.count = float(n)
 
     def state_dict(self) -> dict:
         return {"count": self.count, "mean": self.mean.tolist(), "var": self.var.tolist()}

@@ -11,24 +11,13 @@ numbers, strings, lists and dicts (numpy arrays become tensors and back).
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 import torch
+
+from mpirl.checkpoint import plain
 
 # The attributes that hold a classic-control env's dynamic state (single or natively vectorised).
 STATE_ATTRS = ("state", "steps", "prev_done", "steps_beyond_terminated", "last_u")
 CLASSIC = "gymnasium.envs.classic_control"
-
-
-def _to_plain(value):
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value.copy())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    return value
 
 
 def _from_plain(value):
@@ -45,8 +34,8 @@ def _supported(env) -> bool:
 
 def _capture_env(env) -> dict:
     base = env.unwrapped
-    out = {k: _to_plain(getattr(base, k)) for k in STATE_ATTRS if hasattr(base, k)}
-    out["rng"] = _to_plain(base.np_random.bit_generator.state)
+    out = {k: plain(getattr(base, k)) for k in STATE_ATTRS if hasattr(base, k)}
+    out["rng"] = plain(base.np_random.bit_generator.state)
     wrapper = env
     while isinstance(wrapper, gym.Wrapper):  # TimeLimit keeps the episode's step count
         if hasattr(wrapper, "_elapsed_steps"):
@@ -74,7 +63,7 @@ def capture(vec: gym.vector.VectorEnv) -> dict | None:
         if not all(_supported(e.unwrapped) for e in vec.envs):
             return None
         return {"kind": "sync", "envs": [_capture_env(e) for e in vec.envs],
-                "autoreset": _to_plain(vec._autoreset_envs)}
+                "autoreset": plain(vec._autoreset_envs)}
     if isinstance(vec, gym.vector.AsyncVectorEnv) or not _supported(vec.unwrapped):
         return None
     return {"kind": "native", "env": _capture_env(vec)}

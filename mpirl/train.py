@@ -125,11 +125,21 @@ def configure(world: World, argv: list[str] | None) -> Config:
     sys.exit(2 if kind == "error" else value)
 
 
+def torch_threads(cfg: Config, world: World) -> int:
+    """Intra-op threads for this rank: never more than its share of the cores, and one for small
+    models, whose kernels are too short for threads to pay for their synchronisation."""
+    if cfg.torch_threads:
+        return cfg.torch_threads
+    widths = list(cfg.hidden_sizes)
+    weights = sum(a * b for a, b in zip(widths, widths[1:]))
+    return 1 if weights < 100_000 else world.threads_per_rank()
+
+
 def main(argv: list[str] | None = None) -> dict:
     world = World()
     install_abort_on_error()
     cfg = configure(world, argv)
-    torch.set_num_threads(world.threads_per_rank())
+    torch.set_num_threads(torch_threads(cfg, world))
 
     from mpirl.run import Run  # after configure: --help and bad input stay fast
     target = cfg.target_return if cfg.target_return is not None else default_target(cfg.env_id)

@@ -22,10 +22,11 @@ import torch
 from mpirl import faults
 from mpirl.config import Config
 from mpirl.dist.collectives import (FlatGradients, allreduce_sum, check_in_sync, global_mean_std,
-                                    init_optimizer_state, sync_params)
+                                    sync_params)
 from mpirl.dist.world import World
 from mpirl.envs import Evaluator, ObsNormalizer, VecEnv, check_spaces, global_episode_stats
 from mpirl.models.actor_critic import ActorCritic, Policy
+from mpirl.optim import FlatAdam
 from mpirl.run import Run
 
 
@@ -88,9 +89,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     torch.manual_seed(cfg.seed)
     model = ActorCritic(obs_dim, envs.single_action_space, cfg.hidden_sizes).to(cfg.device)
     policy = Policy(model.continuous, model.head.log_std)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=1e-5)
-    init_optimizer_state(optimizer)
     grads = FlatGradients(model.parameters(), world)
+    optimizer = FlatAdam(grads, lr=cfg.learning_rate, eps=1e-5)
     sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))
     shuffler = np.random.default_rng(world.rank_seed(cfg.seed, 2))
 
@@ -105,7 +105,6 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         if world.is_root:
             model.load_state_dict(restored.shared["model"])
             optimizer.load_state_dict(restored.shared["optimizer"])
-            grads.bind()  # load_state_dict keeps .grad views, but be explicit
         normalizer.load_state_dict(world.bcast_obj(restored.shared["normalizer"]
                                                    if world.is_root else None))
         exact = restored.local is not None and envs.load_state_dict(restored.local["env"])

@@ -83,6 +83,8 @@ def broadcast_tensors(world: World, tensors: Sequence[torch.Tensor], root: int =
 
 def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     """The optimizer's state tensors in a fixed order (parameter order, then key order)."""
+    if hasattr(optimizer, "state_tensors"):  # mpirl.optim.FlatAdam
+        return optimizer.state_tensors()
     out = []
     for group in optimizer.param_groups:
         for p in group["params"]:

@@ -1,0 +1,76 @@
+"""Options: defaults < YAML < command line, conversion, and validation messages."""
+import pytest
+
+from mpirl.config import Config, ConfigError, build_parser, parse_args
+
+
+def test_defaults_then_yaml_then_command_line(tmp_path):
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("total_timesteps: 5000\nlearning-rate: 0.001\nhidden_sizes: [32, 16]\n"
+                        "anneal_lr: false\n")
+    cfg = parse_args(["--config", str(cfg_file), "--learning-rate", "3e-4"])
+    assert cfg.total_timesteps == 5000               # from YAML
+    assert cfg.learning_rate == 3e-4                 # command line wins
+    assert cfg.hidden_sizes == (32, 16)
+    assert cfg.anneal_lr is False
+    assert cfg.num_envs == Config().num_envs         # default
+
+
+def test_command_line_conversions():
+    cfg = parse_args(["--total-timesteps", "1e5", "--hidden-sizes", "128,64,32", "--no-norm-adv",
+                      "--target-return", "none", "--target-kl", "0.02"])
+    assert cfg.total_timesteps == 100_000 and cfg.hidden_sizes == (128, 64, 32)
+    assert cfg.norm_adv is False and cfg.target_return is None and cfg.target_kl == 0.02
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--learning-rate", "-1"], "--learning-rate must be > 0"),
+    (["--total-timesteps", "0"], "--total-timesteps must be >= 1"),
+    (["--num-envs", "two"], "--num-envs: 'two' is not a valid int"),
+    (["--gamma", "1.5"], "--gamma must lie in [0, 1]"),
+    (["--algo", "a2c"], "--algo must be one of ppo, dqn"),
+    (["--algo", "dqn", "--buffer-size", "10", "--batch-size", "64"], "at least --batch-size"),
+    (["--per-alpha", "2"], "--per-alpha must lie in [0, 1]"),
+    (["--resume"], "--resume needs --run-dir"),
+    (["--hidden-sizes", "0"], "--hidden-sizes needs one or more positive widths"),
+])
+def test_bad_values_give_one_clear_message(argv, message):
+    with pytest.raises(ConfigError) as err:
+        parse_args(argv)
+    assert message in str(err.value)
+
+
+def test_every_problem_is_listed_at_once():
+    with pytest.raises(ConfigError) as err:
+        parse_args(["--learning-rate", "0", "--num-steps", "0"])
+    assert "--learning-rate" in str(err.value) and "--num-steps" in str(err.value)
+
+
+def test_yaml_problems(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("total_timesteps: [1, 2\n")
+    with pytest.raises(ConfigError, match="malformed YAML"):
+        parse_args(["--config", str(bad)])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("totl_timesteps: 5\n")
+    with pytest.raises(ConfigError, match="unknown option.*totl_timesteps"):
+        parse_args(["--config", str(unknown)])
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        parse_args(["--config", str(tmp_path / "missing.yaml")])
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        parse_args(["--config", str(listy)])
+
+
+def test_help_lists_every_option_with_default_and_meaning():
+    text = build_parser().format_help()
+    for name in ("--env-id", "--algo", "--total-timesteps", "--num-envs", "--seed", "--run-dir",
+                 "--resume", "--target-return", "--eval-episodes", "--hidden-sizes", "--device",
+                 "--learning-rate", "--num-steps", "--gamma", "--gae-lambda", "--num-minibatches",
+                 "--update-epochs", "--clip-coef", "--ent-coef", "--vf-coef", "--max-grad-norm",
+                 "--anneal-lr", "--vector-mode"):
+        assert name in text, name
+    flat = " ".join(text.split())
+    assert "gymnasium environment id (any registered id) (default: CartPole-v1)" in flat

@@ -1,0 +1,40 @@
+"""Observation statistics merge to exactly the statistics of all the data."""
+import numpy as np
+import pytest
+
+from mpirl.dist import World
+from mpirl.envs import ObsNormalizer, RunningMeanStd
+
+
+def test_merging_batches_equals_statistics_of_all_data():
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(loc=i, scale=1 + i, size=(10 + 13 * i, 3)) for i in range(5)]
+    rms = RunningMeanStd((3,))
+    rms.count, rms.mean, rms.var = 0.0, np.zeros(3), np.zeros(3)
+    for b in batches:
+        rms.merge(len(b), b.sum(0), np.square(b).sum(0))
+    every = np.concatenate(batches)
+    np.testing.assert_allclose(rms.mean, every.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(rms.var, every.var(0), rtol=1e-10)
+    assert rms.count == len(every)
+
+
+def test_normaliser_freezes_during_rollout_and_applies_after_sync():
+    norm = ObsNormalizer((2,))
+    x = np.array([[1.0, 2.0], [3.0, 6.0]], np.float32)
+    first = norm(x)
+    assert np.allclose(first, norm(x, accumulate=False))  # unchanged until sync
+    norm.sync(World())
+    out = norm(x, accumulate=False)
+    # stats = prior (count 0) merged with the 2 recorded rows (recorded once: accumulate=False)
+    assert out.mean(0) == pytest.approx([0.0, 0.0], abs=1e-3)
+    state = norm.state_dict()
+    other = ObsNormalizer((2,))
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other(x, accumulate=False), out)
+
+
+def test_disabled_normaliser_passes_observations_through():
+    norm = ObsNormalizer((2,), enabled=False)
+    x = np.array([[10.0, -3.0]])
+    np.testing.assert_array_equal(norm(x), x.astype(np.float32))
