@@ -23,6 +23,7 @@ from mpirl import faults
 from mpirl.config import Config
 from mpirl.dist.collectives import (FlatGradients, allreduce_sum, check_in_sync, global_mean_std,
                                     sync_params)
+from mpirl.dist.sync import make_sync
 from mpirl.dist.world import World
 from mpirl.envs import Evaluator, ObsNormalizer, VecEnv, check_spaces, global_episode_stats
 from mpirl.models.actor_critic import ActorCritic, Policy
@@ -91,6 +92,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     policy = Policy(model.continuous, model.head.log_std)
     grads = FlatGradients(model.parameters(), world)
     optimizer = FlatAdam(grads, lr=cfg.learning_rate, eps=1e-5)
+    sync = make_sync(cfg.sync_mode, world, grads, model, optimizer, cfg.sync_every, cfg.bucket_mb)
     sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))
     shuffler = np.random.default_rng(world.rank_seed(cfg.seed, 2))
 
@@ -189,7 +191,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                     raise FloatingPointError(f"non-finite loss ({loss.item()}) at update {update}")
                 grads.zero()
                 loss.backward()
-                grads.average()
+                sync.gradients_ready()
                 stats["grad_norm"] = grads.clip_(cfg.max_grad_norm)
                 if not math.isfinite(stats["grad_norm"]):
                     raise FloatingPointError(f"non-finite averaged gradient at update {update}")
@@ -200,14 +202,15 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
         # 4. Bookkeeping: global statistics, desync check, evaluation, logs, checkpoints.
         update += 1
+        sync_stats = sync.end_update(update)
         global_step = update * steps_per_update
         record = {"global_step": global_step, "update": update, "time_s": run.clock(),
                   "sps": (update - start_update) * steps_per_update
                          / (time.perf_counter() - session_start),
                   "learning_rate": optimizer.param_groups[0]["lr"],
-                  "comm_time_s": grads.comm_time_s, **stats,
+                  "comm_time_s": grads.comm_time_s, **stats, **sync_stats,
                   **global_episode_stats(world, *envs.stats.drain())}
-        if update % cfg.desync_check_interval == 0:
+        if update % cfg.desync_check_interval == 0 and sync.replicas_identical:
             check_in_sync(world, model)
         train_return = record.get("episode_return_mean", -math.inf)
         if (update % cfg.eval_interval == 0 or update == num_updates
@@ -224,7 +227,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         if finished or preempted:
             break
 
-    check_in_sync(world, model)
+    if sync.replicas_identical:
+        check_in_sync(world, model)
     envs.close()
     return run.finish(global_steps=update * steps_per_update,
                       steps_this_session=(update - start_update) * steps_per_update,
