@@ -1,5 +1,10 @@
-"""An index range split into contiguous blocks, one per rank, and the Allgatherv / Gatherv that
-put the blocks back together (the state slices of distributed value iteration)."""
+"""An index range split into contiguous blocks, one per rank, and the in-place Allgatherv that
+puts the blocks back together every sweep (the state slices of distributed value iteration).
+
+numpy and mpi4py only (no torch), so the tabular MDP tools start quickly.
+
+For a one-off gather of blocks whose sizes are not known in advance, see
+``mpirl.dist.exchange.allgatherv``."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,13 +30,14 @@ class Blocks:
         self.displs = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
         self.lo = int(self.displs[world.rank])
         self.hi = self.lo + int(self.counts[world.rank])
+        self._scalar = np.zeros(1)
 
     @property
     def size(self) -> int:
         """How many items this rank owns."""
         return self.hi - self.lo
 
-    def _spec(self, buf: np.ndarray):
+    def _spec(self, buf: np.ndarray) -> list:
         width = int(np.prod(buf.shape[1:], dtype=np.int64))  # items may be rows, e.g. Q (n, A)
         return [buf, (self.counts * width, self.displs * width), from_numpy_dtype(buf.dtype)]
 
@@ -41,14 +47,11 @@ class Blocks:
         if self.world.size > 1:
             self.world.comm.Allgatherv(MPI.IN_PLACE, self._spec(full))
 
-    def gather(self, local: np.ndarray, root: int = 0) -> np.ndarray | None:
-        """This rank's block ``local`` (shape (size, ...)) from every rank -> the whole array
-        (shape (n, ...)) on ``root``; None elsewhere."""
-        local = np.ascontiguousarray(local)
+    def max_over_ranks(self, value: float) -> float:
+        """The largest ``value`` of all ranks (the per-sweep residual): one Allreduce(MAX) of a
+        preallocated float64."""
         if self.world.size == 1:
-            return local.copy()
-        full = np.empty((self.n,) + local.shape[1:], dtype=local.dtype) \
-            if self.world.rank == root else None
-        recv = self._spec(full) if full is not None else None
-        self.world.comm.Gatherv(local, recv, root=root)
-        return full
+            return float(value)
+        self._scalar[0] = value
+        self.world.comm.Allreduce(MPI.IN_PLACE, self._scalar, op=MPI.MAX)
+        return float(self._scalar[0])

@@ -22,7 +22,7 @@ import numpy as np
 
 from mpirl.config import ConfigError, _Parser
 from mpirl.dist import World, install_abort_on_error
-from mpirl.dist.collectives import allreduce_sum
+from mpirl.dist.exchange import allgatherv
 from mpirl.mdp.evaluate import evaluate_in_env, evaluate_in_model
 from mpirl.mdp.mdp import GridWorld, RandomMDP, load_gym, parse_env_kwargs
 from mpirl.mdp.plot import plot_grid
@@ -87,11 +87,11 @@ def parse(argv: list[str] | None, n_ranks: int) -> tuple[argparse.Namespace, obj
     random_only = [f for f, v in (("--random-actions", args.random_actions),
                                   ("--branching", args.branching)) if v is not None]
     if args.random_states is not None or args.gridworld is not None:
-        need(not env_only, f"{', '.join(env_only)} only apply to --env")
+        need(not env_only, f"{', '.join(env_only)} apply only to --env")
     if args.random_states is None:
-        need(not random_only, f"{', '.join(random_only)} only apply to --random-states")
+        need(not random_only, f"{', '.join(random_only)} apply only to --random-states")
     if args.gridworld is None:
-        need(args.slip is None, "--slip only applies to --gridworld")
+        need(args.slip is None, "--slip applies only to --gridworld")
     need(math.isfinite(args.gamma) and 0 <= args.gamma < 1,
          f"--gamma must lie in [0, 1), not {args.gamma}")
     need(math.isfinite(args.tol) and args.tol > 0, f"--tol must be > 0, not {args.tol}")
@@ -106,8 +106,10 @@ def parse(argv: list[str] | None, n_ranks: int) -> tuple[argparse.Namespace, obj
     need(args.slip is None or 0 <= args.slip <= 1, f"--slip must lie in [0, 1], not {args.slip}")
     need(args.run_dir is None or not os.path.isfile(args.run_dir),
          f"--run-dir {args.run_dir} is a file, not a directory")
+    if len(problems) > 1:
+        raise ConfigError("invalid options:\n  " + "\n  ".join(problems))
     if problems:
-        raise ConfigError("\n  ".join(problems))
+        raise ConfigError(problems[0])
 
     args.env_kwargs = parse_env_kwargs(args.env_kwargs)
     if args.is_slippery is not None:
@@ -152,11 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     if not world.is_root:
         source = make_source(args)
 
-    solution, blocks = solve(world, source, args.method, args.gamma, args.tol, args.max_sweeps)
-    policy = blocks.gather(solution.policy)
-    Q = blocks.gather(solution.Q) if solution.Q is not None else None
-    policy = world.bcast_obj(policy)  # every rank evaluates some episodes
-    n_transitions = int(allreduce_sum(world, [solution.transitions])[0])
+    solution, _ = solve(world, source, args.method, args.gamma, args.tol, args.max_sweeps)
+    policy = allgatherv(world, solution.policy)[0]  # every rank evaluates some episodes
+    Q = allgatherv(world, solution.Q)[0] if solution.Q is not None else None
+    n_transitions = sum(world.allgather_obj(solution.transitions))
     evaluation = None
     if args.eval_episodes:
         if args.env is not None:

@@ -18,7 +18,6 @@ import numpy as np
 
 from mpirl.dist import World
 from mpirl.dist.blocks import Blocks
-from mpirl.dist.collectives import allreduce_max
 from mpirl.mdp.backup import Backup, greedy, max_over_actions
 
 METHODS = ("value", "q", "policy")
@@ -57,7 +56,7 @@ class _Exchange:
     def __call__(self, V_next: np.ndarray, local_residual: float) -> float:
         t0 = time.perf_counter()
         self.blocks.allgather_inplace(V_next)
-        residual = float(allreduce_max(self.blocks.world, [local_residual])[0])
+        residual = self.blocks.max_over_ranks(local_residual)
         self.seconds += time.perf_counter() - t0
         return residual
 
@@ -135,7 +134,7 @@ def policy_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
         policy = improved
         rounds += 1
     optimality = np.abs(max_over_actions(q, A, out=np.empty(hi - lo)) - V[lo:hi])
-    residual = float(allreduce_max(blocks.world, [optimality.max()])[0])
+    residual = blocks.max_over_ranks(float(optimality.max()))
     return Solution("policy", V, policy, None, sweeps, residual, stable and residual < tol,
                     time.perf_counter() - t0, exchange.seconds, rounds)
 

@@ -1,0 +1,131 @@
+"""Bench section "mdp": seconds per value-iteration sweep of a random sparse MDP at 1 and 2 ranks,
+and how close a sweep comes to the memory-bandwidth bound.
+
+A sweep must at least read the transition arrays once (next state, continuation probability,
+expected reward), so ``bytes of P / memory bandwidth`` is a floor on its time. The bandwidth is
+that of a numpy copy of a large array (bytes read + bytes written per second, STREAM's
+convention), measured by every rank at once, so at 2 ranks it is the two cores' aggregate.
+
+Each rank count runs as its own ``mpirun -n N python -m mpirl.bench.mdp --worker`` job; the best
+of ``repeats`` jobs is reported (the machine may be shared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+FULL = dict(states=1_000_000, actions=4, branching=4, sweeps=20, repeats=3)
+QUICK = dict(states=20_000, actions=4, branching=4, sweeps=5, repeats=1)
+RANKS = (1, 2)
+TARGET_SPEEDUP, TARGET_BOUND_RATIO = 1.7, 3.0
+
+
+def copy_bandwidth(world, nbytes: int = 256 << 20, repeats: int = 5) -> float:
+    """This rank's copy bandwidth in bytes/s, all ranks copying at the same time."""
+    src = np.ones(nbytes // 8)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)  # touch the pages first
+    best = np.inf
+    for _ in range(repeats):
+        world.barrier()
+        t0 = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.nbytes / best
+
+
+def worker(argv: list[str]) -> None:
+    """One timing job: print one JSON line (rank 0) with this rank count's figures."""
+    from mpirl.dist import World
+    from mpirl.dist.blocks import Blocks
+    from mpirl.dist.collectives import allreduce_max, allreduce_sum
+    from mpirl.mdp.backup import Backup
+    from mpirl.mdp.mdp import RandomMDP
+    from mpirl.mdp.solve import value_iteration
+
+    p = argparse.ArgumentParser()
+    for name in ("states", "actions", "branching", "sweeps"):
+        p.add_argument(f"--{name}", type=int, required=True)
+    a = p.parse_args(argv)
+    world = World()
+    bandwidth = float(allreduce_sum(world, [copy_bandwidth(world)])[0])
+    blocks = Blocks(world, a.states)
+    t0 = time.perf_counter()
+    backup = Backup(RandomMDP(a.states, a.actions, a.branching, seed=0).rows(blocks.lo, blocks.hi))
+    build_s = float(allreduce_max(world, [time.perf_counter() - t0])[0])
+    value_iteration(blocks, backup, 0.99, 0.0, 2)  # warm-up: page in, fill caches
+    world.barrier()
+    sol = value_iteration(blocks, backup, 0.99, 0.0, a.sweeps)  # tol 0: exactly a.sweeps sweeps
+    seconds, comm = allreduce_max(world, [sol.seconds, sol.comm_seconds])
+    p_bytes = float(allreduce_sum(world, [backup.bytes_per_sweep])[0])
+    if world.is_root:
+        per_sweep = seconds / sol.sweeps
+        print(json.dumps({
+            "ranks": world.size, "states": a.states, "sweeps": sol.sweeps,
+            "seconds_per_sweep": per_sweep, "comm_seconds_per_sweep": comm / sol.sweeps,
+            "p_bytes_per_sweep": p_bytes, "p_read_gb_per_s": p_bytes / per_sweep / 1e9,
+            "copy_bandwidth_gb_per_s": bandwidth / 1e9,
+            "bound_seconds_per_sweep": p_bytes / bandwidth,
+            "build_seconds": build_s}), flush=True)
+
+
+def run(args) -> dict:
+    from tests.launch import mpirun  # the launcher with a timeout that kills the whole job
+
+    size = QUICK if args.quick else FULL
+    flags = [f"--{k}={size[k]}" for k in ("states", "actions", "branching", "sweeps")]
+    rows = []
+    for n in RANKS:
+        best = None
+        for _ in range(size["repeats"]):
+            res = mpirun(n, ["-m", "mpirl.bench.mdp", "--worker", *flags], timeout=600).check()
+            line = [ln for ln in res.output.splitlines() if ln.startswith("{")][-1]
+            figures = json.loads(line)
+            if best is None or figures["seconds_per_sweep"] < best["seconds_per_sweep"]:
+                best = figures
+        best["bound_ratio"] = best["seconds_per_sweep"] / best["bound_seconds_per_sweep"]
+        rows.append(best)
+    speedup = rows[0]["seconds_per_sweep"] / rows[-1]["seconds_per_sweep"]
+    return {"mdp": {k: size[k] for k in ("states", "actions", "branching")},
+            "sweeps_timed": size["sweeps"], "repeats": size["repeats"], "rows": rows,
+            "speedup": speedup,
+            "targets": {"speedup_at_2_ranks": TARGET_SPEEDUP, "max_bound_ratio": TARGET_BOUND_RATIO},
+            "met": {"speedup": speedup >= TARGET_SPEEDUP,
+                    "bound": all(r["bound_ratio"] <= TARGET_BOUND_RATIO for r in rows)}}
+
+
+def table(result: dict) -> str:
+    m = result["mdp"]
+    lines = [f"Random sparse MDP: {m['states']:,} states, {m['actions']} actions, "
+             f"{m['branching']} successors per action; value iteration, best of "
+             f"{result['repeats']} job(s) x {result['sweeps_timed']} sweeps. "
+             f"Machine: {result.get('machine', {}).get('cpu', '?')}, "
+             f"{result.get('machine', {}).get('cores', '?')} cores.",
+             "",
+             "| ranks | s / sweep | of which comm | P read / sweep | P read rate | copy bandwidth "
+             "| bound s / sweep | sweep / bound | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    base = result["rows"][0]["seconds_per_sweep"]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['ranks']} | {r['seconds_per_sweep']:.4f} | {r['comm_seconds_per_sweep']:.4f} "
+            f"| {r['p_bytes_per_sweep'] / 1e6:.0f} MB | {r['p_read_gb_per_s']:.2f} GB/s "
+            f"| {r['copy_bandwidth_gb_per_s']:.1f} GB/s | {r['bound_seconds_per_sweep']:.4f} "
+            f"| {r['bound_ratio']:.1f}x | {base / r['seconds_per_sweep']:.2f}x |")
+    t, met = result["targets"], result["met"]
+    lines += ["", f"Targets: speed-up >= {t['speedup_at_2_ranks']}x at 2 ranks "
+                  f"({'met' if met['speedup'] else 'NOT met'}); sweep within "
+                  f"{t['max_bound_ratio']:.0f}x of the bandwidth bound "
+                  f"({'met' if met['bound'] else 'NOT met'})."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2:])
+    else:
+        sys.exit("usage: python -m mpirl.bench mdp   (this module's own entry is the timing worker)")

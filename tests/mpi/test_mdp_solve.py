@@ -1,0 +1,99 @@
+"""Distributed value / Q-value / policy iteration under pytest-mpi: every rank count gives the
+single-process reference's answer (1 rank is covered in tests/unit/test_mdp.py)."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from mpirl.dist import World
+from mpirl.dist.blocks import Blocks
+from mpirl.dist.exchange import allgatherv
+from mpirl.mdp import GridWorld, RandomMDP, load_gym, solve
+from mpirl.mdp.evaluate import evaluate_in_env, evaluate_in_model
+from tests import mdp_reference as ref
+
+NPROCS = (2, 3, 4)
+TIMEOUT = 120
+
+
+def _frozenlake8x8():
+    P = gym.make("FrozenLake-v1", map_name="8x8").unwrapped.P
+    return load_gym("FrozenLake-v1", {"map_name": "8x8"}), ref.dense_from_P(P, 64, 4)
+
+
+def _random():
+    source = RandomMDP(97, 3, 5, seed=11)  # 97 states: uneven slices at 2, 3 and 4 ranks
+    return source, ref.dense_from_rows(source.rows(0, 97))
+
+
+CASES = {"frozenlake8x8": _frozenlake8x8, "random": _random}
+
+
+@pytest.mark.mpi(min_size=2)
+def test_blocks_split_evenly_in_rank_order_and_allgather_in_place():
+    world = World()
+    blocks = Blocks(world, 10)
+    spans = world.allgather_obj((blocks.lo, blocks.hi))
+    assert spans[0][0] == 0 and spans[-1][1] == 10
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert max(h - l for l, h in spans) - min(h - l for l, h in spans) <= 1
+    full = np.full((10, 3), -1.0)
+    full[blocks.lo:blocks.hi] = np.arange(blocks.lo, blocks.hi)[:, None] * [1, 10, 100]
+    blocks.allgather_inplace(full)
+    np.testing.assert_array_equal(full, np.arange(10)[:, None] * [1, 10, 100])
+    with pytest.raises(ValueError, match="every rank needs one"):
+        Blocks(world, world.size - 1)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("method", ["value", "q"])
+def test_distributed_iteration_equals_single_process_reference(case, method):
+    world = World()
+    source, (C, R) = CASES[case]()
+    gamma, tol = 0.9, 1e-9
+    sol, blocks = solve(world, source, method, gamma, tol)
+    V, Q, sweeps, residual = ref.value_iteration(C, R, gamma, tol, on="V" if method == "value" else "Q")
+    assert sol.converged and sol.sweeps == sweeps
+    assert sol.residual == pytest.approx(residual, abs=1e-12)
+    np.testing.assert_allclose(sol.V, V, rtol=0, atol=1e-10)
+    policy = allgatherv(world, sol.policy)[0]
+    np.testing.assert_array_equal(policy, Q.argmax(axis=1))
+    if method == "q":
+        np.testing.assert_allclose(allgatherv(world, sol.Q)[0], Q, rtol=0, atol=1e-10)
+    # every rank ends with the same V, bit for bit
+    every = world.allgather_obj(sol.V.tobytes())
+    assert all(v == every[0] for v in every)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_distributed_policy_iteration_finds_the_optimal_values(case):
+    world = World()
+    source, (C, R) = CASES[case]()
+    gamma, tol = 0.9, 1e-9
+    sol, _ = solve(world, source, "policy", gamma, tol)
+    assert sol.converged and sol.policy_iterations >= 2
+    V_star, _ = ref.optimal_values(C, R, gamma)
+    np.testing.assert_allclose(sol.V, V_star, rtol=0, atol=tol / (1 - gamma))
+    assert ref.bellman_residual(C, R, gamma, sol.V) < tol
+    assert sol.residual == pytest.approx(ref.bellman_residual(C, R, gamma, sol.V), abs=1e-12)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_evaluation_split_over_ranks_equals_one_rank_doing_every_episode():
+    world, alone = World(), World(MPI.COMM_SELF)
+    mdp = load_gym("FrozenLake-v1")
+    sol, _ = solve(world, mdp, "value", 0.99, 1e-8)
+    policy = allgatherv(world, sol.policy)[0]
+    split = evaluate_in_env(world, "FrozenLake-v1", {}, policy, 20, 0.99, seed=3,
+                            success_reward=1.0)
+    whole = evaluate_in_env(alone, "FrozenLake-v1", {}, policy, 20, 0.99, seed=3,
+                            success_reward=1.0)
+    assert split.to_dict() == pytest.approx(whole.to_dict(), abs=1e-12)
+    grid = GridWorld(7, seed=2)
+    sol, _ = solve(world, grid, "value", 0.95, 1e-8)
+    policy = allgatherv(world, sol.policy)[0]
+    split = evaluate_in_model(world, grid, policy, 8, 0.95, seed=4)
+    whole = evaluate_in_model(alone, grid, policy, 8, 0.95, seed=4)
+    assert split.to_dict() == pytest.approx(whole.to_dict(), abs=1e-12)
