@@ -25,6 +25,7 @@ import torch
 from mpirl.dist.collectives import FlatGradients, allreduce_sum, broadcast_tensors
 from mpirl.dist.p2p import PipeLink
 from mpirl.dist.world import Grid
+from mpirl.pipeline.partition import partition
 from mpirl.pipeline.schedule import Schedule, build
 from mpirl.pipeline.stage import Stage
 
@@ -71,8 +72,20 @@ class PipelineExecutor:
         self.schedule_name, self.micro_batches = schedule, micro_batches
         self.grads = FlatGradients(stage.parameters(), grid.data)
         self.in_shape, self.out_shape = self._agree_shapes(tuple(in_shape))
+        # per-sample shape of the whole model's output (the last stage's), known on every stage
+        self.model_out_shape = grid.pipe.bcast_obj(self.out_shape, root=grid.stages - 1)
         self.timing = StepTiming()
         self._buffers: dict[tuple, np.ndarray] = {}
+
+    @classmethod
+    def from_layers(cls, grid: Grid, layers, in_shape: tuple[int, ...], schedule: str = "1f1b",
+                    micro_batches: int = 1, spec=None) -> "PipelineExecutor":
+        """Split ``layers`` (every rank passes the same list) into ``grid.stages`` stages, explicit
+        ``spec`` or balanced by parameters, and build this rank's executor on its slice. The
+        slice shares its parameter tensors with ``layers``."""
+        slices = partition(layers, grid.stages, spec)
+        return cls(grid, Stage(slices[grid.stage], grid.stage, grid.stages), in_shape,
+                   schedule, micro_batches)
 
     # -- set-up --------------------------------------------------------------------------------
     def _agree_shapes(self, in_shape):
@@ -193,6 +206,6 @@ class PipelineExecutor:
         result = torch.cat(outputs) if outputs else None
         if to_all and self.grid.stages > 1:
             if result is None:
-                result = torch.empty((batch_size, *self.out_shape))
+                result = torch.empty((batch_size, *self.model_out_shape))
             broadcast_tensors(self.grid.pipe, [result], root=self.grid.stages - 1)
         return result
