@@ -14,26 +14,21 @@ import os
 import re
 import sys
 
-# Timing fields the trainer may report, most specific first; else the job's own wall clock.
-TIME_FIELDS = ("train_seconds", "wall_seconds", "seconds", "elapsed_seconds", "time_seconds")
-
-
 def read_point(rank_dir: str) -> dict:
-    """One rank count's figures from its run directory."""
+    """One rank count's figures from its run directory.
+
+    steps/s is the trainer's own (training only); without it, global steps over the launch's
+    wall clock, start-up included.
+    """
     with open(os.path.join(rank_dir, "summary.json")) as fh:
         summary = json.load(fh)
-    seconds, source = None, None
-    for name in TIME_FIELDS:
-        if isinstance(summary.get(name), (int, float)) and summary[name] > 0:
-            seconds, source = float(summary[name]), name
-            break
-    if seconds is None:
-        with open(os.path.join(rank_dir, "launch_seconds")) as fh:
-            seconds, source = float(fh.read()), "launch wall clock (start-up included)"
+    with open(os.path.join(rank_dir, "launch_seconds")) as fh:
+        launch_seconds = float(fh.read())
     steps = int(summary["global_steps"])
-    sps = summary.get("sps") or summary.get("steps_per_second") or steps / seconds
-    return {"ranks": int(summary["n_ranks"]), "global_steps": steps, "seconds": round(seconds, 3),
-            "sps": round(float(sps), 1), "timing": source}
+    sps = summary.get("sps") or steps / launch_seconds
+    return {"ranks": int(summary["n_ranks"]), "global_steps": steps, "sps": round(float(sps), 1),
+            "train_seconds": round(summary.get("wall_time_s", launch_seconds), 2),
+            "launch_seconds": round(launch_seconds, 2)}
 
 
 def collect(run_dir: str) -> list[dict]:
@@ -47,11 +42,11 @@ def collect(run_dir: str) -> list[dict]:
 
 
 def table(points: list[dict]) -> str:
-    lines = ["| ranks | global steps | seconds | steps/s | speed-up | efficiency |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| ranks | global steps | training s | launch s | steps/s | speed-up | efficiency |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     for p in points:
-        lines.append(f"| {p['ranks']} | {p['global_steps']} | {p['seconds']} | {p['sps']} | "
-                     f"{p['speedup']} | {p['efficiency']} |")
+        lines.append(f"| {p['ranks']} | {p['global_steps']} | {p['train_seconds']} | "
+                     f"{p['launch_seconds']} | {p['sps']} | {p['speedup']} | {p['efficiency']} |")
     return "\n".join(lines)
 
 

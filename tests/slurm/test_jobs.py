@@ -1,0 +1,126 @@
+"""Every batch script in jobs/, submitted to a real Slurm cluster with a short budget.
+
+What a user relies on: the job completes, its run directory (named after the job) holds a
+summary.json from a run of the expected number of ranks; an array gives one run per seed; a
+preemptible job stopped mid-run checkpoints, requeues itself, resumes and finishes the whole
+budget; a trainer started without a launcher in a multi-task job is refused.
+"""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.slurm.cluster import read_logs, show, slurm, submit, wait
+
+pytestmark = pytest.mark.slurm
+
+# A short but real training budget: 2 envs x 16 steps per rank per update, one epoch, a slow
+# learner (short evaluation episodes).
+STEPS = 2048
+TRAIN = ["--total-timesteps", str(STEPS), "--num-envs", "2", "--num-steps", "16",
+         "--update-epochs", "1", "--learning-rate", "1e-4", "--eval-episodes", "2",
+         "--eval-interval", "1000", "--log-interval", "8", "--no-tensorboard"]
+TIMEOUT = 240  # seconds for one job, start-up of every rank on 2 cores included
+
+
+def summary(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def completed(jobdir: Path, job_id: str, timeout: float = TIMEOUT) -> None:
+    tasks = wait(job_id, timeout, logs=jobdir)
+    assert [t.state for t in tasks] == ["COMPLETED"] * len(tasks), read_logs(jobdir)
+
+
+@pytest.mark.parametrize("launcher,ntasks", [("srun", 4), ("mpirun", 2)])
+def test_train_job_runs_one_mpi_job_of_n_ranks(jobdir, launcher, ntasks):
+    job = submit("train.sbatch", TRAIN, [f"--ntasks={ntasks}"], cwd=jobdir,
+                 env={"MPIRL_LAUNCHER": launcher})
+    completed(jobdir, job)
+    run = summary(jobdir / "runs" / f"train_{job}")
+    assert run["n_ranks"] == ntasks
+    assert run["global_steps"] >= STEPS
+    log = (jobdir / f"train_{job}.out").read_text()
+    assert f"launcher={launcher}" in log
+
+
+def test_multinode_job_spans_nodes_times_tasks(jobdir):
+    nodes = len(slurm("sinfo", "-h", "-N", "-o", "%N").split())
+    per_node = 3 if nodes == 1 else 2  # the local cluster has one node
+    job = submit("multinode.sbatch", TRAIN, [f"--nodes={min(nodes, 2)}",
+                                             f"--ntasks-per-node={per_node}"], cwd=jobdir)
+    completed(jobdir, job)
+    assert summary(jobdir / "runs" / f"multinode_{job}")["n_ranks"] == min(nodes, 2) * per_node
+
+
+def test_seeds_array_leaves_one_distinct_run_per_seed(jobdir):
+    job = submit("seeds.sbatch", TRAIN, ["--array=0-2", "--ntasks=2"], cwd=jobdir)
+    completed(jobdir, job)
+    runs = [summary(jobdir / "runs" / f"seeds_{job}_{seed}") for seed in range(3)]
+    assert [r["n_ranks"] for r in runs] == [2, 2, 2]
+    for seed in range(3):
+        assert (jobdir / f"seeds_{job}_{seed}.out").exists()
+    # Different seeds, different results: each task trained its own seed, from its own
+    # initial weights and episodes, so the first update's losses differ between every pair.
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    first = [first_update(jobdir / "runs" / f"seeds_{job}_{seed}") for seed in range(3)]
+    assert len({json.dumps(f, sort_keys=True) for f in first}) == 3, first
+
+
+def first_update(run_dir: Path) -> dict:
+    """The losses of a run's first update (its seed decides them; timings left out)."""
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    return {k: record[k] for k in ("policy_loss", "value_loss", "grad_norm")}
+
+
+def test_scaling_job_measures_1_2_4_8_ranks_and_plots(jobdir):
+    job = submit("scaling.sbatch", TRAIN, cwd=jobdir)
+    completed(jobdir, job, timeout=2 * TIMEOUT)
+    out = jobdir / "runs" / f"scaling_{job}"
+    points = json.loads((out / "scaling.json").read_text())["points"]
+    assert [p["ranks"] for p in points] == [1, 2, 4, 8]
+    for p in points:  # each rank count is its own run of that many ranks, whole budget
+        assert summary(out / f"ranks_{p['ranks']}")["n_ranks"] == p["ranks"]
+        assert p["global_steps"] >= STEPS and p["sps"] > 0
+    assert points[0]["efficiency"] == 1.0
+    assert (out / "scaling.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 8 |" in (out / "scaling.md").read_text()
+
+
+def test_requeue_job_checkpoints_requeues_and_finishes_the_budget(jobdir):
+    total = 4 * STEPS  # long enough to be stopped mid-run
+    job = submit("requeue.sbatch", ["--total-timesteps", str(total), *TRAIN[2:]],
+                 ["--ntasks=2"], cwd=jobdir)
+    run_dir = jobdir / "runs" / f"requeue_{job}"
+    metrics = run_dir / "metrics.jsonl"
+    # Mid-run: once the trainer has logged its first update, preempt it as Slurm would.
+    wait(job, TIMEOUT, logs=jobdir,
+         until=lambda tasks: tasks[0].finished or (metrics.exists() and metrics.stat().st_size))
+    slurm("scancel", "--signal=USR1", "--batch", job)
+    # The job checkpoints, requeues itself, starts again (the local cluster's short credential
+    # lifetime keeps Slurm's requeue delay to seconds) and resumes.
+    completed(jobdir, job)
+
+    log = (jobdir / f"requeue_{job}.out").read_text()
+    assert "got SIGUSR1" in log and f"requeueing job {job}" in log, log
+    assert "stopped by signal after" in log and "checkpoint saved" in log, log
+    assert "restart 1: resuming" in log, log
+    assert show(job)[0].restarts == 1
+    run = summary(run_dir)
+    assert run["n_ranks"] == 2 and run["status"] == "completed"
+    assert run["global_steps"] == total, run
+
+
+def test_world_size_guard_refuses_a_trainer_started_without_a_launcher(jobdir):
+    # `python -m mpirl.train` straight from a 2-task batch script: a world of one rank in a job
+    # of two tasks -- what each copy sees when srun starts an MPI without Slurm support.
+    command = " ".join([sys.executable, "-m", "mpirl.train", "--run-dir", "runs/bare", *TRAIN])
+    job = slurm("sbatch", "--parsable", "--ntasks=2", "--job-name=bare", "--output=%x_%j.out",
+                f"--chdir={jobdir}", f"--wrap={command}").strip()
+    tasks = wait(job, TIMEOUT, logs=jobdir)
+    assert tasks[0].state == "FAILED" and tasks[0].exit_code == 2, read_logs(jobdir)
+    log = (jobdir / f"bare_{job}.out").read_text()
+    assert "SLURM_NTASKS=2" in log and "single process" in log, log
+    assert log.count("SLURM_NTASKS=2") == 1, log  # said once
+    assert not (jobdir / "runs" / "bare" / "summary.json").exists()
