@@ -306,7 +306,11 @@ def validate(cfg: Config) -> None:
         need(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} must be >= 0, "
                                                   f"not {value}")
     need(cfg.torch_threads >= 0, f"--torch-threads must be >= 0, not {cfg.torch_threads}")
-    need(cfg.bucket_mb > 0, f"--bucket-mb must be > 0, not {cfg.bucket_mb}")
+    need(math.isfinite(cfg.bucket_mb) and cfg.bucket_mb > 0,
+         f"--bucket-mb must be a finite number > 0, not {cfg.bucket_mb}")
+    need(cfg.sync_mode == "allreduce" or cfg.algo == "ppo",
+         f"--sync-mode {cfg.sync_mode} is implemented for --algo ppo only "
+         f"(--algo {cfg.algo} averages every gradient: use --sync-mode allreduce)")
     need(len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
          f"--hidden-sizes needs one or more positive widths, not {cfg.hidden_sizes}")
     if cfg.algo == "dqn":

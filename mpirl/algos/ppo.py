@@ -145,6 +145,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     update = start_update
     for update in range(start_update, num_updates):
         faults.at("update", world.rank, update)
+        update_start = time.perf_counter()
         if cfg.anneal_lr:
             optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - update / num_updates)
 
@@ -208,7 +209,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                   "sps": (update - start_update) * steps_per_update
                          / (time.perf_counter() - session_start),
                   "learning_rate": optimizer.param_groups[0]["lr"],
-                  "comm_time_s": grads.comm_time_s, **stats, **sync_stats,
+                  "comm_time_s": grads.comm_time_s,
+                  "update_time_s": time.perf_counter() - update_start, **stats, **sync_stats,
                   **global_episode_stats(world, *envs.stats.drain())}
         if update % cfg.desync_check_interval == 0 and sync.replicas_identical:
             check_in_sync(world, model)
@@ -222,6 +224,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             run.log.progress(record)
         preempted = run.stop_requested()
         finished = update == num_updates or (cfg.stop_on_solve and run.solved)
+        if (finished or preempted) and not sync.replicas_identical:
+            sync.average()  # local-sgd: what is saved and returned is the replicas' average
         if update % cfg.checkpoint_interval == 0 or finished or preempted:
             checkpoint(update)
         if finished or preempted:
