@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -59,14 +60,17 @@ def worker(argv: list[str]) -> None:
     build_s = float(allreduce_max(world, [time.perf_counter() - t0])[0])
     value_iteration(blocks, backup, 0.99, 0.0, 2)  # warm-up: page in, fill caches
     world.barrier()
+    cpu0 = time.process_time()
     sol = value_iteration(blocks, backup, 0.99, 0.0, a.sweeps)  # tol 0: exactly a.sweeps sweeps
-    seconds, comm = allreduce_max(world, [sol.seconds, sol.comm_seconds])
+    cpu = time.process_time() - cpu0
+    seconds, comm, cpu = allreduce_max(world, [sol.seconds, sol.comm_seconds, cpu])
     p_bytes = float(allreduce_sum(world, [backup.bytes_per_sweep])[0])
     if world.is_root:
         per_sweep = seconds / sol.sweeps
         print(json.dumps({
             "ranks": world.size, "states": a.states, "sweeps": sol.sweeps,
             "seconds_per_sweep": per_sweep, "comm_seconds_per_sweep": comm / sol.sweeps,
+            "cpu_seconds_per_sweep": cpu / sol.sweeps, "load_average": os.getloadavg()[0],
             "p_bytes_per_sweep": p_bytes, "p_read_gb_per_s": p_bytes / per_sweep / 1e9,
             "copy_bandwidth_gb_per_s": bandwidth / 1e9,
             "bound_seconds_per_sweep": p_bytes / bandwidth,
@@ -107,15 +111,16 @@ def table(result: dict) -> str:
              f"{result.get('machine', {}).get('cores', '?')} cores.",
              "",
              "| ranks | s / sweep | of which comm | P read / sweep | P read rate | copy bandwidth "
-             "| bound s / sweep | sweep / bound | speed-up |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| bound s / sweep | sweep / bound | speed-up | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     base = result["rows"][0]["seconds_per_sweep"]
     for r in result["rows"]:
         lines.append(
             f"| {r['ranks']} | {r['seconds_per_sweep']:.4f} | {r['comm_seconds_per_sweep']:.4f} "
             f"| {r['p_bytes_per_sweep'] / 1e6:.0f} MB | {r['p_read_gb_per_s']:.2f} GB/s "
             f"| {r['copy_bandwidth_gb_per_s']:.1f} GB/s | {r['bound_seconds_per_sweep']:.4f} "
-            f"| {r['bound_ratio']:.1f}x | {base / r['seconds_per_sweep']:.2f}x |")
+            f"| {r['bound_ratio']:.1f}x | {base / r['seconds_per_sweep']:.2f}x "
+            f"| {r['load_average']:.1f} |")
     t, met = result["targets"], result["met"]
     lines += ["", f"Targets: speed-up >= {t['speedup_at_2_ranks']}x at 2 ranks "
                   f"({'met' if met['speedup'] else 'NOT met'}); sweep within "

@@ -43,11 +43,13 @@ class Backup:
         counts = np.diff(indptr)
         self.branching = int(counts[0]) if len(counts) and (counts == counts[0]).all() else None
         per_row = self.branching or max(1, int(counts.mean()) if len(counts) else 1)
-        self.chunk_rows = max(1, chunk_nnz // per_row)
+        # whole states per chunk, so that a chunk's Q can be maximised over actions on the spot
+        self.chunk_rows = max(1, chunk_nnz // per_row // n_actions) * n_actions
         starts = indptr[0:self.n_rows:self.chunk_rows]
         ends = indptr[np.minimum(np.arange(len(starts)) * self.chunk_rows + self.chunk_rows,
                                  self.n_rows)]
         self._buf = np.empty(int((ends - starts).max()) if len(starts) else 0)
+        self._q_buf = np.empty(min(self.chunk_rows, self.n_rows))
 
     @property
     def bytes_per_sweep(self) -> int:
@@ -55,9 +57,9 @@ class Backup:
         read = self.next_state.nbytes + self.cont_prob.nbytes + self.expected_reward.nbytes
         return read + (0 if self.branching else self.indptr.nbytes)
 
-    def q_values(self, V: np.ndarray, gamma: float, out: np.ndarray | None = None) -> np.ndarray:
-        """Q (rows,) = rbar + gamma * P V for this slice's rows, from V (n_states,)."""
-        out = np.empty(self.n_rows) if out is None else out
+    def _chunks(self, V: np.ndarray, gamma: float, q_out: np.ndarray | None = None):
+        """Yield (first row, Q of the chunk's rows) chunk after chunk; Q goes into
+        ``q_out[r0:r1]`` when given, else into a chunk-sized buffer reused by the next chunk."""
         B = self.branching
         for r0 in range(0, self.n_rows, self.chunk_rows):
             r1 = min(self.n_rows, r0 + self.chunk_rows)
@@ -67,15 +69,30 @@ class Backup:
             # rows were built) and, unlike the default, avoids a temporary copy of the indices.
             np.take(V, self.next_state[a:b], out=w, mode="clip")
             np.multiply(w, self.cont_prob[a:b], out=w)
-            row_sum = out[r0:r1]
+            q = q_out[r0:r1] if q_out is not None else self._q_buf[:r1 - r0]
             if B is not None:
-                np.copyto(row_sum, w[0::B])
+                np.copyto(q, w[0::B])
                 for k in range(1, B):
-                    row_sum += w[k::B]
+                    q += w[k::B]
             else:
-                np.add.reduceat(w, self.indptr[r0:r1] - a, out=row_sum)
-            row_sum *= gamma
-            row_sum += self.expected_reward[r0:r1]
+                np.add.reduceat(w, self.indptr[r0:r1] - a, out=q)
+            q *= gamma
+            q += self.expected_reward[r0:r1]
+            yield r0, q
+
+    def q_values(self, V: np.ndarray, gamma: float, out: np.ndarray | None = None) -> np.ndarray:
+        """Q (rows,) = rbar + gamma * P V for this slice's rows, from V (n_states,)."""
+        out = np.empty(self.n_rows) if out is None else out
+        for _ in self._chunks(V, gamma, out):
+            pass
+        return out
+
+    def state_values(self, V: np.ndarray, gamma: float, out: np.ndarray) -> np.ndarray:
+        """max_a Q (hi - lo,) into ``out``, each chunk's Q maximised while still in cache
+        (never writing the whole Q: A times the size of V)."""
+        A = self.n_actions
+        for r0, q in self._chunks(V, gamma):
+            max_over_actions(q, A, out[r0 // A:(r0 + len(q)) // A])
         return out
 
     def restrict(self, actions: np.ndarray) -> "Backup":

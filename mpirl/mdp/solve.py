@@ -66,19 +66,18 @@ def value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
     """V <- max_a [rbar + gamma P V] until the largest change of V is below ``tol``."""
     lo, hi, A = blocks.lo, blocks.hi, backup.n_actions
     V, V_next = np.zeros(blocks.n), np.empty(blocks.n)
-    q = np.empty(backup.n_rows)
     exchange = _Exchange(blocks)
     t0 = time.perf_counter()
     residual, sweeps = np.inf, 0
     while sweeps < max_sweeps and not residual < tol:
-        backup.q_values(V, gamma, out=q)
-        mine = max_over_actions(q, A, out=V_next[lo:hi])
+        mine = backup.state_values(V, gamma, out=V_next[lo:hi])
         residual = exchange(V_next, float(np.max(np.abs(mine - V[lo:hi]))))
         V, V_next = V_next, V
         sweeps += 1
-    backup.q_values(V, gamma, out=q)  # the greedy policy of the final V
-    return Solution("value", V, greedy(q, A), None, sweeps, residual, residual < tol,
-                    time.perf_counter() - t0, exchange.seconds)
+    seconds = time.perf_counter() - t0
+    policy = greedy(backup.q_values(V, gamma), A)  # the greedy policy of the final V
+    return Solution("value", V, policy, None, sweeps, residual, residual < tol, seconds,
+                    exchange.seconds)
 
 
 def q_value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
