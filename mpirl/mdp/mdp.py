@@ -199,18 +199,23 @@ def load_gym(env_id: str, env_kwargs: dict | None = None) -> TableMDP:
             start[int(env.reset(seed=0)[0])] = 1.0
         kwargs = ",".join(f"{k}={v}" for k, v in sorted(env_kwargs.items()))
         name = env_id + (f"[{kwargs}]" if kwargs else "")
-        return TableMDP(table, name, np.asarray(start, dtype=np.float64), _gym_layout(core))
+        return TableMDP(table, name, np.asarray(start, dtype=np.float64),
+                        _gym_layout(core, int(n_states)))
     finally:
         env.close()
 
 
-def _gym_layout(core) -> GridLayout | None:
+def _gym_layout(core, n_states: int) -> GridLayout | None:
+    """Where the env's states sit on a grid, for the picture; None if they do not (Taxi's
+    ``desc`` is a drawing of its map, not one cell per state)."""
     desc = getattr(core, "desc", None)
-    if desc is not None and np.ndim(desc) == 2:  # FrozenLake: left, down, right, up
+    if desc is not None and np.ndim(desc) == 2 and np.size(desc) == n_states:
+        # FrozenLake: left, down, right, up
         labels = np.char.decode(np.asarray(desc), "ascii") if desc.dtype.kind == "S" else desc
         return GridLayout(desc.shape[0], desc.shape[1], GRID_MOVES, np.asarray(labels))
     shape = getattr(core, "shape", None)
-    if type(core).__name__ == "CliffWalkingEnv" and shape is not None:  # up, right, down, left
+    if type(core).__name__ == "CliffWalkingEnv" and np.prod(shape or 0) == n_states:
+        # up, right, down, left
         labels = np.full(shape, " ")
         labels[-1, 0], labels[-1, 1:-1], labels[-1, -1] = "S", "C", "G"
         return GridLayout(shape[0], shape[1], ((-1, 0), (0, 1), (1, 0), (0, -1)), labels)

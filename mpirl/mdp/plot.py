@@ -6,7 +6,7 @@ import numpy as np
 from mpirl.mdp.mdp import GridLayout
 
 MAX_ARROWS = 48 * 48  # beyond this the arrows are a grey blur; the heat map alone is clearer
-NO_ARROW = {"H", "G", "W"}  # holes, goals, walls: nothing to choose there
+NO_ARROW = {"H", "G", "W", "C"}  # holes, goals, walls, cliffs: nothing to choose there
 
 
 def plot_grid(path: str, layout: GridLayout, V: np.ndarray, policy: np.ndarray,

@@ -197,3 +197,17 @@ def test_gridworld_greedy_policy_reaches_the_goal():
     sol, _ = solve(World(), grid, "policy", 0.95, 1e-9)
     ev = evaluate_in_model(World(), grid, sol.policy, 50, 0.95, max_steps=500)
     assert ev.success_rate == 1.0 and ev.mean_return == 1.0
+
+
+def test_grid_layouts_only_where_states_are_cells(tmp_path):
+    from mpirl.mdp.plot import plot_grid
+
+    assert load_gym("Taxi-v4").layout is None  # Taxi's desc is a drawing of its map
+    cliff = load_gym("CliffWalking-v1")
+    assert (cliff.layout.nrow, cliff.layout.ncol) == (4, 12) and cliff.layout.labels[3, 0] == "S"
+    lake = load_gym("FrozenLake-v1", {"map_name": "8x8"})
+    assert lake.layout.labels.shape == (8, 8) and lake.layout.labels[7, 7] == "G"
+    sol, _ = solve(World(), cliff, "value", 0.9, 1e-8)
+    assert sol.policy[36] == 0  # not slippery: straight up from the start, away from the cliff
+    plot_grid(str(tmp_path / "cliff.png"), cliff.layout, sol.V, sol.policy, "cliff")
+    assert (tmp_path / "cliff.png").read_bytes()[:4] == b"\x89PNG"
