@@ -19,13 +19,13 @@ import time
 
 import numpy as np
 
-FULL = dict(states=1_000_000, actions=4, branching=4, sweeps=20, repeats=3)
-QUICK = dict(states=20_000, actions=4, branching=4, sweeps=5, repeats=1)
+FULL = dict(states=1_000_000, actions=4, branching=4, sweeps=20, repeats=3, copy_mb=256)
+QUICK = dict(states=20_000, actions=4, branching=4, sweeps=5, repeats=1, copy_mb=64)
 RANKS = (1, 2)
 TARGET_SPEEDUP, TARGET_BOUND_RATIO = 1.7, 3.0
 
 
-def copy_bandwidth(world, nbytes: int = 256 << 20, repeats: int = 5) -> float:
+def copy_bandwidth(world, nbytes: int, repeats: int = 5) -> float:
     """This rank's copy bandwidth in bytes/s, all ranks copying at the same time."""
     src = np.ones(nbytes // 8)
     dst = np.empty_like(src)
@@ -43,28 +43,27 @@ def worker(argv: list[str]) -> None:
     """One timing job: print one JSON line (rank 0) with this rank count's figures."""
     from mpirl.dist import World
     from mpirl.dist.blocks import Blocks
-    from mpirl.dist.collectives import allreduce_max, allreduce_sum
     from mpirl.mdp.backup import Backup
     from mpirl.mdp.mdp import RandomMDP
     from mpirl.mdp.solve import value_iteration
 
     p = argparse.ArgumentParser()
-    for name in ("states", "actions", "branching", "sweeps"):
-        p.add_argument(f"--{name}", type=int, required=True)
+    for name in ("states", "actions", "branching", "sweeps", "copy_mb"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, required=True)
     a = p.parse_args(argv)
     world = World()
-    bandwidth = float(allreduce_sum(world, [copy_bandwidth(world)])[0])
+    bandwidth = sum(world.allgather_obj(copy_bandwidth(world, a.copy_mb << 20)))
     blocks = Blocks(world, a.states)
     t0 = time.perf_counter()
     backup = Backup(RandomMDP(a.states, a.actions, a.branching, seed=0).rows(blocks.lo, blocks.hi))
-    build_s = float(allreduce_max(world, [time.perf_counter() - t0])[0])
+    build_s = blocks.max_over_ranks(time.perf_counter() - t0)
     value_iteration(blocks, backup, 0.99, 0.0, 2)  # warm-up: page in, fill caches
     world.barrier()
     cpu0 = time.process_time()
     sol = value_iteration(blocks, backup, 0.99, 0.0, a.sweeps)  # tol 0: exactly a.sweeps sweeps
     cpu = time.process_time() - cpu0
-    seconds, comm, cpu = allreduce_max(world, [sol.seconds, sol.comm_seconds, cpu])
-    p_bytes = float(allreduce_sum(world, [backup.bytes_per_sweep])[0])
+    seconds, comm, cpu = (blocks.max_over_ranks(x) for x in (sol.seconds, sol.comm_seconds, cpu))
+    p_bytes = sum(world.allgather_obj(backup.bytes_per_sweep))
     if world.is_root:
         per_sweep = seconds / sol.sweeps
         print(json.dumps({
@@ -81,7 +80,8 @@ def run(args) -> dict:
     from tests.launch import mpirun  # the launcher with a timeout that kills the whole job
 
     size = QUICK if args.quick else FULL
-    flags = [f"--{k}={size[k]}" for k in ("states", "actions", "branching", "sweeps")]
+    flags = [f"--{k.replace('_', '-')}={size[k]}"
+             for k in ("states", "actions", "branching", "sweeps", "copy_mb")]
     rows = []
     for n in RANKS:
         best = None

@@ -28,8 +28,9 @@ class Solution:
     """What a solve returns on every rank.
 
     ``V`` (n_states,) is whole on every rank; ``policy`` (hi - lo,) and ``Q`` (hi - lo, A) are
-    this rank's slice (gather them with ``blocks.gather``); ``Q`` is None unless computed.
-    ``residual`` is the last sweep's max |change| (of Q for method "q", of V otherwise).
+    this rank's slice (``mpirl.dist.exchange.allgatherv`` puts them together); ``Q`` is None
+    unless computed. ``residual``: the last sweep's max |change| of V ("value") or of Q ("q");
+    for "policy" the Bellman optimality residual max |max_a Q - V| of the final V.
     """
 
     method: str

@@ -68,3 +68,18 @@ def test_bad_input_is_one_message_and_exit_code_2_on_every_rank(tmp_path, args, 
     assert res.output.count("python -m mpirl.mdp: error:") == 1
     assert "Traceback" not in res.output
     assert not run_dir.exists()
+
+
+def test_bench_section_quick_counts_the_bytes_of_p_it_reads(tmp_path):
+    res = run([sys.executable, "-m", "mpirl.bench", "mdp", "--quick", "--out", str(tmp_path)],
+              timeout=180).check()
+    result = json.loads((tmp_path / "mdp.json").read_text())
+    states, actions, branching = (result["mdp"][k] for k in ("states", "actions", "branching"))
+    # per transition: next state (int32) + continuation probability (float64); per row: reward
+    expected = states * actions * (branching * (4 + 8) + 8)
+    assert [r["ranks"] for r in result["rows"]] == [1, 2]
+    for r in result["rows"]:
+        assert r["p_bytes_per_sweep"] == expected and r["sweeps"] == result["sweeps_timed"]
+        assert 0 < r["comm_seconds_per_sweep"] < r["seconds_per_sweep"]
+        assert r["copy_bandwidth_gb_per_s"] > 0.1
+    assert "| 2 |" in (tmp_path / "mdp.md").read_text() and "Targets" in res.output
