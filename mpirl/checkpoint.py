@@ -78,6 +78,8 @@ class Checkpoints:
     def save(self, state: dict, update: int, midway=None) -> str:
         """Write ``state`` as the checkpoint of ``update``; prune all but the newest ``keep``."""
         os.makedirs(self.dir, exist_ok=True)
+        for stale in glob.glob(os.path.join(self.dir, "*.tmp.*")):  # from a write that died
+            os.unlink(stale)
         buf = io.BytesIO()
         torch.save(plain(state), buf)
         data = buf.getvalue()

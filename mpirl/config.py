@@ -130,6 +130,8 @@ class Config:
     task_targets: str | None = opt(None, "per-task targets, e.g. CartPole-v1:475,Acrobot-v1:-100",
                                    "multitask")
     popart: bool = opt(True, "PopArt value normalisation per task", "multitask")
+    popart_beta: float = opt(0.05, "PopArt statistics step per update (never below 1/n at the "
+                                   "n-th update)", "multitask")
 
     # -- derived helpers -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -200,7 +202,7 @@ def convert(name: str, value: Any) -> Any:
 # -- the command line --------------------------------------------------------------------------
 def build_parser(prog: str = "python -m mpirl.train") -> argparse.ArgumentParser:
     parser = _Parser(
-        prog=prog, usage="%(prog)s [options]", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, usage="%(prog)s [options]", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train an RL agent over MPI ranks: mpirun -n 8 python -m mpirl.train [options]. "
                     "total-timesteps counts the steps of all ranks together.")
     groups = {g: parser.add_argument_group(t) for g, t in GROUP_TITLES.items()}
@@ -316,6 +318,12 @@ def validate(cfg: Config) -> None:
     if cfg.algo == "dqn":
         need(cfg.buffer_size >= cfg.batch_size,
              f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
+    if cfg.tasks:
+        from mpirl.multitask import config_problems  # lazily: it imports torch and gymnasium
+        problems.extend(config_problems(cfg))
+    if cfg.pipeline_stages > 1:
+        from mpirl.pipeline.checks import config_problems as pipeline_problems
+        problems.extend(pipeline_problems(cfg))
     if cfg.resume:
         need(cfg.run_dir is not None, "--resume needs --run-dir: the run to continue")
     if problems:

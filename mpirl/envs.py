@@ -17,19 +17,7 @@ from mpirl import envstate
 from mpirl.config import ConfigError
 from mpirl.dist.collectives import allreduce_sum
 from mpirl.dist.world import World
-
-
-def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of ``env_id``, or a ConfigError naming close matches."""
-    try:
-        return gym.spec(env_id)
-    except gym.error.Error as exc:
-        raise ConfigError(f"unknown environment {env_id!r}: {exc}") from None
-
-
-def default_target(env_id: str) -> float | None:
-    """The environment's own 'solved' threshold (CartPole-v1: 475), if it has one."""
-    return env_spec(env_id).reward_threshold
+from mpirl.registry import default_target, env_spec  # noqa: F401 (re-exported)
 
 
 def make_vec(env_id: str, num_envs: int, mode: str = "auto") -> gym.vector.VectorEnv:

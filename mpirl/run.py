@@ -91,6 +91,13 @@ class Run:
     def solved(self) -> bool:
         return self.solved_at_step is not None
 
+    def resume_command(self) -> str:
+        """The command line that continues this run (same options, plus --resume)."""
+        argv = [a for a in sys.argv[1:] if a not in ("--resume", "--no-resume")]
+        if not any(a == "--run-dir" or a.startswith("--run-dir=") for a in argv):
+            argv += ["--run-dir", self.dir]
+        return " ".join([f"mpirun -n {self.world.size} python -m mpirl.train", *argv, "--resume"])
+
     def finish(self, global_steps: int, steps_this_session: int, session_s: float,
                preempted: bool, extra: dict | None = None) -> dict:
         summary = {
@@ -104,10 +111,8 @@ class Run:
         }
         self.log.summary(summary)
         if preempted:
-            argv = " ".join(a for a in sys.argv[1:] if a != "--resume")
             self.log.print(f"stopped by signal after {global_steps:,} steps; checkpoint saved. "
-                           f"Resume with: mpirun -n {self.world.size} python -m mpirl.train "
-                           f"{argv} --resume --run-dir {self.dir}".replace("  ", " "))
+                           f"Resume with: {self.resume_command()}")
         else:
             self.log.print(f"done: {global_steps:,} steps in {summary['wall_time_s']:.1f}s; "
                            f"eval return {self.last_eval}; summary in "

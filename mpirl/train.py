@@ -14,36 +14,16 @@ import os
 import sys
 import time
 
-import gymnasium as gym
-import torch
 import yaml
 
 from mpirl.config import Config, ConfigError, default_run_dir, parse_args, to_yaml
 from mpirl.dist.slurm import check_world_size
 from mpirl.dist.world import World, install_abort_on_error
-from mpirl.envs import default_target, env_spec
+from mpirl.registry import check_env, default_target
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
 MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "num_envs", "normalize_obs", "dueling",
               "pipeline_stages", "partition")
-ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,)}
-
-
-def check_env(env_id: str, algo: str) -> None:
-    """The env exists, builds, and has spaces the algorithm handles."""
-    env_spec(env_id)
-    try:
-        env = gym.make(env_id)
-    except Exception as exc:  # noqa: BLE001 - any construction failure is bad input
-        raise ConfigError(f"cannot create environment {env_id!r}: {exc}") from None
-    obs, act = env.observation_space, env.action_space
-    env.close()
-    if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
-        raise ConfigError(f"{env_id}: only flat vector observations are supported, not {obs}")
-    if not isinstance(act, ACTION_SPACES[algo]):
-        kinds = " or ".join(k.__name__ for k in ACTION_SPACES[algo])
-        raise ConfigError(f"{env_id} has a {type(act).__name__} action space; "
-                          f"--algo {algo} needs {kinds}")
 
 
 def check_layout(cfg: Config, n_ranks: int) -> None:
@@ -58,6 +38,8 @@ def check_layout(cfg: Config, n_ranks: int) -> None:
                           f"{len(cfg.hidden_sizes) + 1} layers (deepen --hidden-sizes)")
     if cfg.sync_mode == "overlap" and cfg.pipeline_stages > 1:
         raise ConfigError("--sync-mode overlap does not support --pipeline-stages > 1")
+    from mpirl.multitask import check_tasks  # --tasks: ranks per task, Discrete action spaces
+    check_tasks(cfg, n_ranks)
 
 
 def prepare_run_dir(cfg: Config, n_ranks: int) -> None:
@@ -139,9 +121,10 @@ def main(argv: list[str] | None = None) -> dict:
     world = World()
     install_abort_on_error()
     cfg = configure(world, argv)
+    import torch  # after configure: --help and bad input are answered in well under a second
     torch.set_num_threads(torch_threads(cfg, world))
 
-    from mpirl.run import Run  # after configure: --help and bad input stay fast
+    from mpirl.run import Run
     target = cfg.target_return if cfg.target_return is not None else default_target(cfg.env_id)
     run = Run(cfg, world, target=target, total_steps=cfg.total_timesteps)
     run.log.print(f"mpirl: {cfg.algo} on {cfg.env_id}, {world.size} rank(s) x {cfg.num_envs} envs, "
