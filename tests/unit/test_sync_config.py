@@ -1,0 +1,29 @@
+"""Bad --sync-mode input is refused before training, with one message naming the option."""
+import pytest
+
+from mpirl.config import ConfigError, parse_args
+from mpirl.train import check_layout
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--sync-mode", "gossip"], "--sync-mode must be one of allreduce, overlap, local-sgd"),
+    (["--sync-mode", "local-sgd", "--sync-every", "0"], "--sync-every must be >= 1, not 0"),
+    (["--sync-every", "-3"], "--sync-every must be >= 1, not -3"),
+    (["--sync-every", "2.5"], "--sync-every: '2.5' is not a valid int"),
+    (["--sync-mode", "overlap", "--bucket-mb", "0"], "--bucket-mb must be a finite number > 0"),
+    (["--sync-mode", "overlap", "--bucket-mb", "inf"], "--bucket-mb must be a finite number > 0"),
+    (["--algo", "dqn", "--sync-mode", "local-sgd"],
+     "--sync-mode local-sgd is implemented for --algo ppo only"),
+])
+def test_bad_sync_options_give_one_clear_message(argv, message):
+    with pytest.raises(ConfigError) as err:
+        parse_args(argv)
+    assert message in str(err.value)
+    assert str(err.value).count(message) == 1
+
+
+def test_overlap_is_refused_for_a_pipeline_layout_and_the_good_layouts_pass():
+    with pytest.raises(ConfigError, match="overlap does not support --pipeline-stages > 1"):
+        check_layout(parse_args(["--sync-mode", "overlap", "--pipeline-stages", "2"]), 2)
+    for mode in ("allreduce", "overlap", "local-sgd"):
+        check_layout(parse_args(["--sync-mode", mode, "--sync-every", "1"]), 4)
