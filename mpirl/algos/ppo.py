@@ -21,13 +21,13 @@ import torch
 
 from mpirl import faults
 from mpirl.config import Config
-from mpirl.dist.collectives import (FlatGradients, allreduce_sum, check_in_sync, global_mean_std,
-                                    sync_params)
+from mpirl.dist.collectives import allreduce_sum, check_in_sync, global_mean_std
 from mpirl.dist.sync import make_sync
 from mpirl.dist.world import World
 from mpirl.envs import Evaluator, ObsNormalizer, VecEnv, check_spaces, global_episode_stats
 from mpirl.models.actor_critic import ActorCritic, Policy
 from mpirl.optim import FlatAdam
+from mpirl.pipeline.shard import model_shard
 from mpirl.run import Run
 
 
@@ -90,11 +90,13 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     torch.manual_seed(cfg.seed)
     model = ActorCritic(obs_dim, envs.single_action_space, cfg.hidden_sizes).to(cfg.device)
     policy = Policy(model.continuous, model.head.log_std)
-    grads = FlatGradients(model.parameters(), world)
+    shard = model_shard(cfg, world, model)  # what this rank trains: the model, or a pipeline stage
+    grads = shard.grads
     optimizer = FlatAdam(grads, lr=cfg.learning_rate, eps=1e-5)
-    sync = make_sync(cfg.sync_mode, world, grads, model, optimizer, cfg.sync_every, cfg.bucket_mb)
+    sync = make_sync(cfg.sync_mode, shard.data, grads, shard.module, optimizer, cfg.sync_every,
+                     cfg.bucket_mb)
     sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))
-    shuffler = np.random.default_rng(world.rank_seed(cfg.seed, 2))
+    shuffler = np.random.default_rng(shard.shuffle_seed(cfg.seed))
 
     T, E, N = cfg.num_steps, cfg.num_envs, world.size
     steps_per_update = T * E * N
@@ -106,7 +108,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         start_update = restored.meta["update"]
         if world.is_root:
             model.load_state_dict(restored.shared["model"])
-            optimizer.load_state_dict(restored.shared["optimizer"])
+        shard.load_optimizer(optimizer, restored.shared["optimizer"] if world.is_root else None)
         normalizer.load_state_dict(world.bcast_obj(restored.shared["normalizer"]
                                                    if world.is_root else None))
         exact = restored.local is not None and envs.load_state_dict(restored.local["env"])
@@ -116,7 +118,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         if not world.all(exact):
             run.log.print("note: environment state not restorable here; resumed with fresh "
                           "episodes (not bitwise identical to an uninterrupted run)")
-    sync_params(world, model, optimizer)
+    shard.sync_params(optimizer)
 
     # Rollout storage, preallocated once.
     obs_buf = torch.zeros(T, E, obs_dim)
@@ -134,7 +136,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             return policy.mode(params).numpy()
 
     def checkpoint(update: int) -> None:
-        shared = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        shard.publish()  # the whole model, whatever the stages: loads with any --pipeline-stages
+        shared = {"model": model.state_dict(), "optimizer": shard.optimizer_state(optimizer),
                   "normalizer": normalizer.state_dict()}
         local = {"env": envs.state_dict(), "sampler": sampler.get_state(),
                  "shuffler": shuffler.bit_generator.state}
@@ -177,23 +180,30 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             mean, std = global_mean_std(world, b_adv)
             b_adv = (b_adv - mean) / (std + 1e-8)
 
+        # A pipeline trains on the rollouts of all its stages' ranks (identity otherwise).
+        b_obs, b_act, b_logp, b_adv, b_values, b_returns = shard.pool(
+            b_obs, b_act, b_logp, b_adv, b_values, b_returns)
+
+        def minibatch_loss(out: torch.Tensor, mb: np.ndarray):
+            """PPO loss and stats of batch rows ``mb``, given the model's output for them."""
+            params, value = model.split(out)
+            logp, entropy = policy.logp_entropy(params, b_act[mb])
+            loss, stats = ppo_loss(logp, b_logp[mb], b_adv[mb], value, b_values[mb],
+                                   b_returns[mb], entropy, cfg)
+            if faults.at("loss", world.rank, update):
+                loss = loss * float("nan")
+            return loss, stats
+
         # 3. Epochs of minibatch updates with averaged gradients.
         grads.comm_time_s = 0.0
         stats: dict = {}
         for epoch in range(cfg.update_epochs):
-            for mb in np.array_split(shuffler.permutation(len(keep)), cfg.num_minibatches):
-                params, value = model.split(model(b_obs[mb]))
-                logp, entropy = policy.logp_entropy(params, b_act[mb])
-                loss, stats = ppo_loss(logp, b_logp[mb], b_adv[mb], value, b_values[mb],
-                                       b_returns[mb], entropy, cfg)
-                if faults.at("loss", world.rank, update):
-                    loss = loss * float("nan")
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"non-finite loss ({loss.item()}) at update {update}")
-                grads.zero()
-                loss.backward()
+            for mb in np.array_split(shuffler.permutation(len(b_obs)), cfg.num_minibatches):
+                loss, stats = shard.forward_backward(b_obs, mb, minibatch_loss)  # grads zeroed
+                if not math.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss ({loss}) at update {update}")
                 sync.gradients_ready()
-                stats["grad_norm"] = grads.clip_(cfg.max_grad_norm)
+                stats["grad_norm"] = shard.clip_(cfg.max_grad_norm)
                 if not math.isfinite(stats["grad_norm"]):
                     raise FloatingPointError(f"non-finite averaged gradient at update {update}")
                 optimizer.step()
@@ -204,6 +214,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         # 4. Bookkeeping: global statistics, desync check, evaluation, logs, checkpoints.
         update += 1
         sync_stats = sync.end_update(update)
+        shard.publish()  # pipeline: every rank's whole model current again (to act and check)
         global_step = update * steps_per_update
         record = {"global_step": global_step, "update": update, "time_s": run.clock(),
                   "sps": (update - start_update) * steps_per_update

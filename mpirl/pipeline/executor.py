@@ -59,11 +59,12 @@ class PipelineExecutor:
 
     ``in_shape`` is the per-sample input shape of the whole model (only the first stage uses it;
     the others learn theirs from the previous stage when the executor is built: every rank of
-    the pipeline must build its executor at the same time).
+    the pipeline must build its executor at the same time). With ``average_grads=False`` the
+    caller averages ``self.grads`` over ``grid.data`` itself (e.g. through a --sync-mode strategy).
     """
 
     def __init__(self, grid: Grid, stage: Stage, in_shape: tuple[int, ...],
-                 schedule: str = "1f1b", micro_batches: int = 1):
+                 schedule: str = "1f1b", micro_batches: int = 1, average_grads: bool = True):
         if stage.index != grid.stage or stage.stages != grid.stages:
             raise ValueError(f"stage {stage.index}/{stage.stages} does not match this rank's grid "
                              f"place {grid.stage}/{grid.stages}")
@@ -71,6 +72,7 @@ class PipelineExecutor:
         self.link = PipeLink(grid.pipe)
         self.schedule_name, self.micro_batches = schedule, micro_batches
         self.grads = FlatGradients(stage.parameters(), grid.data)
+        self.average_grads = average_grads
         self.in_shape, self.out_shape = self._agree_shapes(tuple(in_shape))
         # per-sample shape of the whole model's output (the last stage's), known on every stage
         self.model_out_shape = grid.pipe.bcast_obj(self.out_shape, root=grid.stages - 1)
@@ -79,13 +81,14 @@ class PipelineExecutor:
 
     @classmethod
     def from_layers(cls, grid: Grid, layers, in_shape: tuple[int, ...], schedule: str = "1f1b",
-                    micro_batches: int = 1, spec=None) -> "PipelineExecutor":
+                    micro_batches: int = 1, spec=None, average_grads: bool = True
+                    ) -> "PipelineExecutor":
         """Split ``layers`` (every rank passes the same list) into ``grid.stages`` stages, explicit
         ``spec`` or balanced by parameters, and build this rank's executor on its slice. The
         slice shares its parameter tensors with ``layers``."""
         slices = partition(layers, grid.stages, spec)
         return cls(grid, Stage(slices[grid.stage], grid.stage, grid.stages), in_shape,
-                   schedule, micro_batches)
+                   schedule, micro_batches, average_grads)
 
     # -- set-up --------------------------------------------------------------------------------
     def _agree_shapes(self, in_shape):
@@ -101,18 +104,28 @@ class PipelineExecutor:
     def schedule(self) -> Schedule:
         return build(self.schedule_name, self.grid.stages, self.micro_batches)
 
-    def _buffer(self, name: str, slot: int, shape: tuple[int, ...]) -> np.ndarray:
-        """A preallocated float32 receive buffer, reused from step to step."""
-        key = (name, slot, shape)
-        if key not in self._buffers:
-            self._buffers[key] = np.empty(shape, dtype=np.float32)
-        return self._buffers[key]
+    def _buffer(self, name: str, slot: int, rows: int, row_shape: tuple[int, ...]) -> np.ndarray:
+        """The first ``rows`` rows of a preallocated float32 receive buffer, reused from step to
+        step (grown when a larger batch arrives). A prefix of rows is still contiguous."""
+        key = (name, slot, row_shape)
+        if key not in self._buffers or self._buffers[key].shape[0] < rows:
+            self._buffers[key] = np.empty((rows, *row_shape), dtype=np.float32)
+        return self._buffers[key][:rows]
 
-    def _micro_rows(self, batch_size: int, micro_batches: int) -> int:
-        if micro_batches < 1 or batch_size % micro_batches:
+    @staticmethod
+    def micro_bounds(batch_size: int, micro_batches: int) -> list[int]:
+        """Row boundaries of the micro-batches: micro-batch m is rows [b[m], b[m + 1]).
+
+        Equal sizes when ``micro_batches`` divides ``batch_size``; otherwise sizes differ by at
+        most one row (a PPO minibatch loses the reset steps of autoreset, so it varies)."""
+        if not 1 <= micro_batches <= batch_size:
             raise ValueError(f"a batch of {batch_size} rows cannot be cut into {micro_batches} "
-                             "equal micro-batches")
-        return batch_size // micro_batches
+                             "micro-batches")
+        return [m * batch_size // micro_batches for m in range(micro_batches + 1)]
+
+    def _recv_forward(self, bounds, m: int, slot: int) -> torch.Tensor:
+        buf = self._buffer("act", slot, bounds[m + 1] - bounds[m], self.in_shape)
+        return torch.from_numpy(self.link.recv_forward(buf, m))
 
     # -- training --------------------------------------------------------------------------------
     def train_step(self, inputs: torch.Tensor | None, loss_fn: MicroLoss | None,
@@ -125,7 +138,7 @@ class PipelineExecutor:
         same StepResult.
         """
         schedule = self.schedule()
-        rows = self._micro_rows(batch_size, schedule.micro_batches)
+        bounds = self.micro_bounds(batch_size, schedule.micro_batches)
         if self.stage.is_first and (inputs is None or inputs.shape[0] != batch_size):
             raise ValueError(f"the first stage needs inputs of {batch_size} rows, got "
                              f"{None if inputs is None else tuple(inputs.shape)}")
@@ -148,10 +161,9 @@ class PipelineExecutor:
             m = action.micro
             if action.kind == "F":
                 if self.stage.is_first:
-                    x = inputs[m * rows:(m + 1) * rows]
+                    x = inputs[bounds[m]:bounds[m + 1]]
                 else:  # a slot per stashed micro-batch: autograd keeps the input until B m
-                    buf = self._buffer("act", m % slots, (rows, *self.in_shape))
-                    x = torch.from_numpy(self.link.recv_forward(buf, m))
+                    x = self._recv_forward(bounds, m, m % slots)
                 t0 = time.perf_counter()
                 out = self.stage.forward(m, x, micro_loss if self.stage.is_last else None)
                 busy += time.perf_counter() - t0
@@ -160,7 +172,7 @@ class PipelineExecutor:
             else:
                 grad_out = None
                 if not self.stage.is_last:
-                    buf = self._buffer("grad", 0, (rows, *self.out_shape))
+                    buf = self._buffer("grad", 0, bounds[m + 1] - bounds[m], self.out_shape)
                     grad_out = torch.from_numpy(self.link.recv_backward(buf, m))
                 t0 = time.perf_counter()
                 grad_in = self.stage.backward(m, grad_out)
@@ -170,7 +182,8 @@ class PipelineExecutor:
             self.link.progress()
         self.link.wait_sends()
         self.timing = StepTiming(busy=busy, wall=time.perf_counter() - t_start)
-        self.grads.average()
+        if self.average_grads:
+            self.grads.average()
         loss, metrics = self.grid.pipe.bcast_obj((sum(losses), metrics), root=self.grid.stages - 1)
         return StepResult(loss, metrics)
 
@@ -189,14 +202,13 @@ class PipelineExecutor:
         """Forward-only pass (no autograd, no stash): ``inputs`` (batch_size, *in_shape) on the
         first stage; returns the model output (batch_size, *out) on the last stage, or on every
         stage of the pipeline if ``to_all`` (one Bcast), else None."""
-        rows = self._micro_rows(batch_size, micro_batches)
+        bounds = self.micro_bounds(batch_size, micro_batches)
         outputs = []
         for m in range(micro_batches):
             if self.stage.is_first:
-                x = inputs[m * rows:(m + 1) * rows]
+                x = inputs[bounds[m]:bounds[m + 1]]
             else:
-                x = torch.from_numpy(self.link.recv_forward(
-                    self._buffer("act", m, (rows, *self.in_shape)), m))
+                x = self._recv_forward(bounds, m, slot=m)
             out = self.stage.infer(x)
             if self.stage.is_last:
                 outputs.append(out)

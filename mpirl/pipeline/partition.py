@@ -6,9 +6,10 @@ A partition is the number of blocks per stage, e.g. ``[2, 1]``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import torch.nn as nn
+if TYPE_CHECKING:  # torch is not needed to parse or check a partition
+    import torch.nn as nn
 
 
 def blocks_of(layers: Sequence[nn.Module]) -> list[list[nn.Module]]:

@@ -1,0 +1,167 @@
+"""What one rank of the PPO trainer trains: the whole model, or one stage of a pipelined model.
+
+The trainer talks to its shard at a handful of points, so data parallelism and pipeline
+parallelism share one training loop:
+
+    grads, data, module     the gradients this rank owns, the ranks it averages them with
+                            (for --sync-mode), and the module local-SGD averages
+    shuffle_seed(seed)      minibatch order: per rank, or per pipeline (its stages must agree)
+    pool(*tensors)          the update's batch: this rank's rollout, or its whole pipeline's
+    forward_backward(obs, rows, loss_fn) -> (loss, stats)   gradients of one minibatch
+    clip_(max_norm)         clip by the norm of the WHOLE model's gradient
+    publish()               after an update: the whole model current on every rank
+    optimizer_state / load_optimizer / sync_params          one checkpoint format for any P
+
+Pipeline acting: every rank keeps the whole model and, after each update, gathers the stages'
+new weights with one Allgatherv (``publish``); rollouts and evaluation then run locally. This was
+measured against a forward-only pass through the stages at every environment step (see
+docs/pipeline.md): for RL-sized models a per-step pipeline pass costs several point-to-point
+latencies per env step, while the gather costs one small collective per update.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mpirl.dist.collectives import FlatGradients, broadcast_tensors, sync_params
+from mpirl.dist.exchange import allgatherv
+from mpirl.dist.world import Grid, World
+from mpirl.pipeline.executor import PipelineExecutor
+from mpirl.pipeline.weights import StageSlice
+
+# loss_fn(model output for rows, rows) -> (loss: the mean over rows, stats: {name: mean})
+MinibatchLoss = Callable[[torch.Tensor, np.ndarray], "tuple[torch.Tensor, dict]"]
+
+
+class WholeModel:
+    """Data parallelism: this rank trains a full replica; gradients are averaged over ``world``."""
+
+    def __init__(self, world: World, model: torch.nn.Module):
+        self.world, self.model = world, model
+        self.module, self.data = model, world
+        self.grads = FlatGradients(model.parameters(), world)
+
+    def shuffle_seed(self, seed: int) -> int:
+        return self.world.rank_seed(seed, 2)
+
+    def pool(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tensors
+
+    def forward_backward(self, obs: torch.Tensor, rows: np.ndarray, loss_fn: MinibatchLoss):
+        loss, stats = loss_fn(self.model(obs[rows]), rows)
+        self.grads.zero()
+        loss.backward()
+        return loss.item(), stats
+
+    def clip_(self, max_norm: float) -> float:
+        return self.grads.clip_(max_norm)
+
+    def publish(self) -> None:
+        pass
+
+    def optimizer_state(self, optimizer) -> dict:
+        return optimizer.state_dict()
+
+    def load_optimizer(self, optimizer, state: dict | None) -> None:
+        """``state`` from a checkpoint, on rank 0 (None elsewhere; sync_params spreads it)."""
+        if self.world.is_root:
+            optimizer.load_state_dict(state)
+
+    def sync_params(self, optimizer) -> None:
+        sync_params(self.world, self.model, optimizer)
+
+
+class PipelineStage:
+    """Pipeline parallelism: this rank trains one stage of ``model`` (split by layers over
+    ``cfg.pipeline_stages`` ranks) and keeps a whole copy of the model for acting.
+
+    Gradients of the stage are averaged over the same stage of every replica (``grid.data``).
+    Checkpoints hold the whole model and whole-model Adam moments, gathered over the pipeline,
+    i.e. exactly what a 1-stage run saves: a checkpoint loads with any number of stages.
+    """
+
+    def __init__(self, cfg, world: World, model: torch.nn.Module):
+        self.world, self.model = world, model
+        self.grid = Grid.build(world, cfg.pipeline_stages)
+        self.executor = PipelineExecutor.from_layers(
+            self.grid, list(model), (model.obs_dim,), cfg.pipeline_schedule, cfg.micro_batches,
+            spec=cfg.partition, average_grads=False)  # the --sync-mode strategy averages
+        self.module, self.data = self.executor.stage.module, self.grid.data
+        self.grads = self.executor.grads
+        self.weights = StageSlice(self.grid.pipe, list(self.module.parameters()),
+                                  list(model.parameters()))
+
+    def shuffle_seed(self, seed: int) -> int:
+        """One seed per pipeline: every stage must cut the same minibatches."""
+        seq = np.random.SeedSequence([seed, self.grid.replica, 2, self.grid.stages])
+        return int(seq.generate_state(1, dtype=np.uint32)[0])
+
+    def pool(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every stage's rollout rows concatenated in stage order, on every stage: all
+        ``tensors`` (same number of rows) packed as float32 columns into one Allgatherv."""
+        n = len(tensors[0])
+        columns = [t.reshape(n, -1).to(torch.float32) for t in tensors]
+        packed, _ = allgatherv(self.grid.pipe, torch.cat(columns, dim=1).numpy())
+        parts = torch.from_numpy(packed).split([c.shape[1] for c in columns], dim=1)
+        return tuple(p.reshape((len(packed),) + t.shape[1:]).to(t.dtype)
+                     for p, t in zip(parts, tensors))
+
+    def forward_backward(self, obs: torch.Tensor, rows: np.ndarray, loss_fn: MinibatchLoss):
+        """The minibatch ``rows`` through the pipeline in micro-batches. Each micro-batch's mean
+        loss and stats are weighted by its share of the rows, so their sums are the minibatch
+        means a whole-model step computes."""
+        n = len(rows)
+        bounds = self.executor.micro_bounds(n, self.executor.micro_batches)
+
+        def micro_loss(out: torch.Tensor, m: int):
+            part = rows[bounds[m]:bounds[m + 1]]
+            loss, stats = loss_fn(out, part)
+            share = len(part) / n
+            return loss * share, {k: v * share for k, v in stats.items()}
+
+        stage = self.executor.stage
+        result = self.executor.train_step(obs[rows] if stage.is_first else None,
+                                          micro_loss if stage.is_last else None, n)
+        return result.loss, result.metrics
+
+    def clip_(self, max_norm: float) -> float:
+        return self.executor.clip_grad_norm_(max_norm)
+
+    def publish(self) -> None:
+        self.weights.gather_parameters()
+
+    def optimizer_state(self, optimizer) -> dict:
+        """The whole model's Adam state (moments gathered over the pipeline), on every rank."""
+        state = optimizer.state_dict()
+        for key in ("exp_avg", "exp_avg_sq"):
+            state[key] = self.weights.gather(state[key])
+        return state
+
+    def load_optimizer(self, optimizer, state: dict | None) -> None:
+        """Whole-model Adam ``state`` on rank 0 (from a checkpoint of any number of stages):
+        broadcast, then each stage keeps its own range."""
+        total = self.weights.total
+        saved = self.world.bcast_obj((state["exp_avg"].numel(), state["lr"])
+                                     if self.world.is_root else None)
+        if saved[0] != total:
+            raise ValueError(f"the checkpoint's optimizer state covers {saved[0]} parameters, "
+                             f"the model has {total}")
+        full = [torch.zeros(1, dtype=torch.float64), torch.zeros(total), torch.zeros(total)]
+        if self.world.is_root:
+            full = [state["step"].to(torch.float64).reshape(1), state["exp_avg"].reshape(-1),
+                    state["exp_avg_sq"].reshape(-1)]
+        broadcast_tensors(self.world, full)
+        optimizer.load_state_dict({"step": full[0], "exp_avg": self.weights.mine(full[1]),
+                                   "exp_avg_sq": self.weights.mine(full[2]), "lr": saved[1]})
+
+    def sync_params(self, optimizer) -> None:
+        """Rank 0's whole model everywhere; each stage's optimizer state from its replica 0."""
+        sync_params(self.world, self.model)
+        broadcast_tensors(self.data, optimizer.state_tensors())
+
+
+def model_shard(cfg, world: World, model: torch.nn.Module):
+    """The shard this rank trains for ``--pipeline-stages``."""
+    return PipelineStage(cfg, world, model) if cfg.pipeline_stages > 1 else WholeModel(world, model)
