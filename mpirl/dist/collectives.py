@@ -134,6 +134,8 @@ class FlatGradients:
         self.numel = sum(p.numel() for p in self.params)
         dtype = self.params[0].dtype if self.params else torch.float32
         self.flat = torch.zeros(self.numel, dtype=dtype)
+        self._buf = self.flat.numpy()  # the same memory, as MPI sees it (made once: ~3 us a call)
+        self._inv_size = np.asarray(1.0 / world.size, dtype=self._buf.dtype)
         self.comm_time_s = 0.0  # seconds spent in Allreduce since the last reset
         self.bind()
 
@@ -164,9 +166,9 @@ class FlatGradients:
         if self.world.size == 1:
             return
         t0 = time.perf_counter()
-        self.world.comm.Allreduce(MPI.IN_PLACE, self.flat.numpy(), op=MPI.SUM)
+        self.world.comm.Allreduce(MPI.IN_PLACE, self._buf, op=MPI.SUM)
         self.comm_time_s += time.perf_counter() - t0
-        self.flat.mul_(1.0 / self.world.size)
+        np.multiply(self._buf, self._inv_size, out=self._buf)  # numpy: a third of torch's overhead
 
     def global_norm(self) -> float:
         return float(torch.linalg.vector_norm(self.flat))
