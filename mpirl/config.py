@@ -319,7 +319,7 @@ def validate(cfg: Config) -> None:
         need(cfg.buffer_size >= cfg.batch_size,
              f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
     if cfg.tasks:
-        from mpirl.multitask import config_problems  # lazily: it imports torch and gymnasium
+        from mpirl.taskspec import config_problems  # lazily: it imports gymnasium
         problems.extend(config_problems(cfg))
     if cfg.pipeline_stages > 1:
         from mpirl.pipeline.checks import config_problems as pipeline_problems

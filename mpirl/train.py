@@ -38,7 +38,7 @@ def check_layout(cfg: Config, n_ranks: int) -> None:
                           f"{len(cfg.hidden_sizes) + 1} layers (deepen --hidden-sizes)")
     if cfg.sync_mode == "overlap" and cfg.pipeline_stages > 1:
         raise ConfigError("--sync-mode overlap does not support --pipeline-stages > 1")
-    from mpirl.multitask import check_tasks  # --tasks: ranks per task, Discrete action spaces
+    from mpirl.taskspec import check_tasks  # --tasks: ranks per task, Discrete action spaces
     check_tasks(cfg, n_ranks)
 
 

@@ -26,6 +26,8 @@ from mpirl.dist.sync import make_sync
 from mpirl.dist.world import World
 from mpirl.envs import Evaluator, ObsNormalizer, VecEnv, check_spaces, global_episode_stats
 from mpirl.models.actor_critic import ActorCritic, Policy
+from mpirl.models.popart import IdentityValueNorm
+from mpirl.multitask import MultiTask
 from mpirl.optim import FlatAdam
 from mpirl.pipeline.shard import model_shard
 from mpirl.run import Run
@@ -77,24 +79,36 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
 
 # -- training -------------------------------------------------------------------------------
 def train(cfg: Config, world: World, run: Run) -> dict:
+    # --tasks: this rank trains one of several tasks; statistics are pooled over its task group.
+    tasks = MultiTask(cfg, world, run) if cfg.tasks else None
+    group = tasks.group if tasks else world
+    env_id = tasks.env_id if tasks else cfg.env_id
+
     # Environments: each rank its own, seeded from (seed, rank).
-    envs = VecEnv(cfg.env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
+    envs = VecEnv(env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
                   mode=cfg.vector_mode)
-    check_spaces(envs.envs, cfg.env_id)
+    check_spaces(envs.envs, env_id)
     obs_dim = envs.single_observation_space.shape[0]
-    normalizer = envs.normalizer = ObsNormalizer((obs_dim,), enabled=cfg.normalize_obs)
-    evaluator = Evaluator(world, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 10_000,
-                          mode=cfg.vector_mode)
+    normalizer = envs.normalizer = (tasks.normalizer() if tasks else
+                                    ObsNormalizer((obs_dim,), enabled=cfg.normalize_obs))
+    obs_dim = normalizer.out_dim if tasks else obs_dim  # padded + task one-hot
+    evaluator = (tasks.make_evaluator(seed=cfg.seed + 10_000) if tasks else
+                 Evaluator(world, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 10_000,
+                           mode=cfg.vector_mode))
 
     # The replica: same initialisation everywhere, then rank 0's copy is broadcast anyway.
     torch.manual_seed(cfg.seed)
-    model = ActorCritic(obs_dim, envs.single_action_space, cfg.hidden_sizes).to(cfg.device)
+    model = (tasks.model() if tasks else
+             ActorCritic(obs_dim, envs.single_action_space, cfg.hidden_sizes)).to(cfg.device)
     policy = Policy(model.continuous, model.head.log_std)
     shard = model_shard(cfg, world, model)  # what this rank trains: the model, or a pipeline stage
     grads = shard.grads
     optimizer = FlatAdam(grads, lr=cfg.learning_rate, eps=1e-5)
     sync = make_sync(cfg.sync_mode, shard.data, grads, shard.module, optimizer, cfg.sync_every,
                      cfg.bucket_mb)
+    if tasks:  # trunk: task-weighted mean; each head: mean over its task's ranks
+        sync = tasks.weighted_sync(sync, grads, model)
+    value_norm = tasks.value_norm(model) if tasks else IdentityValueNorm()  # PopArt per task
     sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))
     shuffler = np.random.default_rng(shard.shuffle_seed(cfg.seed))
 
@@ -111,6 +125,9 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         shard.load_optimizer(optimizer, restored.shared["optimizer"] if world.is_root else None)
         normalizer.load_state_dict(world.bcast_obj(restored.shared["normalizer"]
                                                    if world.is_root else None))
+        if tasks:
+            tasks.load_state_dict(world.bcast_obj(restored.shared["tasks"]
+                                                  if world.is_root else None))
         exact = restored.local is not None and envs.load_state_dict(restored.local["env"])
         if exact:
             sampler.set_state(restored.local["sampler"])
@@ -139,6 +156,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         shard.publish()  # the whole model, whatever the stages: loads with any --pipeline-stages
         shared = {"model": model.state_dict(), "optimizer": shard.optimizer_state(optimizer),
                   "normalizer": normalizer.state_dict()}
+        if tasks:
+            shared["tasks"] = tasks.state_dict()
         local = {"env": envs.state_dict(), "sampler": sampler.get_state(),
                  "shuffler": shuffler.bit_generator.state}
         run.save(update, shared, local, meta={"global_step": update * steps_per_update})
@@ -165,7 +184,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                 terminated[t], ended[t] = term, term | trunc
             _, last_value = model.split(model(torch.from_numpy(normalizer(envs.raw_obs, False))))
             values[T] = last_value.numpy()
-        normalizer.sync(world)
+            value_norm.denormalize_(values)  # PopArt heads -> return units
+        normalizer.sync(group)
 
         # 2. Advantages; the reset steps of next-step autoreset are left out of the batch.
         adv = compute_gae(rewards, values, terminated, ended, cfg.gamma, cfg.gae_lambda)
@@ -176,8 +196,9 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         b_adv = torch.from_numpy(adv.reshape(-1))[keep]
         b_values = torch.from_numpy(values[:T].reshape(-1))[keep]
         b_returns = b_adv + b_values
+        b_values, b_returns = value_norm.update(b_values, b_returns)  # value-head units
         if cfg.norm_adv:
-            mean, std = global_mean_std(world, b_adv)
+            mean, std = global_mean_std(group, b_adv)
             b_adv = (b_adv - mean) / (std + 1e-8)
 
         # A pipeline trains on the rollouts of all its stages' ranks (identity otherwise).
@@ -222,7 +243,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                   "learning_rate": optimizer.param_groups[0]["lr"],
                   "comm_time_s": grads.comm_time_s,
                   "update_time_s": time.perf_counter() - update_start, **stats, **sync_stats,
-                  **global_episode_stats(world, *envs.stats.drain())}
+                  **(tasks.episode_stats(envs.stats) if tasks else
+                     global_episode_stats(world, *envs.stats.drain()))}
         if update % cfg.desync_check_interval == 0 and sync.replicas_identical:
             check_in_sync(world, model)
         train_return = record.get("episode_return_mean", -math.inf)
@@ -230,6 +252,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                 or (run.target is not None and not run.solved and train_return >= run.target)):
             record["eval_return_mean"] = evaluator.run(act_deterministic, normalizer)
             run.record_eval(global_step, record["eval_return_mean"])
+            if tasks:  # per-task returns and solved flags
+                tasks.record_eval(record, global_step)
         run.log.metrics(record)
         if update % cfg.log_interval == 0 or update == num_updates:
             run.log.progress(record)
@@ -247,4 +271,5 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     envs.close()
     return run.finish(global_steps=update * steps_per_update,
                       steps_this_session=(update - start_update) * steps_per_update,
-                      session_s=time.perf_counter() - session_start, preempted=preempted)
+                      session_s=time.perf_counter() - session_start, preempted=preempted,
+                      extra=tasks.summary() if tasks else None)

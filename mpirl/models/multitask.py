@@ -1,0 +1,79 @@
+"""One agent for several tasks: a shared trunk, and a policy head and a value head per task.
+
+Input: a task's observation padded with zeros to the widest task's width D, followed by a one-hot
+of the task (width D + K). Output, like :class:`~mpirl.models.actor_critic.ActorCritic`, one packed
+tensor ``[logits | value]`` of shape (B, A + 1), where A is the largest action count of all tasks:
+task k's policy head has A outputs, and those beyond task k's own ``n_k`` actions are masked to
+the most negative float (probability exactly 0; a true -inf would turn the entropy's 0 * log 0
+into NaN). Every task thus produces the same shapes, so rollout buffers and the
+:class:`~mpirl.models.actor_critic.Policy` work unchanged.
+
+Each rank evaluates only its own task's heads (``model.task``); the other heads get no gradient
+from its batch. Every rank still holds every head (replicas stay identical), and the sync layer
+averages head gradients over the ranks of their task (:mod:`mpirl.dist.task_sync`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mpirl.models.actor_critic import PolicyValueHead, hidden_blocks
+from mpirl.models.popart import PopArt
+
+
+def action_mask(action_counts: list[int]) -> torch.Tensor:
+    """(K, A) bool: mask[k, a] is True when action a exists in task k (A = max count)."""
+    width = max(action_counts)
+    return torch.arange(width).unsqueeze(0) < torch.tensor(action_counts).unsqueeze(1)
+
+
+def mask_logits(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``logits`` (B, A) with the entries where ``valid`` (A,) is False set to the dtype's minimum."""
+    return torch.where(valid, logits, torch.finfo(logits.dtype).min)
+
+
+class MultiTaskActorCritic(nn.Module):
+    """Shared trunk (the hidden blocks of ActorCritic) + per-task policy/value heads + PopArt."""
+
+    continuous = False  # multi-task runs take Discrete action spaces (masks need a finite set)
+
+    def __init__(self, obs_width: int, action_counts: list[int], hidden_sizes=(64, 64),
+                 popart_beta: float = 0.05):
+        super().__init__()
+        self.num_tasks = len(action_counts)
+        self.action_dim = max(action_counts)
+        self.obs_dim = obs_width + self.num_tasks  # padded observation + task one-hot
+        self.trunk = nn.Sequential(*hidden_blocks(self.obs_dim, hidden_sizes))
+        self.heads = nn.ModuleList(PolicyValueHead(hidden_sizes[-1], self.action_dim, False)
+                                   for _ in action_counts)
+        # Always present (at mean 0, std 1 it is the identity), so checkpoints have one shape
+        # whether or not --popart updates it.
+        self.popart = PopArt(self.num_tasks, popart_beta)
+        self.valid_actions = action_mask(action_counts)  # not a buffer: derived from the tasks
+        self.task = 0  # the task whose heads forward() evaluates: this rank's task
+
+    @property
+    def head(self) -> PolicyValueHead:
+        """This rank's task's head (Policy reads ``head.log_std``)."""
+        return self.heads[self.task]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, D + K) -> packed (B, A + 1): masked logits of ``self.task``, then its value."""
+        out = self.heads[self.task](self.trunk(x))
+        logits = mask_logits(out[:, :self.action_dim],
+                             self.valid_actions[self.task].to(out.device))
+        return torch.cat([logits, out[:, self.action_dim:]], dim=-1)
+
+    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``out`` (B, A+1) -> logits (B, A), value (B,) (normalised units when PopArt is on)."""
+        return out[:, :self.action_dim], out[:, self.action_dim]
+
+    def owner(self) -> dict[int, int | None]:
+        """id(parameter) -> the task whose head it belongs to, or None for the shared trunk."""
+        owners = {id(p): None for p in self.trunk.parameters()}
+        for k, head in enumerate(self.heads):
+            owners.update({id(p): k for p in head.parameters()})
+        return owners
+
+    def value_layers(self) -> list[nn.Linear]:
+        return [head.value for head in self.heads]

@@ -1,0 +1,221 @@
+"""Multi-task runs (``--tasks A,B`` or ``--tasks A:4,B:2``): one agent, one task per rank.
+
+    tasks      parsed from --tasks; ranks assigned round-robin, or in proportion to given weights
+    groups     ranks of one task share a sub-communicator (``world.split(color=task)``) for
+               task-local statistics: observation normaliser, advantages, episodes, evaluation
+    envs       each rank steps its own task; observations are normalised with the task's
+               statistics, zero-padded to the widest task and tagged with a task one-hot
+    model      shared trunk + per-task heads, invalid actions masked (mpirl.models.multitask)
+    gradients  trunk: task-weighted mean, heads: mean over their task's ranks, in the same single
+               Allreduce (mpirl.dist.task_sync)
+    PopArt     per-task value statistics (mpirl.models.popart); updated with one world Allreduce
+               of a (K, 3) array, because every rank holds -- and rescales -- every value head
+    solved     each task against its own target; the run is solved when every task is
+
+:class:`MultiTask` is what the PPO trainer asks for these pieces. Parsing, rank assignment and
+the checks made before training are in mpirl.taskspec (torch-free).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mpirl.config import Config
+from mpirl.dist.collectives import allreduce_sum
+from mpirl.dist.task_sync import TaskWeightedSync
+from mpirl.dist.world import World
+from mpirl.envs import EpisodeStats, Evaluator, ObsNormalizer, global_episode_stats
+from mpirl.models.multitask import MultiTaskActorCritic
+from mpirl.registry import default_target
+from mpirl.taskspec import assign_tasks, parse_targets, parse_tasks, task_spaces
+
+
+def pad_and_tag(obs: np.ndarray, width: int, task: int, num_tasks: int) -> np.ndarray:
+    """(B, d) observations -> (B, width + K) float32: zero-padded to ``width``, then the one-hot
+    of ``task``."""
+    out = np.zeros((len(obs), width + num_tasks), np.float32)
+    out[:, :obs.shape[1]] = obs
+    out[:, width + task] = 1.0
+    return out
+
+
+# -- the pieces a trainer swaps in ----------------------------------------------------------------
+class TaskObsNormalizer(ObsNormalizer):
+    """This task's observation normaliser; its output padded and tagged (``out_dim`` wide).
+
+    ``sync`` is given the task's group, so statistics are those of the task's ranks only.
+    ``state_dict`` is collective (every rank calls it, as at a checkpoint): it holds every task's
+    statistics, so rank 0's checkpoint restores all of them.
+    """
+
+    def __init__(self, obs_dim: int, width: int, task: int, task_ids: list[str], world: World,
+                 enabled: bool = True):
+        super().__init__((obs_dim,), enabled=enabled)
+        self.width, self.task, self.task_ids, self.world = width, task, task_ids, world
+        self.out_dim = width + len(task_ids)
+
+    def __call__(self, obs: np.ndarray, accumulate: bool = True) -> np.ndarray:
+        return pad_and_tag(super().__call__(obs, accumulate), self.width, self.task,
+                           len(self.task_ids))
+
+    def state_dict(self) -> dict:
+        every = self.world.allgather_obj((self.task_ids[self.task], super().state_dict()))
+        return dict(every)
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state[self.task_ids[self.task]])
+
+
+class TaskValueNorm:
+    """PopArt in the PPO update: value-head outputs <-> returns, with this rank's task's statistics.
+
+    ``update`` is collective: each rank puts its task's (count, sum, sum of squares) of returns in
+    its row of a (K, 3) array, one Allreduce sums them, and every rank applies the same update and
+    head rescale (replicas stay identical). With ``learn=False`` (--no-popart) the statistics
+    stay at mean 0, std 1 and the heads speak in return units.
+    """
+
+    def __init__(self, world: World, task: int, model: MultiTaskActorCritic, learn: bool):
+        self.world, self.task, self.model, self.learn = world, task, model, learn
+
+    def denormalize_(self, values: np.ndarray) -> np.ndarray:
+        values[...] = self.model.popart.denormalize(torch.from_numpy(values), self.task).numpy()
+        return values
+
+    def update(self, b_values: torch.Tensor, b_returns: torch.Tensor):
+        if self.learn:
+            rows = np.zeros((self.model.num_tasks, 3))
+            r = b_returns.double()
+            rows[self.task] = [len(r), float(r.sum()), float((r * r).sum())]
+            batch = allreduce_sum(self.world, rows).reshape(-1, 3)
+            self.model.popart.update(batch, self.model.value_layers())
+        popart = self.model.popart
+        return popart.normalize(b_values, self.task), popart.normalize(b_returns, self.task)
+
+
+class TaskEvaluator:
+    """Evaluates every task at once: each group runs its own task's episodes; ``run`` returns the
+    mean over tasks and leaves the per-task means in ``returns`` (K,), identical on all ranks."""
+
+    def __init__(self, world: World, group: World, task: int, num_tasks: int, env_id: str,
+                 episodes: int, seed: int, mode: str):
+        self.world, self.group, self.task = world, group, task
+        self.own = Evaluator(group, env_id, episodes, seed=seed, mode=mode)
+        self.returns = np.full(num_tasks, np.nan)
+
+    def run(self, act, normalizer=None) -> float:
+        mine = self.own.run(act, normalizer)
+        row = np.zeros(len(self.returns))
+        row[self.task] = mine if self.group.is_root else 0.0
+        self.returns = allreduce_sum(self.world, row)
+        return float(self.returns.mean())
+
+
+class MultiTask:
+    """This rank's place in a multi-task run, and the per-task bookkeeping of the run.
+
+    Built on every rank after configure(): ``task`` (index), ``env_id``, ``group`` (the task's
+    sub-world), ``counts`` (ranks per task), ``targets``. Takes over the run's "solved": the
+    run is solved when every task with a target has reached it.
+    """
+
+    def __init__(self, cfg: Config, world: World, run):
+        tasks = parse_tasks(cfg.tasks)
+        self.cfg, self.world, self.run = cfg, world, run
+        self.ids = [env_id for env_id, _ in tasks]
+        self.assignment = assign_tasks(world.size, [w for _, w in tasks])
+        self.counts = [self.assignment.count(k) for k in range(len(self.ids))]
+        self.task = self.assignment[world.rank]
+        self.env_id = self.ids[self.task]
+        self.group = world.split(color=self.task)
+        self.obs_dims, self.action_counts = zip(*(task_spaces(i) for i in self.ids))
+        self.width = max(self.obs_dims)
+        given = parse_targets(cfg.task_targets, self.ids)
+        self.targets = [given.get(i, default_target(i)) for i in self.ids]
+        self.solved_at_step: list[int | None] = [None] * len(self.ids)
+        self.solved_at_time_s: list[float | None] = [None] * len(self.ids)
+        self.train_returns: list[float | None] = [None] * len(self.ids)
+        self.evaluator: TaskEvaluator | None = None
+        run.target = None  # "solved" is per task here (record_eval)
+        run.log.print("tasks: " + ", ".join(
+            f"{i} ({n} rank{'s' * (n > 1)}, target {t})"
+            for i, n, t in zip(self.ids, self.counts, self.targets))
+            + f"; weighting {cfg.task_weighting}, PopArt {'on' if cfg.popart else 'off'}")
+
+    # -- construction ------------------------------------------------------------------------
+    def normalizer(self) -> TaskObsNormalizer:
+        return TaskObsNormalizer(self.obs_dims[self.task], self.width, self.task, self.ids,
+                                 self.world, enabled=self.cfg.normalize_obs)
+
+    def make_evaluator(self, seed: int) -> TaskEvaluator:
+        self.evaluator = TaskEvaluator(self.world, self.group, self.task, len(self.ids),
+                                       self.env_id, self.cfg.eval_episodes, seed,
+                                       self.cfg.vector_mode)
+        return self.evaluator
+
+    def model(self) -> MultiTaskActorCritic:
+        model = MultiTaskActorCritic(self.width, list(self.action_counts), self.cfg.hidden_sizes,
+                                     popart_beta=self.cfg.popart_beta)
+        model.task = self.task
+        return model
+
+    def weighted_sync(self, sync, grads, model: MultiTaskActorCritic) -> TaskWeightedSync:
+        return TaskWeightedSync(sync, grads, model.owner(), self.task, self.counts,
+                                self.cfg.task_weighting)
+
+    def value_norm(self, model: MultiTaskActorCritic) -> TaskValueNorm:
+        return TaskValueNorm(self.world, self.task, model, learn=self.cfg.popart)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def episode_stats(self, stats: EpisodeStats) -> dict:
+        """Per-task training episode statistics (``<task>/episode_return_mean``, ...), pooled
+        over each task's group; every rank gets every task's."""
+        mine = global_episode_stats(self.group, *stats.drain())
+        every = self.world.allgather_obj(mine if self.group.is_root else None)
+        record = {}
+        by_task = {self.assignment[r]: s for r, s in enumerate(every) if s is not None}
+        for k, env_id in enumerate(self.ids):
+            task_stats = by_task[k]
+            record.update({f"{env_id}/{key}": value for key, value in task_stats.items()})
+            if "episode_return_mean" in task_stats:
+                self.train_returns[k] = task_stats["episode_return_mean"]
+        return record
+
+    def record_eval(self, record: dict, global_step: int) -> None:
+        """Per-task evaluation returns and solved flags into ``record``; marks the run solved
+        once every task with a target has reached it."""
+        for k, env_id in enumerate(self.ids):
+            value, target = float(self.evaluator.returns[k]), self.targets[k]
+            if target is not None and value >= target and self.solved_at_step[k] is None:
+                self.solved_at_step[k], self.solved_at_time_s[k] = global_step, self.run.clock()
+            record[f"{env_id}/eval_return_mean"] = value
+            record[f"{env_id}/solved"] = self.solved_at_step[k] is not None
+        with_targets = [k for k, t in enumerate(self.targets) if t is not None]
+        if (with_targets and self.run.solved_at_step is None
+                and all(self.solved_at_step[k] is not None for k in with_targets)):
+            self.run.solved_at_step = global_step
+            self.run.solved_at_time_s = self.run.clock()
+
+    def summary(self) -> dict:
+        """The multi-task part of summary.json."""
+        last_eval = self.evaluator.returns if self.evaluator is not None else []
+        return {"env_id": ",".join(self.ids), "task_weighting": self.cfg.task_weighting,
+                "popart": self.cfg.popart, "tasks": {
+                    env_id: {"ranks": self.counts[k], "target_return": self.targets[k],
+                             "eval_return_mean": (float(last_eval[k]) if len(last_eval) and
+                                                  np.isfinite(last_eval[k]) else None),
+                             "episode_return_mean": self.train_returns[k],
+                             "solved": self.solved_at_step[k] is not None,
+                             "solved_at_step": self.solved_at_step[k],
+                             "solved_at_time_s": self.solved_at_time_s[k]}
+                    for k, env_id in enumerate(self.ids)}}
+
+    def state_dict(self) -> dict:
+        return {"solved_at_step": list(self.solved_at_step),
+                "solved_at_time_s": list(self.solved_at_time_s),
+                "train_returns": list(self.train_returns)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.solved_at_step = list(state["solved_at_step"])
+        self.solved_at_time_s = list(state["solved_at_time_s"])
+        self.train_returns = list(state["train_returns"])
