@@ -30,9 +30,11 @@ PRIORITY_EPS = 1e-6
 def transition_dtype(obs_shape: tuple, obs_dtype=np.float32) -> np.dtype:
     """The record dtype of one transition with observations of ``obs_shape`` / ``obs_dtype``."""
     obs_shape = tuple(obs_shape)
+    # aligned (padded like a C struct): fields sit at multiples of their size, so a column of
+    # records can be handed to torch, and copies move whole words
     return np.dtype([("obs", obs_dtype, obs_shape), ("action", np.int64), ("reward", np.float32),
                      ("next_obs", obs_dtype, obs_shape), ("done", np.bool_),
-                     ("discount", np.float32)])
+                     ("discount", np.float32)], align=True)
 
 
 def importance_weights(probs: np.ndarray, size: int, beta: float,
