@@ -103,6 +103,10 @@ def test_local_sgd_with_k1_matches_allreduce_for_sgd(momentum):
         assert metrics["drift"] > 0 and local.replicas_identical
         for p, q in zip(model.parameters(), reference.parameters()):
             np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=1e-6, rtol=0)
+            if momentum:   # the averaged buffers equal the one built from averaged gradients
+                np.testing.assert_allclose(opt.state[p]["momentum_buffer"].numpy(),
+                                           ref_opt.state[q]["momentum_buffer"].numpy(),
+                                           atol=1e-6, rtol=0)
     check_in_sync(world, model)
 
 
