@@ -38,7 +38,7 @@ import tempfile
 MODES = ("allreduce", "overlap", "local-sgd")
 KINDS = ("weak", "strong")
 ENVS, STEPS = 16, 32           # weak: envs per rank; strong: envs over all ranks
-FULL = dict(ranks=(1, 2, 4, 8), updates=20, warmup=4, sync_every=8, repeats=2, timeout=600,
+FULL = dict(ranks=(1, 2, 4, 8), updates=20, warmup=4, sync_every=8, repeats=2, timeout=1500,
             learn_seeds=(0, 1, 2, 3, 4), learn_ranks=2, learn_budget=500_000)
 QUICK = dict(ranks=(1, 2), updates=5, warmup=1, sync_every=2, repeats=1, timeout=150)
 BUCKET_MB = 0.005              # ~1300 floats: the 4,675-parameter model travels in 4 buckets
