@@ -45,13 +45,15 @@ def test_train_job_runs_one_mpi_job_of_n_ranks(jobdir, launcher, ntasks):
     assert f"launcher={launcher}" in log
 
 
-def test_multinode_job_spans_nodes_times_tasks(jobdir):
-    nodes = len(slurm("sinfo", "-h", "-N", "-o", "%N").split())
-    per_node = 3 if nodes == 1 else 2  # the local cluster has one node
-    job = submit("multinode.sbatch", TRAIN, [f"--nodes={min(nodes, 2)}",
-                                             f"--ntasks-per-node={per_node}"], cwd=jobdir)
+@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+def test_multinode_job_spans_nodes_times_tasks(jobdir, launcher):
+    nodes = min(2, len(slurm("sinfo", "-h", "-N", "-o", "%N").split()))
+    job = submit("multinode.sbatch", TRAIN, [f"--nodes={nodes}", "--ntasks-per-node=2"],
+                 cwd=jobdir, env={"MPIRL_LAUNCHER": launcher})
     completed(jobdir, job)
-    assert summary(jobdir / "runs" / f"multinode_{job}")["n_ranks"] == min(nodes, 2) * per_node
+    assert summary(jobdir / "runs" / f"multinode_{job}")["n_ranks"] == nodes * 2
+    log = (jobdir / f"multinode_{job}.out").read_text()
+    assert f"nodes: {nodes} x 2 tasks" in log, log
 
 
 def test_seeds_array_leaves_one_distinct_run_per_seed(jobdir):
