@@ -271,3 +271,7 @@ class Evaluator:
                 running &= ~(term | trunc)
         n, total = allreduce_sum(self.world, [self.local, returns.sum()])
         return float(total / max(n, 1.0))
+
+    def close(self) -> None:
+        if self.envs is not None:
+            self.envs.close()

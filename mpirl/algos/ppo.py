@@ -269,6 +269,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     if sync.replicas_identical:
         check_in_sync(world, model)
     envs.close()
+    evaluator.close()
     return run.finish(global_steps=update * steps_per_update,
                       steps_this_session=(update - start_update) * steps_per_update,
                       session_s=time.perf_counter() - session_start, preempted=preempted,
