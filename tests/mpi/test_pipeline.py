@@ -167,3 +167,119 @@ def test_tags_keep_micro_batches_apart_and_a_wrong_size_is_a_clear_error():
         assert link.recv_forward(np.empty(10, np.float32), micro=2)[9] == 9.0
         with pytest.raises(TypeError, match="float32"):
             link.recv_forward(np.empty(10, np.float64), micro=3)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_uneven_micro_batches_still_match_the_unsharded_model():
+    """A PPO minibatch loses its autoreset steps, so its rows need not divide by M."""
+    world = World()
+    grid, model, reference, executor = _pipeline(world, world.size, "1f1b", world.size + 1)
+    x, y = _batch(grid.replica)
+    x, y = x[:BATCH - 1], y[:BATCH - 1]
+    bounds = executor.micro_bounds(BATCH - 1, executor.micro_batches)
+
+    def loss_fn(out, m):
+        return ((out - y[bounds[m]:bounds[m + 1]]) ** 2).sum() / y.numel()
+
+    result = executor.train_step(x if executor.stage.is_first else None,
+                                 loss_fn if executor.stage.is_last else None, BATCH - 1)
+    ref_loss = nn.functional.mse_loss(reference(x), y)
+    ref_loss.backward()
+    assert result.loss == pytest.approx(float(ref_loss), abs=TOL)
+    mine = {id(p) for p in executor.stage.parameters()}
+    for p, q in zip(model.parameters(), reference.parameters()):
+        if id(p) in mine:
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=TOL, rtol=0)
+
+
+def _rollout(rank):
+    """A fake PPO rollout of rank ``rank``: row counts differ between ranks."""
+    g = torch.Generator().manual_seed(rank)
+    n = 10 + rank
+    return (torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g).float(),
+            torch.randn(n, generator=g))
+
+
+def _pg_loss(act, adv):
+    def loss_fn(out, rows):
+        logp = torch.log_softmax(out[:, :2], -1).gather(1, act[rows].long()[:, None])[:, 0]
+        value = out[:, 2]
+        loss = -(logp * adv[rows]).mean() + 0.5 * (value ** 2).mean()
+        return loss, {"value_mean": float(value.mean())}
+    return loss_fn
+
+
+@pytest.mark.mpi(min_size=2)
+def test_ppo_pipeline_shard_equals_the_whole_model_on_the_pooled_batch():
+    """The trainer's pipeline hook: pooled rollouts, a minibatch through the stages with PPO-style
+    mean losses, global clipping, whole-model optimizer state, and published weights."""
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+
+    from mpirl.dist.collectives import check_in_sync
+    from mpirl.models.actor_critic import ActorCritic
+    from mpirl.optim import FlatAdam
+    from mpirl.pipeline.shard import PipelineStage
+
+    world = World()
+    stages = 2 if world.size % 2 == 0 else 3
+    cfg = SimpleNamespace(pipeline_stages=stages, pipeline_schedule="gpipe", micro_batches=3,
+                          partition=None)
+    torch.manual_seed(0)
+    model = ActorCritic(4, gym.spaces.Discrete(2), (8, 8))
+    reference = copy.deepcopy(model)
+    shard = PipelineStage(cfg, world, model)
+    replica, replicas = shard.grid.replica, shard.grid.replicas
+
+    # pool: the rollouts of this pipeline's ranks, in stage order, on every stage
+    obs, act, adv = shard.pool(*_rollout(world.rank))
+    mine = [_rollout(replica * stages + s) for s in range(stages)]
+    for got, want in zip((obs, act, adv), zip(*mine)):
+        assert torch.equal(got, torch.cat(want))
+    seeds = shard.grid.pipe.allgather_obj(shard.shuffle_seed(0))
+    assert len(set(seeds)) == 1  # every stage cuts the same minibatches
+
+    def rows_of(n):
+        return np.arange(n)[::-1][:-3].copy()  # a shuffled-looking minibatch, not all rows
+
+    loss, stats = shard.forward_backward(obs, rows_of(len(obs)), _pg_loss(act, adv))
+    shard.grads.average()  # what --sync-mode allreduce does over the stage's replicas
+    norm = shard.clip_(0.1)
+
+    ref_losses = []
+    for r in range(replicas):
+        r_obs, r_act, r_adv = (torch.cat(t) for t in
+                               zip(*[_rollout(r * stages + s) for s in range(stages)]))
+        rows = rows_of(len(r_obs))
+        r_loss, r_stats = _pg_loss(r_act, r_adv)(reference(r_obs[rows]), rows)
+        (r_loss / replicas).backward()
+        ref_losses.append((float(r_loss), r_stats))
+    ref_norm = float(nn.utils.clip_grad_norm_(reference.parameters(), 0.1))
+    assert loss == pytest.approx(ref_losses[replica][0], abs=TOL)
+    assert stats["value_mean"] == pytest.approx(ref_losses[replica][1]["value_mean"], abs=TOL)
+    assert norm == pytest.approx(ref_norm, rel=1e-5)
+    stage_ids = {id(p) for p in shard.module.parameters()}
+    for p, q in zip(model.parameters(), reference.parameters()):
+        if id(p) in stage_ids:
+            np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=TOL, rtol=0)
+
+    # one Adam step each; publish makes every rank's whole model the stepped reference
+    optimizer = FlatAdam(shard.grads, lr=1e-2, eps=1e-5)
+    optimizer.step()
+    ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-2, eps=1e-5)
+    ref_opt.step()
+    shard.publish()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=TOL, rtol=0)
+    check_in_sync(world, model)
+
+    # whole-model optimizer state: the reference's moments, in the whole model's order
+    state = shard.optimizer_state(optimizer)
+    ref_avg = torch.cat([ref_opt.state[q]["exp_avg"].reshape(-1) for q in reference.parameters()])
+    np.testing.assert_allclose(state["exp_avg"].numpy(), ref_avg.numpy(), atol=1e-7, rtol=0)
+    fresh = FlatAdam(shard.grads, lr=0.5)
+    shard.load_optimizer(fresh, state if world.is_root else None)
+    for a, b in zip(fresh.state_tensors(), optimizer.state_tensors()):
+        assert torch.equal(a, b)
+    assert fresh.param_groups[0]["lr"] == 1e-2
