@@ -51,7 +51,8 @@ class Config:
     eval_interval: int = opt(10, "evaluate every N updates (and when training returns reach the "
                                  "target, and at the end)")
     hidden_sizes: tuple = opt((64, 64), "hidden layer widths, e.g. 64,64")
-    device: str = opt("cpu", "torch device (cpu, cuda, cuda:0, ...)")
+    device: str = opt("cpu", "torch device; this version trains on cpu only (RL-sized models are "
+                             "bound by environment stepping and latency, not FLOPs)")
     torch_threads: int = opt(0, "torch intra-op threads per rank; 0 = auto: the rank's share of "
                                 "the cores (SLURM_CPUS_PER_TASK / OMP_NUM_THREADS win), but 1 for "
                                 "models under 100k parameters, where threads cost more than "
@@ -307,6 +308,8 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, name)
         need(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} must be >= 0, "
                                                   f"not {value}")
+    need(cfg.device == "cpu", f"--device {cfg.device}: this version of mpirl trains on cpu only "
+                              "(GPU buffers would need CUDA-aware MPI or host staging)")
     need(cfg.torch_threads >= 0, f"--torch-threads must be >= 0, not {cfg.torch_threads}")
     need(math.isfinite(cfg.bucket_mb) and cfg.bucket_mb > 0,
          f"--bucket-mb must be a finite number > 0, not {cfg.bucket_mb}")

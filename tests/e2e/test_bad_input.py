@@ -22,6 +22,7 @@ CATALOGUE = [
     ("a replay exponent out of range", ["--algo", "dqn", "--per-alpha", "1.5"],
      "--per-alpha must lie in [0, 1]"),
     ("an unknown choice", ["--vector-mode", "turbo"], "--vector-mode must be one of"),
+    ("a device this version cannot use", ["--device", "cuda"], "trains on cpu only"),
     ("an unknown option", ["--learning-rat", "0.1"], "unrecognized arguments: --learning-rat"),
     ("an unreadable config file", ["--config", "/nonexistent/run.yaml"], "cannot read config file"),
     ("a malformed YAML config", ["--config", "{bad_yaml}"], "malformed YAML"),
