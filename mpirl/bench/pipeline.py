@@ -42,6 +42,7 @@ def _launch(ranks: int, threads: int, worker_args: list[str], timeout: float = 9
 
 def run(args) -> dict:
     size = QUICK if args.quick else FULL
+    load_before = os.getloadavg()[0]  # other jobs on the machine distort every wall-clock figure
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     common = ["--width", str(size["width"]), "--batch", str(size["batch"]),
               "--steps", str(size["steps"])]
@@ -65,12 +66,15 @@ def run(args) -> dict:
     print("  acting: forward-only pipeline vs gathered weights", flush=True)
     acting = _launch(2, 1, ["--acting"])
     return {"model": f"{LAYERS} x Linear({size['width']}), batch {size['batch']}",
-            "cores": cores, "rows": rows, "acting": acting}
+            "cores": cores, "load_average": [load_before, os.getloadavg()[0]], "rows": rows,
+            "acting": acting}
 
 
 def table(result: dict) -> str:
+    load = result.get("load_average", [float("nan")] * 2)
     lines = [f"Pipeline: {result['model']}, {result['machine']['cpu']} "
-             f"({result['cores']} cores)", "",
+             f"({result['cores']} cores; 1-minute load average {load[0]:.1f} before, "
+             f"{load[1]:.1f} after)", "",
              "| configuration | step (s) | rows/s | speed-up vs 1 rank x 1 thread | "
              "bubble measured | bubble theory | MiB sent between stages / step |",
              "|---|---|---|---|---|---|---|"]
