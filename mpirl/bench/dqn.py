@@ -1,0 +1,110 @@
+"""Bench section "dqn": wall-clock seconds for DQN to solve CartPole-v1, at 1 and 2 ranks, for
+each --replay-sharing mode (at 1 rank the three modes are the same run, so it runs once).
+
+"Solved" is the first evaluation (10 greedy episodes) with a mean return >= 475; the time is the
+run's own clock up to that evaluation (start-up of Python and MPI excluded, and reported
+separately as the job's wall time). Each configuration runs with several seeds, each its own
+``mpirun`` job, and the median is reported: DQN's time to solve varies a lot from seed to seed.
+Stable-Baselines3's DQN (rl-zoo CartPole settings) runs side by side when it is installed.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# The settings the learning test uses too (see docs/replay-dqn.md for why these).
+SOLVE_ARGS = ["--algo", "dqn", "--env-id", "CartPole-v1", "--stop-on-solve",
+              "--eval-interval", "5", "--eval-episodes", "10", "--no-tensorboard",
+              "--log-interval", "100000", "--checkpoint-interval", "100000"]
+BUDGET = 50_000          # global steps before a run counts as unsolved
+SEEDS, QUICK_SEEDS = (0, 1, 2), (0,)
+RUNS = [(1, "allgather"), (2, "allgather"), (2, "sharded"), (2, "none")]
+SB3_SETTINGS = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
+                    learning_starts=1000, gamma=0.99, target_update_interval=10, train_freq=256,
+                    gradient_steps=128, exploration_fraction=0.16, exploration_final_eps=0.04,
+                    policy_kwargs=dict(net_arch=[256, 256]))
+
+
+def solve(nprocs: int, mode: str, seed: int, budget: int, extra: list[str]) -> dict:
+    from tests.launch import train  # a launcher whose timeout kills the whole job
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        res = train(nprocs, [*SOLVE_ARGS, *extra, "--replay-sharing", mode, "--seed", str(seed),
+                             "--total-timesteps", str(budget), "--run-dir", str(run_dir)],
+                    timeout=600)
+        if res.returncode != 0:
+            return {"ranks": nprocs, "mode": mode, "seed": seed, "error": res.output[-2000:]}
+        summary = json.loads((run_dir / "summary.json").read_text())
+    return {"ranks": nprocs, "mode": mode, "seed": seed, "job_wall_s": res.seconds,
+            "solved_at_time_s": summary["solved_at_time_s"],
+            "solved_at_step": summary["solved_at_step"], "wall_time_s": summary["wall_time_s"],
+            "gradient_steps": summary["gradient_steps"], "sps": summary["sps"]}
+
+
+def sb3_dqn(seed: int) -> dict | None:
+    """SB3's DQN on CartPole-v1 with rl-zoo's settings: seconds for 50 000 steps, final return."""
+    try:
+        from stable_baselines3 import DQN
+        from stable_baselines3.common.evaluation import evaluate_policy
+    except ImportError:
+        return None
+    model = DQN("MlpPolicy", "CartPole-v1", seed=seed, verbose=0, **SB3_SETTINGS)
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=50_000)
+    seconds = time.perf_counter() - t0
+    mean, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=10)
+    return {"seed": seed, "seconds_50k": seconds, "eval_return_mean": float(mean)}
+
+
+def _median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def run(args) -> dict:
+    seeds = QUICK_SEEDS if args.quick else SEEDS
+    budget = 5_000 if args.quick else BUDGET
+    runs = []
+    for nprocs, mode in RUNS:
+        for seed in seeds:
+            runs.append(solve(nprocs, mode, seed, budget, []))
+            print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    rows = []
+    for nprocs, mode in RUNS:
+        mine = [r for r in runs if r["ranks"] == nprocs and r["mode"] == mode and "error" not in r]
+        solved = [r for r in mine if r["solved_at_time_s"] is not None]
+        rows.append({"ranks": nprocs, "mode": mode if nprocs > 1 else "(one memory)",
+                     "solved": f"{len(solved)}/{len(seeds)}",
+                     "median_solve_s": _median([r["solved_at_time_s"] for r in solved]),
+                     "median_solve_step": _median([r["solved_at_step"] for r in solved]),
+                     "times_s": [r["solved_at_time_s"] for r in mine]})
+    sb3 = None if args.quick else sb3_dqn(seed=0)
+    return {"budget": budget, "seeds": list(seeds), "rows": rows, "runs": runs, "sb3": sb3}
+
+
+def table(result: dict) -> str:
+    m = result.get("machine", {})
+    lines = [f"DQN time to solve CartPole-v1 (eval mean >= 475), median over seeds "
+             f"{result['seeds']}, budget {result['budget']:,} steps "
+             f"({m.get('cpu', '?')}, {m.get('cores', '?')} cores)", "",
+             "| ranks | replay sharing | solved | median seconds | median steps | per seed (s) |",
+             "|---:|---|---:|---:|---:|---|"]
+    for r in result["rows"]:
+        t = "-" if r["median_solve_s"] is None else f"{r['median_solve_s']:.1f}"
+        s = "-" if r["median_solve_step"] is None else f"{r['median_solve_step']:,.0f}"
+        per = ", ".join("unsolved" if x is None else f"{x:.1f}" for x in r["times_s"])
+        lines.append(f"| {r['ranks']} | {r['mode']} | {r['solved']} | {t} | {s} | {per} |")
+    sb3 = result.get("sb3")
+    lines.append("")
+    if sb3:
+        lines.append(f"Stable-Baselines3 DQN (rl-zoo settings, seed {sb3['seed']}): "
+                     f"{sb3['seconds_50k']:.1f} s for 50,000 steps, final eval return "
+                     f"{sb3['eval_return_mean']:.1f}.")
+    else:
+        lines.append("Stable-Baselines3 is not installed here: no side-by-side run.")
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""DQN as users run it: every replay-sharing mode at 2 ranks, learning CartPole, resume, bad input."""
+import pytest
+
+from tests.e2e.conftest import read_metrics, read_summary
+from tests.launch import train
+
+# Small, fast runs: 4 envs per rank, learning after 256 global steps.
+TINY_DQN = ["--algo", "dqn", "--num-envs", "4", "--learning-starts", "256", "--batch-size", "32",
+            "--eval-episodes", "2", "--eval-interval", "1000", "--no-tensorboard",
+            "--log-interval", "1000"]
+
+
+@pytest.mark.parametrize("mode", ["allgather", "sharded", "none"])
+def test_dqn_runs_at_two_ranks_in_each_sharing_mode(mode, tmp_path):
+    run_dir = tmp_path / "run"
+    res = train(2, ["--total-timesteps", "2048", "--run-dir", str(run_dir), "--replay-sharing",
+                    mode, "--samples-per-insert", "4", *TINY_DQN], timeout=180).check()
+    summary = read_summary(run_dir)
+    per_update = 4 * 4 * 2                     # train_frequency x envs x ranks
+    assert summary["status"] == "completed" and summary["algo"] == "dqn"
+    assert summary["n_ranks"] == 2 and summary["replay_sharing"] == mode
+    assert summary["global_steps"] == -(-2048 // per_update) * per_update
+    # the rate limiter held learning at 4 samples per inserted step (tolerance 0.5), which
+    # fixes the number of gradient steps of N x B = 64 samples each
+    assert summary["samples_per_insert"] == pytest.approx(4.0, rel=0.1)
+    expected_steps = 4.0 * (summary["global_steps"] - 256) / 64
+    assert summary["gradient_steps"] == pytest.approx(expected_steps, rel=0.1)
+    metrics = read_metrics(run_dir)
+    assert [m["global_step"] for m in metrics] == [per_update * (i + 1) for i in range(len(metrics))]
+    for key in ("td_loss", "q_mean", "epsilon", "beta", "replay_size", "gradient_steps"):
+        assert key in metrics[-1], key
+    size = metrics[-1]["replay_size"]
+    # allgather: rank 0's memory holds both ranks' transitions; the others only its own
+    assert (size > 1500) if mode == "allgather" else (700 < size < 1100)
+    assert res.output.count("done:") == 1
+
+
+def test_dqn_learns_cartpole_at_two_ranks(tmp_path):
+    run_dir = tmp_path / "run"
+    train(2, ["--algo", "dqn", "--total-timesteps", "30000", "--run-dir", str(run_dir),
+              "--stop-on-solve", "--no-tensorboard", "--log-interval", "1000", *SOLVE_ARGS],
+          timeout=240).check()
+    summary = read_summary(run_dir)
+    assert summary["solved_at_step"] is not None, summary
+    assert summary["eval_return_mean"] >= 475
+
+
+# Hyperparameters that solve CartPole-v1 quickly at 2 ranks (see docs/replay-dqn.md).
+SOLVE_ARGS = []
+
+
+def test_dqn_resumes_with_an_empty_memory_and_says_so(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--total-timesteps", "1536", "--run-dir", str(run_dir), "--checkpoint-interval", "8",
+            *TINY_DQN]
+    crashed = train(2, args, env={"MPIRL_FAULT": "raise@0:10"}, timeout=120)
+    assert crashed.returncode != 0 and not (run_dir / "summary.json").exists()
+    resumed = train(2, args + ["--resume"], timeout=120).check()
+    assert "resuming from" in resumed.output and "ckpt_00000008.pt" in resumed.output
+    assert "replay memory is not checkpointed; it restarts empty" in resumed.output
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["global_steps"] == 1536
+    steps = [m["global_step"] for m in read_metrics(run_dir)]
+    assert steps[-1] == 1536 and steps.count(32 * 9) == 2   # update 9 ran before and after
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--buffer-size", "100", "--batch-size", "128"],
+     "--buffer-size (100) must be at least --batch-size (128)"),
+    (["--per-alpha", "1.5"], "--per-alpha must lie in [0, 1], not 1.5"),
+    (["--per-beta", "-0.1"], "--per-beta must lie in [0, 1], not -0.1"),
+    (["--replay-sharing", "broadcast"], "--replay-sharing must be one of allgather, sharded, none"),
+    (["--env-id", "Pendulum-v1"], "Pendulum-v1 has a Box action space; --algo dqn needs Discrete"),
+])
+def test_bad_dqn_input_is_one_clear_error_before_training(args, message, tmp_path):
+    run_dir = tmp_path / "run"
+    res = train(2, ["--algo", "dqn", "--run-dir", str(run_dir), *args], timeout=60)
+    assert res.returncode == 2, res.output
+    assert res.output.count(message) == 1, res.output
+    assert "Traceback" not in res.output
+    assert not run_dir.exists()
