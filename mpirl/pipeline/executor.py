@@ -9,7 +9,10 @@ Per training step on a :class:`~mpirl.dist.world.Grid`:
 2. the loss is the SUM of the micro-batch losses, so a loss_fn that returns
    ``sum over the micro-batch's rows / batch rows`` reproduces the unsharded mean exactly;
 3. each stage's gradients, accumulated over micro-batches in one flat buffer, are averaged over
-   the Grid's ``data`` communicator (the same stage of every replica) with one Allreduce.
+   the Grid's ``data`` communicator (the same stage of every replica) with one Allreduce
+   (or left to the caller, e.g. a --sync-mode strategy, with ``average_grads=False``).
+
+A minibatch whose rows M does not divide is cut into micro-batches that differ by one row.
 
 The executor never steps an optimizer: the caller does, on the stage's own parameters.
 """
@@ -134,8 +137,8 @@ class PipelineExecutor:
 
         ``inputs`` (batch_size, *in_shape) is needed on the first stage only, ``loss_fn`` on the
         last stage only. Afterwards each parameter's ``.grad`` on this stage holds the gradient
-        of the summed loss, averaged over the data-parallel replicas. Every rank returns the
-        same StepResult.
+        of the summed loss, averaged over the data-parallel replicas (if ``average_grads``).
+        Every rank of the pipeline returns the same StepResult.
         """
         schedule = self.schedule()
         bounds = self.micro_bounds(batch_size, schedule.micro_batches)
