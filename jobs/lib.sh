@@ -7,7 +7,6 @@
 #                   inside the allocation)
 #   MPIRL_SRUN_MPI  srun's PMI plugin (default pmix; `srun --mpi=list` shows the site's)
 #   MPIRL_RUNS      where run directories go (default: runs/ in the job's working directory)
-#   MPIRL_TRAINER   the python module to run (default mpirl.train)
 
 # -- the environment ---------------------------------------------------------------------------
 MPIRL_ROOT=${MPIRL_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
@@ -28,7 +27,6 @@ export PYTHONUNBUFFERED=1
 MPIRL_LAUNCHER=${MPIRL_LAUNCHER:-srun}
 MPIRL_SRUN_MPI=${MPIRL_SRUN_MPI:-pmix}
 MPIRL_RUNS=${MPIRL_RUNS:-$PWD/runs}
-MPIRL_TRAINER=${MPIRL_TRAINER:-mpirl.train}
 
 say() { echo "[mpirl job $(date -u +%H:%M:%S)] $*"; }
 
@@ -38,7 +36,7 @@ job_tag() {
     if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then echo "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
     else echo "$SLURM_JOB_ID"; fi
 }
-RUN_DIR=${RUN_DIR:-$MPIRL_RUNS/${SLURM_JOB_NAME%.sbatch}_$(job_tag)}
+RUN_DIR=$MPIRL_RUNS/${SLURM_JOB_NAME%.sbatch}_$(job_tag)
 
 # -- launching -----------------------------------------------------------------------------------
 # The command line that starts `python -m mpi4py ARGS` as one MPI job of N ranks, in LAUNCH:
@@ -59,10 +57,11 @@ launch() {  # launch N ARGS...: run `python -m mpi4py ARGS` as one MPI job of N 
     launcher "$ntasks" && "${LAUNCH[@]}" "$@"
 }
 
-# Run the command "$@" (a program, not a shell function) in the background and forward a stop request to it: SIGUSR1 (sent ahead of a time
-# limit by --signal=B:USR1@T, or by `scancel --signal=USR1 --batch`) and SIGTERM both reach the
-# launcher as SIGUSR1, which srun and mpirun pass on to every rank; the trainer then checkpoints
-# at the next update boundary and exits 0. STOP_SIGNAL tells afterwards whether that happened.
+# Run the command "$@" (a program, not a shell function) in the background and pass stop requests
+# on to it: SIGUSR1 (sent ahead of a time limit by --signal=B:USR1@T, or by `scancel --signal=USR1
+# --batch`) and SIGTERM both reach the launcher as SIGUSR1, which srun and mpirun forward to every
+# rank; the trainer then checkpoints at the next update boundary and exits 0. STOP_SIGNAL tells
+# afterwards whether a request came.
 STOP_SIGNAL=""
 run_stoppable() {
     local child rc=0
@@ -81,6 +80,10 @@ run_stoppable() {
 
 has_checkpoint() {  # has_checkpoint DIR: the run in DIR left a checkpoint to resume from
     compgen -G "$1/checkpoints/ckpt_*.pt" >/dev/null
+}
+
+was_preempted() {  # was_preempted DIR: the trainer in DIR stopped early (on a signal), not done
+    grep -q '"status": *"preempted"' "$1/summary.json" 2>/dev/null
 }
 
 describe_job() {
