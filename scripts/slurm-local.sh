@@ -86,6 +86,7 @@ AuthType=auth/munge
 AuthInfo=socket=$MUNGE_SOCKET,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$STATE/ctld
+FirstJobId=$(( $(date +%s) % 60000000 + 1 ))
 SlurmctldPidFile=$STATE/run/slurmctld.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 # %n: each node's slurmd has its own spool, pid file, log and scratch (PMIx keeps its per-job
@@ -182,8 +183,10 @@ start() {
     wait_for munged "$STATE/log/munged.log" munge_ok
 
     say "starting slurmctld"
-    # -i: ignore state left by an earlier run of this cluster (old jobs, old node states).
-    timeout 30 slurmctld -i -f "$CONF"
+    # -c: forget the jobs of an earlier, crashed run of this cluster (they died with it). Job ids
+    # then start from FirstJobId, taken from the clock so that they do not repeat old ones (logs
+    # and run directories are named after them).
+    timeout 30 slurmctld -c -f "$CONF"
     wait_for slurmctld "$STATE/log/slurmctld.log" ctld_ok
 
     for node in "${NODE_NAMES[@]}"; do
