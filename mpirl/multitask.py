@@ -110,6 +110,9 @@ class TaskEvaluator:
         self.returns = allreduce_sum(self.world, row)
         return float(self.returns.mean())
 
+    def close(self) -> None:
+        self.own.close()
+
 
 class MultiTask:
     """This rank's place in a multi-task run, and the per-task bookkeeping of the run.
