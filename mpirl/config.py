@@ -27,6 +27,7 @@ def opt(default: Any, help: str, group: str = "run", choices: tuple | None = Non
 
 
 ALGOS = ("ppo", "dqn")
+DEFAULT_NUM_ENVS = {"ppo": 16, "dqn": 8}
 VECTOR_MODES = ("auto", "native", "sync", "async")
 SYNC_MODES = ("allreduce", "overlap", "local-sgd")
 SCHEDULES = ("gpipe", "1f1b")
@@ -40,7 +41,7 @@ class Config:
     env_id: str = opt("CartPole-v1", "gymnasium environment id (any registered id)")
     algo: str = opt("ppo", "algorithm", choices=ALGOS)
     total_timesteps: int = opt(200_000, "environment steps of ALL ranks together")
-    num_envs: int = opt(8, "environments per rank")
+    num_envs: int | None = opt(None, "environments per rank (default: 16 for ppo, 8 for dqn)")
     seed: int = opt(0, "base seed; rank r derives its own seeds from (seed, r)")
     run_dir: str | None = opt(None, "where outputs go (default runs/<env>__<algo>__<seed>__<time>)")
     resume: bool = opt(False, "continue the run in --run-dir from its latest good checkpoint")
@@ -71,7 +72,7 @@ class Config:
 
     # -- PPO (CleanRL names) -------------------------------------------------------------------
     learning_rate: float = opt(2.5e-3, "optimizer learning rate", "ppo")
-    num_steps: int = opt(32, "steps per environment per rollout", "ppo")
+    num_steps: int = opt(16, "steps per environment per rollout", "ppo")
     anneal_lr: bool = opt(True, "anneal the learning rate linearly to 0", "ppo")
     gamma: float = opt(0.98, "discount factor", "ppo")
     gae_lambda: float = opt(0.8, "GAE lambda", "ppo")
@@ -133,6 +134,10 @@ class Config:
     popart: bool = opt(True, "PopArt value normalisation per task", "multitask")
     popart_beta: float = opt(0.05, "PopArt statistics step per update (never below 1/n at the "
                                    "n-th update)", "multitask")
+
+    def __post_init__(self):
+        if self.num_envs is None:  # a per-algorithm default, as each CleanRL file has its own
+            self.num_envs = DEFAULT_NUM_ENVS.get(self.algo, 1)
 
     # -- derived helpers -------------------------------------------------------------------------
     def to_dict(self) -> dict:
