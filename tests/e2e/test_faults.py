@@ -42,7 +42,7 @@ def test_any_failure_on_any_rank_ends_the_job_fast_and_keeps_earlier_checkpoints
         assert f"[mpirl rank {rank}]" in res.output
     else:  # SIGKILL leaves no Python to speak: Open MPI names the rank
         assert f"rank {rank}" in res.output
-    assert res.seconds < 60
+    assert res.seconds < 30   # start-up included: the fault itself is answered within seconds
     state, path = Checkpoints(str(run_dir)).load_latest(warn=pytest.fail)
     assert state["meta"]["update"] == 4 and path.endswith("ckpt_00000004.pt")
     assert not (run_dir / "summary.json").exists()
@@ -93,6 +93,17 @@ def test_sigterm_without_mpirun_also_stops_cleanly(tmp_path, tiny):
                 timeout=120, on_start=_signal_when_training(signal.SIGTERM, run_dir, 5)).check()
     assert "stopped by signal" in res.output
     assert Checkpoints(str(run_dir)).paths()
+
+
+def test_resume_of_an_env_whose_state_cannot_be_saved_starts_fresh_episodes_and_says_so(
+        tmp_path, tiny):
+    run_dir = tmp_path / "run"
+    args = [*tiny, "--total-timesteps", "1024", "--run-dir", str(run_dir), "--checkpoint-interval",
+            "2", "--vector-mode", "async", "--num-envs", "2"]
+    train(2, args, env={"MPIRL_FAULT": "raise@1:3"}, timeout=120)
+    res = train(2, args + ["--resume"], timeout=120).check()
+    assert res.output.count("resumed with fresh episodes") == 1
+    assert read_summary(run_dir)["global_steps"] == 1024
 
 
 def test_resume_falls_back_from_a_corrupted_checkpoint(tmp_path, tiny):
