@@ -1,0 +1,89 @@
+"""Multi-task runs as users start them: per-task summaries and metrics, exact resume, bad input."""
+import pytest
+import torch
+
+from tests.e2e.conftest import final_params, read_metrics, read_summary
+from tests.launch import train
+
+TASKS = ["--tasks", "CartPole-v1,Acrobot-v1"]
+
+
+def _args(run_dir, tiny):
+    # 4 ranks x 4 envs x 16 steps = 256 global steps per update: 6 updates.
+    return [*TASKS, *tiny, "--total-timesteps", "1536", "--eval-interval", "3",
+            "--checkpoint-interval", "2", "--run-dir", str(run_dir)]
+
+
+def test_four_rank_run_writes_per_task_summaries_and_resumes_exactly(tmp_path, tiny):
+    whole = tmp_path / "whole"
+    res = train(4, _args(whole, tiny), timeout=240).check()
+    assert res.output.count("done:") == 1
+    assert "CartPole-v1 (2 ranks, target 475.0), Acrobot-v1 (2 ranks, target -100.0)" in res.output
+
+    summary = read_summary(whole)
+    assert summary["status"] == "completed" and summary["global_steps"] == 1536
+    assert summary["env_id"] == "CartPole-v1,Acrobot-v1"
+    tasks = summary["tasks"]
+    assert list(tasks) == ["CartPole-v1", "Acrobot-v1"]
+    for env_id, target in (("CartPole-v1", 475.0), ("Acrobot-v1", -100.0)):
+        assert tasks[env_id]["ranks"] == 2 and tasks[env_id]["target_return"] == target
+    # evaluation ran every task: CartPole returns are positive, Acrobot's negative
+    assert tasks["CartPole-v1"]["eval_return_mean"] > 0 > tasks["Acrobot-v1"]["eval_return_mean"]
+    assert summary["eval_return_mean"] == pytest.approx(
+        (tasks["CartPole-v1"]["eval_return_mean"] + tasks["Acrobot-v1"]["eval_return_mean"]) / 2)
+    assert tasks["CartPole-v1"]["episode_return_mean"] > 0
+
+    metrics = read_metrics(whole)
+    assert [m["update"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    evals = [m for m in metrics if "eval_return_mean" in m]
+    assert [m["update"] for m in evals] == [3, 6]
+    for key in ("CartPole-v1/eval_return_mean", "Acrobot-v1/eval_return_mean",
+                "CartPole-v1/solved", "Acrobot-v1/solved"):
+        assert key in evals[-1]
+    assert any("CartPole-v1/episode_return_mean" in m for m in metrics)
+    assert all("episode_return_mean" not in m for m in metrics)  # never pooled across tasks
+    for env_id, target in (("CartPole-v1", 475.0), ("Acrobot-v1", -100.0)):
+        reached = [m["global_step"] for m in evals if m[f"{env_id}/eval_return_mean"] >= target]
+        assert tasks[env_id]["solved_at_step"] == (reached[0] if reached else None)
+        assert tasks[env_id]["solved"] == bool(reached) == evals[-1][f"{env_id}/solved"]
+    # the run is solved once every task is (tiny runs may be lucky in 2 evaluation episodes)
+    every = [t["solved_at_step"] for t in tasks.values()]
+    assert summary["solved_at_step"] == (None if None in every else max(every))
+
+    # The checkpoint holds every head, the PopArt statistics and every task's normaliser.
+    newest = sorted((whole / "checkpoints").glob("ckpt_*.pt"))[-1]
+    state = torch.load(newest, weights_only=True)["shared"]
+    model = state["model"]
+    assert {"heads.0.value.weight", "heads.1.value.weight", "popart.mean"} <= set(model)
+    assert (model["popart.updates"] == 6).all() and model["popart.mean"][1] < 0 < model["popart.mean"][0]
+    assert set(state["normalizer"]) == {"CartPole-v1", "Acrobot-v1"}
+
+    # Crash at update 5 (after the checkpoint at 4), resume: bitwise the uninterrupted run.
+    split = tmp_path / "split"
+    crashed = train(4, _args(split, tiny), env={"MPIRL_FAULT": "raise@3:5"}, timeout=240)
+    assert crashed.returncode != 0 and not (split / "summary.json").exists()
+    train(4, _args(split, tiny) + ["--resume"], timeout=240).check()
+    resumed, uninterrupted = final_params(split), final_params(whole)
+    for key in uninterrupted:
+        assert resumed[key].equal(uninterrupted[key]), key
+    assert read_summary(split)["tasks"]["Acrobot-v1"]["ranks"] == 2
+
+
+@pytest.mark.parametrize("tasks,message", [
+    ("CartPole-v1,NoSuchEnv-v0", "unknown environment 'NoSuchEnv-v0'"),
+    ("CartPole-v1,Pendulum-v1", "Pendulum-v1 has a Box action space; multi-task runs need Discrete"),
+    ("CartPole-v1:2,Acrobot-v1:two", "malformed weight 'two'"),
+    ("CartPole-v1,Acrobot-v1,MountainCar-v0", "3 tasks but only 1 rank(s)"),
+])
+def test_bad_multitask_input_is_one_clear_error_before_training(tasks, message, tmp_path):
+    run_dir = tmp_path / "run"
+    res = train(0, ["--tasks", tasks, "--run-dir", str(run_dir)], timeout=60)
+    assert res.returncode == 2, res.output
+    assert res.output.count("mpirl: error:") == 1 and message in res.output, res.output
+    assert "Traceback" not in res.output and not run_dir.exists()
+
+
+def test_more_tasks_than_ranks_under_mpirun_is_reported_once(tmp_path):
+    res = train(2, ["--tasks", "CartPole-v1,Acrobot-v1,MountainCar-v0",
+                    "--run-dir", str(tmp_path / "run")], timeout=60)
+    assert res.returncode == 2 and res.output.count("3 tasks but only 2 rank(s)") == 1, res.output
