@@ -18,8 +18,11 @@ def test_quick_scaling_bench_writes_one_row_per_rank_count_mode_and_kind(tmp_pat
         timeout=240).check()
     result = json.loads((out / "scaling.json").read_text())
     for key in ("section", "machine", "quick", "seconds", "ranks", "modes", "kinds", "setup",
-                "rows", "learning", "targets", "met", "plots"):
+                "rows", "allreduce_latency", "learning", "targets", "met", "plots"):
         assert key in result, key
+    latency = {e["ranks"]: e for e in result["allreduce_latency"]}
+    assert sorted(latency) == [1, 2] and latency[2]["allreduce_us"] > 0
+    assert latency[2]["gradient_floats"] == 4675 and 0 < latency[2]["transfer_share"] < 1
     assert result["section"] == "scaling" and result["quick"] is True
     assert result["modes"] == ["allreduce", "overlap", "local-sgd"]
     assert result["kinds"] == ["weak", "strong"] and result["ranks"] == [1, 2]
