@@ -17,7 +17,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = ROOT / "jobs"
-LOCAL_CONF = Path(os.environ.get("MPIRL_SLURM_DIR", "/tmp/mpirl-slurm")) / "slurm.conf"
+# Where scripts/slurm-local.sh keeps the local cluster (the same default as there).
+LOCAL_CONF = Path(os.environ.get("MPIRL_SLURM_DIR")
+                  or os.path.join(os.environ.get("TMPDIR") or "/tmp", "mpirl-slurm")) / "slurm.conf"
 FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
             "BOOT_FAIL", "DEADLINE"}
 
@@ -45,6 +47,9 @@ def slurm(*args: str, timeout: float = 30, check: bool = True) -> str:
 
 def cluster_problem() -> str | None:
     """None when a cluster answers and has a node that takes jobs; else why not."""
+    conf = slurm_env().get("SLURM_CONF") or "/etc/slurm/slurm.conf"
+    if not os.path.exists(conf):  # (sinfo would spend its timeout looking for one in DNS)
+        return f"no Slurm configuration ({conf} does not exist)"
     try:
         states = slurm("sinfo", "-h", "-o", "%t", timeout=15).split()
     except FileNotFoundError:
