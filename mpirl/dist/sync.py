@@ -62,6 +62,8 @@ class OverlapSync:
     :meth:`gradients_ready`, so nothing ever waits for a hook that will not fire.
 
     ``comm_time_s`` counts the communication backward could not hide: the starts plus the wait.
+    One backward per :meth:`gradients_ready`: a second backward would write into buckets that
+    are already in flight, so it raises instead.
     """
 
     replicas_identical = True
@@ -107,6 +109,11 @@ class OverlapSync:
 
     def _hook(self, bucket: int):
         def ready(param: torch.Tensor) -> None:
+            if bucket < self._next:  # MPI may be summing this slice right now
+                raise RuntimeError("--sync-mode overlap: a gradient arrived for a bucket already "
+                                   "in flight; call gradients_ready() after every backward "
+                                   "(gradient accumulation over several backwards is not "
+                                   "supported)")
             self._left[bucket] -= 1
             self._start_ready()
         return ready

@@ -64,6 +64,19 @@ def test_overlap_averages_gradients_exactly_like_allreduce(unused):
 
 
 @pytest.mark.mpi(min_size=2)
+def test_overlap_refuses_a_second_backward_into_buckets_in_flight():
+    world = World()
+    model = _model()
+    grads = FlatGradients(model.parameters(), world)
+    overlap = OverlapSync(world, grads, bucket_mb=1.0)
+    _loss(model, world.rank).backward()       # the one bucket is now in flight
+    with pytest.raises(RuntimeError, match="already in flight"):
+        _loss(model, world.rank).backward()
+    overlap.gradients_ready()                 # still completes: every rank started the same
+    overlap.close()
+
+
+@pytest.mark.mpi(min_size=2)
 def test_overlap_buckets_tile_the_flat_buffer_back_to_front():
     world = World()
     model = _model()
