@@ -16,6 +16,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -35,6 +36,28 @@ def hidden_blocks(in_dim: int, hidden_sizes, activation=nn.Tanh) -> list[nn.Modu
     return blocks
 
 
+def run_layers(layers, x: torch.Tensor) -> torch.Tensor:
+    """Apply ``layers`` in order, calling Linear / Tanh / ReLU in their functional form.
+
+    ``nn.Module.__call__`` costs a few microseconds per layer, as much as the arithmetic for a
+    rollout step's batch of 16 observations: skipping it makes acting ~3x faster. Any other layer
+    type is called normally.
+    """
+    for layer in layers:
+        kind = type(layer)
+        if kind is nn.Linear:
+            x = F.linear(x, layer.weight, layer.bias)
+        elif kind is nn.Tanh:
+            x = torch.tanh(x)
+        elif kind is nn.ReLU:
+            x = torch.relu(x)
+        elif kind is nn.Sequential:
+            x = run_layers(layer, x)
+        else:
+            x = layer(x)
+    return x
+
+
 class PolicyValueHead(nn.Module):
     """Policy parameters and value from the last hidden features, packed as ``[pi | v]``."""
 
@@ -46,7 +69,8 @@ class PolicyValueHead(nn.Module):
         self.log_std = nn.Parameter(torch.zeros(action_dim)) if continuous else None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.policy(h), self.value(h)], dim=-1)
+        return torch.cat([F.linear(h, self.policy.weight, self.policy.bias),
+                          F.linear(h, self.value.weight, self.value.bias)], dim=-1)
 
 
 class ActorCritic(nn.Sequential):
@@ -58,6 +82,9 @@ class ActorCritic(nn.Sequential):
         head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous)
         super().__init__(*hidden_blocks(obs_dim, hidden_sizes), head)
         self.obs_dim = obs_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return run_layers(self, obs)
 
     @property
     def head(self) -> PolicyValueHead:
