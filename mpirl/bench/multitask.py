@@ -29,7 +29,7 @@ RANKS = 4
 STEPS = 150_000          # per task (the joint run gets twice this many global steps)
 QUICK_STEPS = 8_192
 PPO = ["--learning-rate", "1e-3", "--ent-coef", "0.01", "--gamma", "0.99", "--gae-lambda", "0.95",
-       "--num-steps", "64", "--update-epochs", "4", "--num-minibatches", "4",
+       "--num-envs", "8", "--num-steps", "64", "--update-epochs", "4", "--num-minibatches", "4",
        "--eval-interval", "5", "--log-interval", "1000", "--no-tensorboard", "--stop-on-solve"]
 TASKS = ("CartPole-v1", "Acrobot-v1")
 

@@ -46,6 +46,10 @@ def test_config_validation_reports_multitask_problems_once():
                     "--popart-beta", "0"])
     text = str(err.value)
     assert "malformed weight" in text and "--sync-mode local-sgd" in text and "--popart-beta" in text
+    with pytest.raises(ConfigError, match="not --algo dqn"):
+        parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn"])
+    with pytest.raises(ConfigError, match="not one of --tasks"):
+        parse_args(["--tasks", "CartPole-v1", "--task-targets", "Acrobot-v1:-100"])
     assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]).tasks == "CartPole-v1,Acrobot-v1"
 
 
