@@ -1,6 +1,6 @@
 """Bench section "replay": insert and sample throughput of the replay memory, one process.
 
-For capacities 1e4, 1e5 and 1e6 (CartPole-shaped records of 49 bytes), uniform and prioritized:
+For capacities 1e4, 1e5 and 1e6 (CartPole-shaped records of 56 bytes), uniform and prioritized:
 
 - insert: transitions/s appending chunks of 256 to a full ring (the steady state);
 - sample: transitions/s of one learning step's replay work, a batch of 256 drawn (with importance

@@ -1,6 +1,7 @@
 """DQN as users run it: every replay-sharing mode at 2 ranks, learning CartPole, resume, bad input."""
 import pytest
 
+from mpirl.bench.dqn import SOLVE_ARGS
 from tests.e2e.conftest import read_metrics, read_summary
 from tests.launch import train
 
@@ -37,16 +38,11 @@ def test_dqn_runs_at_two_ranks_in_each_sharing_mode(mode, tmp_path):
 
 def test_dqn_learns_cartpole_at_two_ranks(tmp_path):
     run_dir = tmp_path / "run"
-    train(2, ["--algo", "dqn", "--total-timesteps", "30000", "--run-dir", str(run_dir),
-              "--stop-on-solve", "--no-tensorboard", "--log-interval", "1000", *SOLVE_ARGS],
+    train(2, [*SOLVE_ARGS, "--total-timesteps", "30000", "--run-dir", str(run_dir)],
           timeout=240).check()
     summary = read_summary(run_dir)
     assert summary["solved_at_step"] is not None, summary
     assert summary["eval_return_mean"] >= 475
-
-
-# Hyperparameters that solve CartPole-v1 quickly at 2 ranks (see docs/replay-dqn.md).
-SOLVE_ARGS = []
 
 
 def test_dqn_resumes_with_an_empty_memory_and_says_so(tmp_path):
