@@ -137,7 +137,8 @@ class MultiTask:
         self.targets = [given.get(i, default_target(i)) for i in self.ids]
         self.solved_at_step: list[int | None] = [None] * len(self.ids)
         self.solved_at_time_s: list[float | None] = [None] * len(self.ids)
-        self.train_returns: list[float | None] = [None] * len(self.ids)
+        self.train_returns: list[float | None] = [None] * len(self.ids)  # latest known
+        self.latest_train_returns: list[float | None] = [None] * len(self.ids)  # this update's
         self.evaluator: TaskEvaluator | None = None
         run.target = None  # "solved" is per task here (record_eval)
         run.log.print("tasks: " + ", ".join(
@@ -177,12 +178,20 @@ class MultiTask:
         every = self.world.allgather_obj(mine if self.group.is_root else None)
         record = {}
         by_task = {self.assignment[r]: s for r, s in enumerate(every) if s is not None}
+        self.latest_train_returns = [by_task[k].get("episode_return_mean") for k in
+                                     range(len(self.ids))]
         for k, env_id in enumerate(self.ids):
-            task_stats = by_task[k]
-            record.update({f"{env_id}/{key}": value for key, value in task_stats.items()})
-            if "episode_return_mean" in task_stats:
-                self.train_returns[k] = task_stats["episode_return_mean"]
+            record.update({f"{env_id}/{key}": value for key, value in by_task[k].items()})
+            if self.latest_train_returns[k] is not None:
+                self.train_returns[k] = self.latest_train_returns[k]
         return record
+
+    def reached_target_in_training(self) -> bool:
+        """Whether an unsolved task's training episodes of this update reached its target: time
+        for an evaluation (as single-task runs evaluate early)."""
+        return any(target is not None and solved is None and value is not None and value >= target
+                   for target, solved, value in zip(self.targets, self.solved_at_step,
+                                                    self.latest_train_returns))
 
     def record_eval(self, record: dict, global_step: int) -> None:
         """Per-task evaluation returns and solved flags into ``record``; marks the run solved

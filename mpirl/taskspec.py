@@ -11,7 +11,7 @@ from mpirl.config import Config, ConfigError
 
 
 def parse_tasks(text: str) -> list[tuple[str, int]]:
-    """``"A,B"`` -> [(A, 1), (B, 1)]; ``"A:4,B:2"`` -> [(A, 4), (B, 2)]. ConfigError if malformed."""
+    """``"A,B"`` -> [(A, 1), (B, 1)]; ``"A:4,B:2"`` -> [(A, 4), (B, 2)]; ConfigError if bad."""
     items = [item.strip() for item in str(text).split(",")]
     if not text or not all(items):
         raise ConfigError(f"--tasks {text!r}: expected comma-separated env ids, e.g. "

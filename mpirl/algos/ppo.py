@@ -249,7 +249,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             check_in_sync(world, model)
         train_return = record.get("episode_return_mean", -math.inf)
         if (update % cfg.eval_interval == 0 or update == num_updates
-                or (run.target is not None and not run.solved and train_return >= run.target)):
+                or (run.target is not None and not run.solved and train_return >= run.target)
+                or (tasks is not None and tasks.reached_target_in_training())):
             record["eval_return_mean"] = evaluator.run(act_deterministic, normalizer)
             run.record_eval(global_step, record["eval_return_mean"])
             if tasks:  # per-task returns and solved flags

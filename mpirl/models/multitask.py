@@ -28,7 +28,7 @@ def action_mask(action_counts: list[int]) -> torch.Tensor:
 
 
 def mask_logits(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """``logits`` (B, A) with the entries where ``valid`` (A,) is False set to the dtype's minimum."""
+    """``logits`` (B, A) with the entries where ``valid`` (A,) is False set to the dtype's min."""
     return torch.where(valid, logits, torch.finfo(logits.dtype).min)
 
 

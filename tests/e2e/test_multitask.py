@@ -36,7 +36,7 @@ def test_four_rank_run_writes_per_task_summaries_and_resumes_exactly(tmp_path, t
     metrics = read_metrics(whole)
     assert [m["update"] for m in metrics] == [1, 2, 3, 4, 5, 6]
     evals = [m for m in metrics if "eval_return_mean" in m]
-    assert [m["update"] for m in evals] == [3, 6]
+    assert {3, 6} <= {m["update"] for m in evals}  # every 3 updates, at the end (and early)
     for key in ("CartPole-v1/eval_return_mean", "Acrobot-v1/eval_return_mean",
                 "CartPole-v1/solved", "Acrobot-v1/solved"):
         assert key in evals[-1]
@@ -55,7 +55,8 @@ def test_four_rank_run_writes_per_task_summaries_and_resumes_exactly(tmp_path, t
     state = torch.load(newest, weights_only=True)["shared"]
     model = state["model"]
     assert {"heads.0.value.weight", "heads.1.value.weight", "popart.mean"} <= set(model)
-    assert (model["popart.updates"] == 6).all() and model["popart.mean"][1] < 0 < model["popart.mean"][0]
+    assert (model["popart.updates"] == 6).all()
+    assert model["popart.mean"][1] < 0 < model["popart.mean"][0]  # Acrobot's returns, CartPole's
     assert set(state["normalizer"]) == {"CartPole-v1", "Acrobot-v1"}
 
     # Crash at update 5 (after the checkpoint at 4), resume: bitwise the uninterrupted run.
@@ -71,7 +72,7 @@ def test_four_rank_run_writes_per_task_summaries_and_resumes_exactly(tmp_path, t
 
 @pytest.mark.parametrize("tasks,message", [
     ("CartPole-v1,NoSuchEnv-v0", "unknown environment 'NoSuchEnv-v0'"),
-    ("CartPole-v1,Pendulum-v1", "Pendulum-v1 has a Box action space; multi-task runs need Discrete"),
+    ("CartPole-v1,Pendulum-v1", "Pendulum-v1 has a Box action space; multi-task runs need"),
     ("CartPole-v1:2,Acrobot-v1:two", "malformed weight 'two'"),
     ("CartPole-v1,Acrobot-v1,MountainCar-v0", "3 tasks but only 1 rank(s)"),
 ])

@@ -9,7 +9,8 @@ from mpirl.dist.collectives import FlatGradients, check_in_sync
 from mpirl.dist.sync import AllreduceSync
 from mpirl.dist.task_sync import TaskWeightedSync
 from mpirl.models.multitask import MultiTaskActorCritic
-from mpirl.multitask import TaskObsNormalizer, TaskValueNorm
+from mpirl.config import parse_args
+from mpirl.multitask import MultiTask, TaskObsNormalizer, TaskValueNorm
 from mpirl.taskspec import assign_tasks
 
 NPROCS = (4,)
@@ -70,7 +71,8 @@ def test_trunk_gradient_is_the_task_weighted_mean_and_heads_the_per_task_means(w
                 expected = sum(g[name] for g in per_rank) / world.size
         else:
             k = int(name.split(".")[1])  # heads.<k>.…
-            expected = sum(per_rank[r][name] for r in range(world.size) if tasks[r] == k) / counts[k]
+            own = [per_rank[r][name] for r in range(world.size) if tasks[r] == k]
+            expected = sum(own) / counts[k]
         torch.testing.assert_close(p.grad, expected, atol=1e-6, rtol=1e-5, msg=name)
     if weighting == "equal" and world.size == 4:  # the two weightings really differ here
         ranks_mean = sum(g["trunk.0.0.weight"] for g in per_rank) / world.size
@@ -115,3 +117,42 @@ def test_popart_statistics_are_per_task_and_identical_on_every_replica():
                             for r in range(world.size) if tasks[r] == k])
         assert float(model.popart.mean[k]) == pytest.approx(float(pooled.mean()), rel=1e-9)
     assert abs(float(norm_returns.mean())) < 5       # targets reach the head at unit scale
+
+
+# -- per-task bookkeeping (both tasks' evaluation results set by hand) --------------------------
+class _Run:
+    target, solved_at_step, solved_at_time_s = 475.0, None, None
+
+    class log:
+        print = staticmethod(lambda *a: None)
+
+    @staticmethod
+    def clock():
+        return 12.5
+
+
+@pytest.mark.mpi(min_size=2)
+def test_each_task_is_solved_on_its_own_target_and_the_run_when_all_are():
+    run = _Run()
+    cfg = parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--task-targets", "Acrobot-v1:-90"])
+    tasks = MultiTask(cfg, World(), run)
+    assert run.target is None and tasks.targets == [475.0, -90.0]
+    tasks.latest_train_returns = [480.0, None]
+    assert tasks.reached_target_in_training()
+    tasks.make_evaluator(seed=0).returns = np.array([500.0, -95.0])
+    record = {}
+    tasks.record_eval(record, global_step=1000)
+    assert record == {"CartPole-v1/eval_return_mean": 500.0, "CartPole-v1/solved": True,
+                      "Acrobot-v1/eval_return_mean": -95.0, "Acrobot-v1/solved": False}
+    assert run.solved_at_step is None and not tasks.reached_target_in_training()  # now solved
+    tasks.latest_train_returns = [400.0, -80.0]
+    assert tasks.reached_target_in_training()
+    tasks.evaluator.returns = np.array([300.0, -85.0])   # CartPole slipped: stays solved
+    tasks.record_eval(record, global_step=2000)
+    assert run.solved_at_step == 2000 and run.solved_at_time_s == 12.5
+    summary = tasks.summary()["tasks"]
+    assert summary["CartPole-v1"]["solved_at_step"] == 1000
+    assert summary["Acrobot-v1"] == {"ranks": World().size // 2, "target_return": -90.0,
+                                     "eval_return_mean": -85.0,
+                                     "episode_return_mean": None, "solved": True,
+                                     "solved_at_step": 2000, "solved_at_time_s": 12.5}

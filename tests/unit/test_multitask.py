@@ -45,7 +45,8 @@ def test_config_validation_reports_multitask_problems_once():
         parse_args(["--tasks", "CartPole-v1:abc", "--sync-mode", "local-sgd",
                     "--popart-beta", "0"])
     text = str(err.value)
-    assert "malformed weight" in text and "--sync-mode local-sgd" in text and "--popart-beta" in text
+    for part in ("malformed weight", "--sync-mode local-sgd", "--popart-beta"):
+        assert part in text
     with pytest.raises(ConfigError, match="not --algo dqn"):
         parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn"])
     with pytest.raises(ConfigError, match="not one of --tasks"):
@@ -143,3 +144,4 @@ def test_gradient_scale_segments():
     assert equal.tolist() == [2.0] * 3 + [0.0] * 2 + [4.0] * 2 + [2.0]
     ranks = task_gradient_scale(owners, sizes, task=0, rank_counts=[3, 1], weighting="ranks")
     np.testing.assert_allclose(ranks, [1.0] * 3 + [4 / 3] * 2 + [0.0] * 2 + [1.0], rtol=1e-7)
+

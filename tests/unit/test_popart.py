@@ -12,7 +12,8 @@ def _value_layers(num_tasks, seed=0):
 
 def _batch_rows(*task_returns):
     """(K, 3) rows of (count, sum, sum of squares)."""
-    return torch.tensor([[len(r), r.sum(), (r * r).sum()] for r in task_returns], dtype=torch.float64)
+    return torch.tensor([[len(r), r.sum(), (r * r).sum()] for r in task_returns],
+                        dtype=torch.float64)
 
 
 def test_unnormalised_outputs_are_preserved_exactly_across_an_update():
