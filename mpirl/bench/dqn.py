@@ -5,11 +5,13 @@ each --replay-sharing mode (at 1 rank the three modes are the same run, so it ru
 run's own clock up to that evaluation (start-up of Python and MPI excluded, and reported
 separately as the job's wall time). Each configuration runs with several seeds, each its own
 ``mpirun`` job, and the median is reported: DQN's time to solve varies a lot from seed to seed.
-Stable-Baselines3's DQN (rl-zoo CartPole settings) runs side by side when it is installed.
+Stable-Baselines3's DQN (rl-zoo CartPole settings, same evaluation rule) runs side by side when
+it is installed.
 """
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -34,12 +36,12 @@ SB3_SETTINGS = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
                     policy_kwargs=dict(net_arch=[256, 256]))
 
 
-def solve(nprocs: int, mode: str, seed: int, budget: int, extra: list[str]) -> dict:
+def solve(nprocs: int, mode: str, seed: int, budget: int) -> dict:
     from tests.launch import train  # a launcher whose timeout kills the whole job
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        res = train(nprocs, [*SOLVE_ARGS, *extra, "--replay-sharing", mode, "--seed", str(seed),
+        res = train(nprocs, [*SOLVE_ARGS, "--replay-sharing", mode, "--seed", str(seed),
                              "--total-timesteps", str(budget), "--run-dir", str(run_dir)],
                     timeout=600)
         if res.returncode != 0:
@@ -52,18 +54,24 @@ def solve(nprocs: int, mode: str, seed: int, budget: int, extra: list[str]) -> d
 
 
 def sb3_dqn(seed: int) -> dict | None:
-    """SB3's DQN on CartPole-v1 with rl-zoo's settings: seconds for 50 000 steps, final return."""
+    """SB3's DQN on CartPole-v1 with rl-zoo's settings for up to 50 000 steps, evaluated (10
+    greedy episodes) every 2 000 steps and stopped at the first mean return >= 475, like ours."""
     try:
+        import gymnasium as gym
         from stable_baselines3 import DQN
-        from stable_baselines3.common.evaluation import evaluate_policy
+        from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
     except ImportError:
         return None
     model = DQN("MlpPolicy", "CartPole-v1", seed=seed, verbose=0, **SB3_SETTINGS)
+    stop = StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0)
+    evaluate = EvalCallback(gym.make("CartPole-v1"), eval_freq=2000, n_eval_episodes=10,
+                            callback_on_new_best=stop, verbose=0)
     t0 = time.perf_counter()
-    model.learn(total_timesteps=50_000)
+    model.learn(total_timesteps=50_000, callback=evaluate)
     seconds = time.perf_counter() - t0
-    mean, _ = evaluate_policy(model, model.get_env(), n_eval_episodes=10)
-    return {"seed": seed, "seconds_50k": seconds, "eval_return_mean": float(mean)}
+    solved = evaluate.best_mean_reward >= 475
+    return {"seed": seed, "seconds": seconds, "steps": model.num_timesteps, "solved": solved,
+            "best_eval_return_mean": float(evaluate.best_mean_reward)}
 
 
 def _median(values):
@@ -75,9 +83,10 @@ def run(args) -> dict:
     seeds = QUICK_SEEDS if args.quick else SEEDS
     budget = 5_000 if args.quick else BUDGET
     runs = []
-    for nprocs, mode in RUNS:
-        for seed in seeds:
-            runs.append(solve(nprocs, mode, seed, budget, []))
+    for seed in seeds:  # configurations interleaved, so that a busy spell hits them all alike
+        for nprocs, mode in RUNS:
+            load = os.getloadavg()[0]  # other jobs on the machine distort every wall-clock figure
+            runs.append({**solve(nprocs, mode, seed, budget), "load_average": load})
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     rows = []
     for nprocs, mode in RUNS:
@@ -87,29 +96,37 @@ def run(args) -> dict:
                      "solved": f"{len(solved)}/{len(seeds)}",
                      "median_solve_s": _median([r["solved_at_time_s"] for r in solved]),
                      "median_solve_step": _median([r["solved_at_step"] for r in solved]),
+                     "median_sps": _median([r["sps"] for r in mine]),
                      "times_s": [r["solved_at_time_s"] for r in mine]})
     sb3 = None if args.quick else sb3_dqn(seed=0)
-    return {"budget": budget, "seeds": list(seeds), "rows": rows, "runs": runs, "sb3": sb3}
+    loads = [r["load_average"] for r in runs]
+    return {"budget": budget, "seeds": list(seeds), "rows": rows, "runs": runs, "sb3": sb3,
+            "load_average": [min(loads), max(loads)]}
 
 
 def table(result: dict) -> str:
     m = result.get("machine", {})
     lines = [f"DQN time to solve CartPole-v1 (eval mean >= 475), median over seeds "
              f"{result['seeds']}, budget {result['budget']:,} steps "
-             f"({m.get('cpu', '?')}, {m.get('cores', '?')} cores)", "",
-             "| ranks | replay sharing | solved | median seconds | median steps | per seed (s) |",
-             "|---:|---|---:|---:|---:|---|"]
+             f"({m.get('cpu', '?')}, {m.get('cores', '?')} cores, load average "
+             f"{result['load_average'][0]:.1f}-{result['load_average'][1]:.1f})", "",
+             "| ranks | replay sharing | solved | median seconds | median steps | steps/s "
+             "| per seed (s) |",
+             "|---:|---|---:|---:|---:|---:|---|"]
     for r in result["rows"]:
         t = "-" if r["median_solve_s"] is None else f"{r['median_solve_s']:.1f}"
         s = "-" if r["median_solve_step"] is None else f"{r['median_solve_step']:,.0f}"
         per = ", ".join("unsolved" if x is None else f"{x:.1f}" for x in r["times_s"])
-        lines.append(f"| {r['ranks']} | {r['mode']} | {r['solved']} | {t} | {s} | {per} |")
+        lines.append(f"| {r['ranks']} | {r['mode']} | {r['solved']} | {t} | {s} | "
+                     f"{r['median_sps']:,.0f} | {per} |")
     sb3 = result.get("sb3")
     lines.append("")
     if sb3:
-        lines.append(f"Stable-Baselines3 DQN (rl-zoo settings, seed {sb3['seed']}): "
-                     f"{sb3['seconds_50k']:.1f} s for 50,000 steps, final eval return "
-                     f"{sb3['eval_return_mean']:.1f}.")
+        verdict = (f"solved in {sb3['seconds']:.1f} s ({sb3['steps']:,} steps)" if sb3["solved"]
+                   else f"did not solve in {sb3['steps']:,} steps ({sb3['seconds']:.1f} s; best "
+                        f"eval {sb3['best_eval_return_mean']:.1f})")
+        lines.append(f"Stable-Baselines3 DQN, rl-zoo CartPole settings, seed {sb3['seed']}, same "
+                     f"machine, same evaluation: {verdict}.")
     else:
         lines.append("Stable-Baselines3 is not installed here: no side-by-side run.")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ the machine may be shared.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -72,17 +73,21 @@ def measure(capacity: int, prioritized: bool, calls: int) -> dict:
 def run(args) -> dict:
     capacities = (10_000, 1_000_000) if args.quick else CAPACITIES
     calls = 50 if args.quick else 400
+    load_before = os.getloadavg()[0]  # other jobs on the machine distort every timing
     rows = [measure(c, p, calls) for c in capacities for p in (False, True)]
     headline = next(r for r in rows if r["capacity"] == 1_000_000 and r["prioritized"])
     return {"batch": BATCH, "chunk": CHUNK, "rows": rows,
             "prioritized_1e6_draw_update_us": headline["draw_update_us"],
-            "target_us": TARGET_US, "target_met": headline["draw_update_us"] < TARGET_US}
+            "target_us": TARGET_US, "target_met": headline["draw_update_us"] < TARGET_US,
+            "load_average": [load_before, os.getloadavg()[0]]}
 
 
 def table(result: dict) -> str:
     m = result.get("machine", {})
-    lines = [f"Replay memory, one process ({m.get('cpu', '?')}, {m.get('cores', '?')} cores; "
-             f"batch {result['batch']}, insert chunks of {result['chunk']}, median of repeats)",
+    load = result.get("load_average", [float("nan")] * 2)
+    lines = [f"Replay memory, one process ({m.get('cpu', '?')}, {m.get('cores', '?')} cores, "
+             f"load average {load[0]:.1f}-{load[1]:.1f}; batch {result['batch']}, insert chunks "
+             f"of {result['chunk']}, median of repeats)",
              "",
              "| capacity | replay | insert (transitions/s) | sample + update (transitions/s) "
              "| draw + priority update (us) | with record gather (us) |",
