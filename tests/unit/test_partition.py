@@ -59,3 +59,27 @@ def test_explicit_partition_and_its_errors():
     for bad in ("2,2", "1", "0,3", "a,b"):
         with pytest.raises(ValueError, match="--partition"):
             parse_explicit(bad, 3, 2)
+
+
+def test_the_trainers_models_split_into_stages_that_compose_to_the_whole():
+    """The PPO actor-critic, and the DQN Q-network's layer list: stages run one after another
+    (no MPI) give the unsharded model's output."""
+    import gymnasium as gym
+    import torch
+
+    from mpirl.models.actor_critic import ActorCritic
+    from mpirl.models.qnet import QNetwork
+    from mpirl.pipeline.stage import Stage
+
+    torch.manual_seed(0)
+    actor_critic = ActorCritic(4, gym.spaces.Discrete(2), (16, 16, 16))
+    qnet = QNetwork(4, 3, (16, 16, 16))
+    x = torch.randn(5, 4)
+    for model, layers in ((actor_critic, list(actor_critic)),
+                          (qnet, [*qnet.trunk, qnet.act, qnet.q])):
+        for stages in range(1, 5):
+            parts = partition(layers, stages)
+            out = x
+            for s, part in enumerate(parts):
+                out = Stage(part, s, stages).infer(out)
+            torch.testing.assert_close(out, model(x).detach(), rtol=0, atol=1e-6)
