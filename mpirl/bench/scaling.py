@@ -44,6 +44,7 @@ ENVS, STEPS = 16, 32           # weak: envs per rank; strong: envs over all rank
 FULL = dict(ranks=(1, 2, 4, 8), updates=20, warmup=4, sync_every=8, repeats=2, timeout=1500,
             learn_seeds=(0, 1, 2, 3, 4), learn_ranks=2, learn_budget=500_000)
 QUICK = dict(ranks=(1, 2), updates=5, warmup=1, sync_every=2, repeats=1, timeout=150)
+LEARN_ENVS, LEARN_STEPS = 16, 16   # steps-to-target runs: PPO's CartPole defaults, pinned
 BUCKET_MB = 0.005              # ~1300 floats: the 4,675-parameter model travels in 4 buckets
 COMMON = ["--env-id", "CartPole-v1", "--num-steps", str(STEPS), "--no-tensorboard",
           "--eval-interval", "100000", "--eval-episodes", "8", "--log-interval", "100000",
@@ -175,6 +176,7 @@ def measure_learning(size: dict, workdir: str) -> dict:
             # evaluations every K=8 updates fall right after local-sgd's averagings, so they
             # judge the averaged model (between averagings each rank would run its own replica)
             runs.append(["--env-id", "CartPole-v1", "--sync-mode", mode, "--sync-every", "8",
+                         "--num-envs", str(LEARN_ENVS), "--num-steps", str(LEARN_STEPS),
                          "--eval-interval", "8", "--seed", str(seed),
                          "--total-timesteps", str(size["learn_budget"]), "--stop-on-solve",
                          "--no-tensorboard", "--log-interval", "100000", "--run-dir", run_dir])
@@ -185,7 +187,8 @@ def measure_learning(size: dict, workdir: str) -> dict:
             steps[mode].append(json.load(fh)["solved_at_step"])
     median = {mode: _median_steps(s) for mode, s in steps.items()}
     both = None not in median.values()
-    return {"ranks": ranks, "sync_every": 8, "seeds": list(size["learn_seeds"]),
+    return {"ranks": ranks, "sync_every": 8, "num_envs": LEARN_ENVS, "num_steps": LEARN_STEPS,
+            "seeds": list(size["learn_seeds"]),
             "budget": size["learn_budget"], "solved_at_step": steps, "median_steps": median,
             "ratio": median["local-sgd"] / median["allreduce"] if both else None}
 
@@ -327,8 +330,10 @@ def table(result: dict) -> str:
                   for e in latency]
     learning = result.get("learning")
     if learning:
-        lines += ["", f"Steps to the CartPole-v1 target at {learning['ranks']} ranks "
-                      f"(seeds {learning['seeds']}, median; None = not solved in "
+        lines += ["", f"Steps to the CartPole-v1 target at {learning['ranks']} ranks, "
+                      f"{learning['num_envs']} envs x {learning['num_steps']} "
+                      f"steps per rank per update (seeds {learning['seeds']}, median; None = "
+                      "not solved in "
                       f"{learning['budget']:,} steps):", "",
                   "| mode | steps per seed | median |", "|---|---|---:|"]
         for mode, steps in learning["solved_at_step"].items():
