@@ -94,7 +94,8 @@ class PipelineStage:
                                   list(model.parameters()))
 
     def shuffle_seed(self, seed: int) -> int:
-        """One seed per pipeline: every stage must cut the same minibatches."""
+        """One seed per pipeline, so its stages shuffle alike (forward_backward still takes
+        stage 0's rows, so agreement never rests on RNG state alone)."""
         seq = np.random.SeedSequence([seed, self.grid.replica, 2, self.grid.stages])
         return int(seq.generate_state(1, dtype=np.uint32)[0])
 
@@ -112,6 +113,12 @@ class PipelineStage:
         """The minibatch ``rows`` through the pipeline in micro-batches. Each micro-batch's mean
         loss and stats are weighted by its share of the rows, so their sums are the minibatch
         means a whole-model step computes."""
+        # Stage 0's choice of rows is every stage's: the first stage feeds observations and the
+        # last scores actions of these rows, so they must agree even if shufflers do not (e.g.
+        # after resuming with rank-local RNG states from another layout). One tiny Bcast.
+        chosen = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64))
+        broadcast_tensors(self.grid.pipe, [chosen])
+        rows = chosen.numpy()
         n = len(rows)
         bounds = self.executor.micro_bounds(n, self.executor.micro_batches)
 
