@@ -60,12 +60,13 @@ def sb3_dqn(seed: int) -> dict | None:
         import gymnasium as gym
         from stable_baselines3 import DQN
         from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+        from stable_baselines3.common.monitor import Monitor
     except ImportError:
         return None
     model = DQN("MlpPolicy", "CartPole-v1", seed=seed, verbose=0, **SB3_SETTINGS)
     stop = StopTrainingOnRewardThreshold(reward_threshold=475, verbose=0)
-    evaluate = EvalCallback(gym.make("CartPole-v1"), eval_freq=2000, n_eval_episodes=10,
-                            callback_on_new_best=stop, verbose=0)
+    evaluate = EvalCallback(Monitor(gym.make("CartPole-v1")), eval_freq=2000,
+                            n_eval_episodes=10, callback_on_new_best=stop, verbose=0)
     t0 = time.perf_counter()
     model.learn(total_timesteps=50_000, callback=evaluate)
     seconds = time.perf_counter() - t0

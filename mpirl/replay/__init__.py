@@ -1,4 +1,4 @@
-"""Experience replay: sum-tree, prioritized memory, n-step adder, rate limiter, cross-rank sharing."""
+"""Experience replay: sum-tree, prioritized memory, n-step adder, rate limiter, sharing."""
 from mpirl.replay.buffer import ReplayBuffer, anneal_beta, importance_weights, transition_dtype
 from mpirl.replay.limiter import RateLimiter
 from mpirl.replay.nstep import NStepAdder

@@ -4,10 +4,10 @@ A transition is one numpy *record* (a structured dtype, see :func:`transition_dt
 
     obs       (*obs_shape,)  observation the action was taken in
     action    ()             int64 action (Discrete spaces)
-    reward    ()             float32 n-step discounted return  r_t + g r_{t+1} + ... + g^(k-1) r_{t+k-1}
+    reward    ()             float32 n-step return r_t + g r_{t+1} + ... + g^(k-1) r_{t+k-1}
     next_obs  (*obs_shape,)  observation k steps later, to bootstrap from
     done      ()             bool, the episode terminated within those k steps (no bootstrap)
-    discount  ()             float32 g^k, the bootstrap discount (k < n where an episode ended early)
+    discount  ()             float32 g^k, the bootstrap discount (k < n: the episode ended)
 
 Records of one fixed dtype are what the cross-rank sharing ships around: an array of them is one
 contiguous buffer for Allgatherv / Alltoallv, with no pickling.

@@ -1,4 +1,4 @@
-"""DQN as users run it: every replay-sharing mode at 2 ranks, learning CartPole, resume, bad input."""
+"""DQN as users run it: each replay-sharing mode at 2 ranks, learning, resume, bad input."""
 import pytest
 
 from mpirl.bench.dqn import SOLVE_ARGS
@@ -27,7 +27,8 @@ def test_dqn_runs_at_two_ranks_in_each_sharing_mode(mode, tmp_path):
     expected_steps = 4.0 * (summary["global_steps"] - 256) / 64
     assert summary["gradient_steps"] == pytest.approx(expected_steps, rel=0.1)
     metrics = read_metrics(run_dir)
-    assert [m["global_step"] for m in metrics] == [per_update * (i + 1) for i in range(len(metrics))]
+    assert [m["global_step"] for m in metrics] == \
+        [per_update * (i + 1) for i in range(len(metrics))]
     for key in ("td_loss", "q_mean", "epsilon", "beta", "replay_size", "gradient_steps"):
         assert key in metrics[-1], key
     size = metrics[-1]["replay_size"]

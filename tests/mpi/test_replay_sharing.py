@@ -125,7 +125,8 @@ def test_sharded_new_priorities_reach_the_owning_shard():
         pooled = np.concatenate(world.allgather_obj(ids))
         for slot in mine:
             if owned_ids[slot] in pooled:    # drawn this round by some learner
-                assert leaves[slot] == pytest.approx(100.0 * round_ + owned_ids[slot] + PRIORITY_EPS)
+                expected = 100.0 * round_ + owned_ids[slot] + PRIORITY_EPS
+                assert leaves[slot] == pytest.approx(expected)
         assert all(memory.storage["obs"][:, 1][mine] == world.rank)
 
 

@@ -82,7 +82,8 @@ def test_ring_keeps_the_newest_and_new_records_get_the_max_priority():
     assert len(memory) == 5 and memory.added == 7
     np.testing.assert_array_equal(memory.storage["action"], [5, 6, 2, 3, 4])
     leaves = memory.tree.leaves[:5]
-    np.testing.assert_allclose(leaves, [3 + PRIORITY_EPS] * 2 + [0.5 + PRIORITY_EPS] + [3 + PRIORITY_EPS] * 2)
+    top, low = 3 + PRIORITY_EPS, 0.5 + PRIORITY_EPS
+    np.testing.assert_allclose(leaves, [top, top, low, top, top])
     assert memory.total == pytest.approx(leaves.sum())
 
 

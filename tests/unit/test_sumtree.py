@@ -1,4 +1,4 @@
-"""The sum-tree against a naive numpy array: random single and batched updates, prefix-sum search."""
+"""The sum-tree against a naive numpy array: single and batched updates, prefix-sum search."""
 import numpy as np
 import pytest
 
