@@ -115,6 +115,8 @@ class ShardedReplay(SharedReplay):
         mass_and_size = allgather_fixed(self.world, np.array([self.memory.total, self.memory.size],
                                                              dtype=np.float64))
         masses, self._sizes = mass_and_size[:, 0], mass_and_size[:, 1].astype(np.int64)
+        if masses.sum() <= 0:  # on every rank alike: they all see the same totals
+            raise ValueError("cannot sample from an empty replay memory")
         counts = self.shared_rng.multinomial(batch_size * n, masses / masses.sum())
         routes = _routes(counts, batch_size)              # routes[r, k]: shard r -> learner k
 
