@@ -202,6 +202,9 @@ class MultiTask:
                 self.solved_at_step[k], self.solved_at_time_s[k] = global_step, self.run.clock()
             record[f"{env_id}/eval_return_mean"] = value
             record[f"{env_id}/solved"] = self.solved_at_step[k] is not None
+        self.run.log.print("  eval by task: " + ", ".join(
+            f"{env_id} {record[f'{env_id}/eval_return_mean']:.1f}"
+            + (" (solved)" if record[f"{env_id}/solved"] else "") for env_id in self.ids))
         with_targets = [k for k, t in enumerate(self.targets) if t is not None]
         if (with_targets and self.run.solved_at_step is None
                 and all(self.solved_at_step[k] is not None for k in with_targets)):
