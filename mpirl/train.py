@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
     from mpirl.run import Run
     target = cfg.target_return if cfg.target_return is not None else default_target(cfg.env_id)
     run = Run(cfg, world, target=target, total_steps=cfg.total_timesteps)
-    run.log.print(f"mpirl: {cfg.algo} on {cfg.env_id}, {world.size} rank(s) x {cfg.num_envs} envs, "
+    run.log.print(f"mpirl: {cfg.algo} on {cfg.tasks or cfg.env_id}, {world.size} rank(s) x {cfg.num_envs} envs, "
                   f"{torch.get_num_threads()} thread(s)/rank, {cfg.total_timesteps:,} global steps "
                   f"-> {cfg.run_dir}")
     algorithm = importlib.import_module(f"mpirl.algos.{cfg.algo}")
