@@ -13,8 +13,9 @@ the levels, never over the batch:
 - :meth:`SumTree.update` writes a batch of leaves and adds each change to all of its ancestors
   down to the top level with one ``np.add.at`` over all levels (an ancestor of several updated
   leaves receives all of their changes);
-- :meth:`SumTree.find` answers a batch of prefix sums: which top-level node (cumsum +
-  searchsorted), then down the tree with a handful of in-place numpy operations per level.
+- :meth:`SumTree.find` answers a batch of prefix sums, sorted first: which top-level node
+  (cumsum + searchsorted), then down the tree with a handful of in-place numpy operations per
+  level.
 
 Random reads in a 16 MiB tree miss the cache at every low level, so fewer levels is what makes it
 fast (a batch of 256 from 2**20 leaves: ~10 levels instead of 20).
@@ -108,7 +109,11 @@ class SumTree:
         Drawing ``v`` uniformly from [0, total) therefore picks leaf ``j`` with probability
         ``leaves[j] / total``. Results are clipped to [0, capacity) against rounding at the edges.
         """
-        v = np.array(prefix, dtype=np.float64, copy=True).reshape(-1)
+        v = np.asarray(prefix, dtype=np.float64).reshape(-1)
+        # Searched in ascending order, neighbouring prefixes share paths: searchsorted takes
+        # its fast path and the descent reads memory left to right (half the time at 1e6 leaves).
+        order = np.argsort(v)
+        v = v[order]
         # the top levels at once: which node of level `top` holds v?
         lo = 1 << self._top
         level = self.tree[lo:2 * lo]
@@ -130,4 +135,6 @@ class SumTree:
             node += go_right
         node -= self.leaf0
         np.minimum(node, self.capacity - 1, out=node)
-        return node
+        found = np.empty_like(node)
+        found[order] = node                            # back to the caller's order
+        return found
