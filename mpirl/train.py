@@ -22,8 +22,8 @@ from mpirl.dist.world import World, install_abort_on_error
 from mpirl.registry import check_env, default_target
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
-MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "num_envs", "normalize_obs", "dueling",
-              "pipeline_stages", "partition")
+# (Not the pipeline layout: checkpoints always hold the whole model, whatever the stages.)
+MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "num_envs", "normalize_obs", "dueling")
 
 
 def check_layout(cfg: Config, n_ranks: int) -> None:

@@ -43,6 +43,12 @@ def test_two_stages_at_four_ranks_write_a_run_and_resume_with_whole_model_checkp
     steps = [m["global_step"] for m in read_metrics(run_dir)]
     assert steps[-1] == 1280 and all(a < b for a, b in zip(steps[:3], steps[1:3]))
 
+    # The format does not depend on P: the run goes on with the whole model on every rank.
+    one_stage = [("1" if prev == "--pipeline-stages" else a) for prev, a in zip([""] + args, args)]
+    unsharded = train(4, one_stage + ["--total-timesteps", "1536", "--resume"], timeout=180).check()
+    assert "resuming from" in unsharded.output
+    assert read_summary(run_dir)["global_steps"] == 1536
+
 
 @pytest.mark.parametrize("nprocs,args,message", [
     (3, ["--pipeline-stages", "2"], "3 ranks cannot form pipelines of --pipeline-stages 2"),
