@@ -11,11 +11,17 @@ TINY_DQN = ["--algo", "dqn", "--num-envs", "4", "--learning-starts", "256", "--b
             "--log-interval", "1000"]
 
 
+# each mode also exercises a variant: uniform sharded replay; dueling, plain-max, Polyak targets
+VARIANTS = {"allgather": [], "sharded": ["--no-prioritized"],
+            "none": ["--dueling", "--no-double-q", "--tau", "0.5", "--target-network-frequency", "1"]}
+
+
 @pytest.mark.parametrize("mode", ["allgather", "sharded", "none"])
 def test_dqn_runs_at_two_ranks_in_each_sharing_mode(mode, tmp_path):
     run_dir = tmp_path / "run"
     res = train(2, ["--total-timesteps", "2048", "--run-dir", str(run_dir), "--replay-sharing",
-                    mode, "--samples-per-insert", "4", *TINY_DQN], timeout=180).check()
+                    mode, "--samples-per-insert", "4", *VARIANTS[mode], *TINY_DQN],
+                timeout=180).check()
     summary = read_summary(run_dir)
     per_update = 4 * 4 * 2                     # train_frequency x envs x ranks
     assert summary["status"] == "completed" and summary["algo"] == "dqn"
@@ -35,6 +41,18 @@ def test_dqn_runs_at_two_ranks_in_each_sharing_mode(mode, tmp_path):
     # allgather: rank 0's memory holds both ranks' transitions; the others only its own
     assert (size > 1500) if mode == "allgather" else (700 < size < 1100)
     assert res.output.count("done:") == 1
+
+
+def test_dqn_without_mpirun_and_without_rate_limiter_takes_fixed_gradient_steps(tmp_path):
+    run_dir = tmp_path / "run"
+    train(0, ["--total-timesteps", "1024", "--run-dir", str(run_dir), "--samples-per-insert", "0",
+              "--gradient-steps", "3", *TINY_DQN], timeout=120).check()
+    summary = read_summary(run_dir)
+    metrics = read_metrics(run_dir)
+    learning = [m for m in metrics if m["global_step"] >= 256]   # 16 steps per update
+    assert summary["n_ranks"] == 1 and summary["samples_per_insert"] is None
+    assert summary["gradient_steps"] == 3 * len(learning)
+    assert metrics[0]["epsilon"] == 1.0 and metrics[-1]["epsilon"] < metrics[0]["epsilon"]
 
 
 def test_dqn_learns_cartpole_at_two_ranks(tmp_path):
