@@ -58,15 +58,16 @@ def measure(capacity: int, prioritized: bool, calls: int) -> dict:
     memory = _full_memory(capacity, prioritized, rng)
     chunk = memory.storage[:CHUNK].copy()
     insert_s, _ = _median_seconds(lambda: memory.add(chunk), calls)
+    td_errors = rng.exponential(size=BATCH)   # stand-in new priorities (a loss gives them free)
 
     def draw_and_update():
         slots, _ = memory.sample_indices(BATCH, rng)
         if prioritized:
-            memory.update_priorities(slots, rng.exponential(size=BATCH))
+            memory.update_priorities(slots, td_errors)
 
     def learning_step():
         _, slots, _ = memory.sample(BATCH, rng, beta=0.4)
-        memory.update_priorities(slots, rng.exponential(size=BATCH))
+        memory.update_priorities(slots, td_errors)
 
     bookkeeping_s, bookkeeping_cpu_s = _median_seconds(draw_and_update, calls)
     step_s, _ = _median_seconds(learning_step, calls)

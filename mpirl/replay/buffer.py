@@ -106,7 +106,9 @@ class ReplayBuffer:
     def sample_indices(self, count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``count`` slots drawn independently (with replacement), and each one's probability.
 
-        Returns (slots int64 (count,), probs float64 (count,)).
+        Returns (slots int64 (count,), probs float64 (count,)). Prioritized draws come in
+        ascending slot order (sorted draws search the tree faster; a batch's order carries no
+        meaning).
         """
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay memory")
@@ -114,8 +116,11 @@ class ReplayBuffer:
             slots = rng.integers(0, self.size, size=count)
             return slots, np.full(count, 1.0 / self.size)
         total = self.tree.total
-        slots = self.tree.find(rng.random(count) * total)
-        np.minimum(slots, self.size - 1, out=slots)   # rounding at the very end of the filled part
+        draws = rng.random(count)
+        draws.sort()
+        slots = self.tree.find(draws * total, ascending=True)
+        if self.size < self.capacity:  # rounding at the very end of the filled part
+            np.minimum(slots, self.size - 1, out=slots)
         return slots, self.tree[slots] / total
 
     def sample(self, count: int, rng: np.random.Generator, beta: float):

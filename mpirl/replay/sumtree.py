@@ -62,7 +62,7 @@ class SumTree:
         return view
 
     def __getitem__(self, idx) -> np.ndarray:
-        return self.tree[self.leaf0 + np.asarray(idx, dtype=np.int64)]
+        return self.tree.take(self.leaf0 + np.asarray(idx, dtype=np.int64))
 
     # -- writing --------------------------------------------------------------------------------
     def update(self, idx, values) -> None:
@@ -71,25 +71,30 @@ class SumTree:
         Where an index repeats, the last value wins, as with ``a[idx] = values``.
         """
         idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-        values = np.broadcast_to(np.asarray(values, dtype=np.float64), idx.shape)
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != idx.shape:  # one value for all (np.full refuses any other shape)
+            values = np.full(idx.shape, values)
         if idx.size == 0:
             return
-        if idx.min() < 0 or idx.max() >= self.capacity:
-            raise IndexError(f"leaf index out of range [0, {self.capacity})")
-        if np.any(values < 0) or not np.all(np.isfinite(values)):
-            raise ValueError("sum-tree values must be finite and non-negative")
         # keep the last write of each repeated leaf: the last of its run in a stable sort
         order = np.argsort(idx, kind="stable")
         nodes = idx[order]
+        if nodes[0] < 0 or nodes[-1] >= self.capacity:
+            raise IndexError(f"leaf index out of range [0, {self.capacity})")
         last = np.empty(nodes.shape, dtype=bool)
         last[-1] = True
         np.not_equal(nodes[1:], nodes[:-1], out=last[:-1])
-        nodes = nodes[last] + self.leaf0
-        values = values[order][last]
-        delta = values - self.tree[nodes]
-        self.tree[nodes] = values
-        ancestors = nodes[None, :] >> self._shifts           # (depth - top, B'), all levels at once
-        np.add.at(self.tree, ancestors.ravel(), np.broadcast_to(delta, ancestors.shape).ravel())
+        values = values[order]
+        if not last.all():
+            nodes, values = nodes[last], values[last]
+        nodes += self.leaf0
+        if not (values.min() >= 0.0 and values.max() < np.inf):   # NaN fails both
+            raise ValueError("sum-tree values must be finite and non-negative")
+        delta = values - self.tree.take(nodes)
+        self.tree.put(nodes, values)
+        ancestors = nodes[None, :] >> self._shifts         # (depth - top, B'): all levels at once
+        # flat 1-D indices and values: np.add.at's fast path (2-D broadcasting is 3x slower)
+        np.add.at(self.tree, ancestors.ravel(), delta[None, :].repeat(len(ancestors), 0).ravel())
         self._writes_since_rebuild += nodes.size
         if self._writes_since_rebuild >= self.capacity:
             self.rebuild()
@@ -102,39 +107,42 @@ class SumTree:
         self._writes_since_rebuild = 0
 
     # -- searching ------------------------------------------------------------------------------
-    def find(self, prefix) -> np.ndarray:
+    def find(self, prefix, ascending: bool = False) -> np.ndarray:
         """For each prefix sum ``v`` in [0, total), the leaf ``j`` with
         ``sum(leaves[:j]) <= v < sum(leaves[:j + 1])``; shape (B,) int64.
 
         Drawing ``v`` uniformly from [0, total) therefore picks leaf ``j`` with probability
         ``leaves[j] / total``. Results are clipped to [0, capacity) against rounding at the edges.
+        ``ascending=True`` promises that ``prefix`` is sorted, which saves sorting it here.
         """
-        v = np.asarray(prefix, dtype=np.float64).reshape(-1)
+        v = np.array(prefix, dtype=np.float64).reshape(-1)   # a copy: v is worked on in place
         # Searched in ascending order, neighbouring prefixes share paths: searchsorted takes
         # its fast path and the descent reads memory left to right (half the time at 1e6 leaves).
-        order = np.argsort(v)
-        v = v[order]
+        order = None if ascending else np.argsort(v)
+        if order is not None:
+            v = v[order]
         # the top levels at once: which node of level `top` holds v?
         lo = 1 << self._top
         level = self.tree[lo:2 * lo]
         cumulative = np.cumsum(level)
         node = np.searchsorted(cumulative, v, side="right")
         np.minimum(node, lo - 1, out=node)
-        v -= cumulative[node] - level[node]           # the prefix left of that node
+        v -= cumulative.take(node) - level.take(node)  # the prefix left of that node
         node += lo
         # then one level at a time: go right when v is past the left child's sum
         left = np.empty_like(v)
-        rest = np.empty_like(v)
         go_right = np.empty(v.shape, dtype=bool)
         for _ in range(self.depth - self._top):
             np.add(node, node, out=node)               # left child
             self.tree.take(node, out=left)
-            np.subtract(v, left, out=rest)
-            np.greater_equal(rest, 0.0, out=go_right)
-            np.copyto(v, rest, where=go_right)
+            np.greater_equal(v, left, out=go_right)
+            np.multiply(left, go_right, out=left)      # what going right skips (fastest form)
+            np.subtract(v, left, out=v)
             node += go_right
         node -= self.leaf0
         np.minimum(node, self.capacity - 1, out=node)
+        if order is None:
+            return node
         found = np.empty_like(node)
         found[order] = node                            # back to the caller's order
         return found
