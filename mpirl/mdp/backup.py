@@ -95,6 +95,16 @@ class Backup:
             max_over_actions(q, A, out[r0 // A:(r0 + len(q)) // A])
         return out
 
+    def first(self, states: int) -> "Backup":
+        """The backup of this slice's first ``states`` states (views, no copies)."""
+        rows = self.n_actions * states
+        a, b = int(self.indptr[0]), int(self.indptr[rows])
+        sub = object.__new__(Backup)
+        sub._setup(self.n_states, self.n_actions, self.lo, self.lo + states,
+                   self.indptr[:rows + 1] - a, self.next_state[a:b], self.cont_prob[a:b],
+                   self.expected_reward[:rows], self.chunk_nnz)
+        return sub
+
     def restrict(self, actions: np.ndarray) -> "Backup":
         """The backup of one action per state, ``actions`` (hi - lo,): a policy's rows."""
         rows = np.arange(self.hi - self.lo) * self.n_actions + actions

@@ -211,3 +211,13 @@ def test_grid_layouts_only_where_states_are_cells(tmp_path):
     assert sol.policy[36] == 0  # not slippery: straight up from the start, away from the cliff
     plot_grid(str(tmp_path / "cliff.png"), cliff.layout, sol.V, sol.policy, "cliff")
     assert (tmp_path / "cliff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_backup_of_the_first_states_is_the_head_of_the_whole():
+    for source in (load_gym("FrozenLake-v1"), RandomMDP(40, 3, 4, seed=1)):
+        V = np.random.default_rng(1).normal(size=source.n_states)
+        whole = Backup(source.rows(3, source.n_states), chunk_nnz=16)
+        head = whole.first(7)
+        assert (head.lo, head.hi, head.n_rows) == (3, 10, 7 * source.n_actions)
+        np.testing.assert_array_equal(head.q_values(V, 0.9),
+                                      whole.q_values(V, 0.9)[:7 * source.n_actions])
