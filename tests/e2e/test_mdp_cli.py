@@ -80,6 +80,6 @@ def test_bench_section_quick_counts_the_bytes_of_p_it_reads(tmp_path):
     assert [r["ranks"] for r in result["rows"]] == [1, 2]
     for r in result["rows"]:
         assert r["p_bytes_per_sweep"] == expected and r["sweeps"] == result["sweeps_timed"]
-        assert 0 < r["comm_seconds_per_sweep"] < r["seconds_per_sweep"]
+        assert 0 <= r["comm_seconds_per_sweep"] < r["seconds_per_sweep"]
         assert r["copy_bandwidth_gb_per_s"] > 0.1
     assert "| 2 |" in (tmp_path / "mdp.md").read_text() and "Targets" in res.output
