@@ -27,7 +27,8 @@ def opt(default: Any, help: str, group: str = "run", choices: tuple | None = Non
 
 
 ALGOS = ("ppo", "dqn")
-DEFAULT_NUM_ENVS = {"ppo": 16, "dqn": 8}
+# Per-algorithm defaults of shared options, as each CleanRL algorithm file has its own.
+PER_ALGO_DEFAULTS = {"num_envs": {"ppo": 16, "dqn": 8}, "max_grad_norm": {"ppo": 0.5, "dqn": 10.0}}
 VECTOR_MODES = ("auto", "native", "sync", "async")
 SYNC_MODES = ("allreduce", "overlap", "local-sgd")
 SCHEDULES = ("gpipe", "1f1b")
@@ -83,16 +84,17 @@ class Config:
     clip_vloss: bool = opt(False, "clip the value loss", "ppo")
     ent_coef: float = opt(0.0, "entropy bonus coefficient", "ppo")
     vf_coef: float = opt(0.5, "value loss coefficient", "ppo")
-    max_grad_norm: float = opt(0.5, "clip the global norm of the averaged gradient", "ppo")
+    max_grad_norm: float | None = opt(None, "clip the global norm of the averaged gradient "
+                                            "(default: 0.5 for ppo, 10 for dqn)", "ppo")
     target_kl: float | None = opt(None, "stop the epochs early above this approximate KL", "ppo")
 
     # -- DQN ---------------------------------------------------------------------------------
     buffer_size: int = opt(50_000, "replay capacity (transitions per rank's memory)", "dqn")
-    batch_size: int = opt(128, "transitions per gradient step (per rank)", "dqn")
+    batch_size: int = opt(64, "transitions per gradient step (per rank)", "dqn")
     learning_starts: int = opt(1_000, "global steps before learning starts", "dqn")
     train_frequency: int = opt(4, "environment steps per rank between training rounds", "dqn")
     gradient_steps: int = opt(1, "gradient steps per training round", "dqn")
-    target_network_frequency: int = opt(500, "gradient steps between target updates", "dqn")
+    target_network_frequency: int = opt(100, "gradient steps between target updates", "dqn")
     tau: float = opt(1.0, "target update rate (1 = hard copy, <1 = Polyak)", "dqn")
     start_e: float = opt(1.0, "initial epsilon (single-rank annealing)", "dqn")
     end_e: float = opt(0.05, "final epsilon (single-rank annealing)", "dqn")
@@ -108,7 +110,7 @@ class Config:
     per_beta: float = opt(0.4, "initial importance exponent beta in [0, 1], annealed to 1", "dqn")
     replay_sharing: str = opt("allgather", "how ranks share experience", "dqn",
                               choices=REPLAY_SHARING)
-    samples_per_insert: float = opt(8.0, "rate limiter: sampled / inserted transitions", "dqn")
+    samples_per_insert: float = opt(32.0, "rate limiter: sampled / inserted transitions", "dqn")
     spi_tolerance: float = opt(0.5, "rate limiter: allowed relative deviation from the ratio",
                                "dqn")
 
@@ -136,8 +138,9 @@ class Config:
                                    "n-th update)", "multitask")
 
     def __post_init__(self):
-        if self.num_envs is None:  # a per-algorithm default, as each CleanRL file has its own
-            self.num_envs = DEFAULT_NUM_ENVS.get(self.algo, 1)
+        for name, by_algo in PER_ALGO_DEFAULTS.items():
+            if getattr(self, name) is None:  # (an unknown --algo is reported by validate)
+                setattr(self, name, by_algo.get(self.algo, by_algo["ppo"]))
 
     # -- derived helpers -------------------------------------------------------------------------
     def to_dict(self) -> dict:

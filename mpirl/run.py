@@ -11,6 +11,7 @@ Algorithms receive a :class:`Run` and never touch files or signals themselves:
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import sys
@@ -46,6 +47,7 @@ class Run:
         self.solved_at_step: int | None = None
         self.solved_at_time_s: float | None = None
         self.last_eval: float | None = None
+        self.preempted = False
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self, update: int, shared: dict, local: dict, meta: dict) -> None:
@@ -77,6 +79,35 @@ class Run:
         return Restored(shared=state["shared"] if state else None, local=local, meta=meta,
                         path=path)
 
+    # -- the end of every update ------------------------------------------------------------------
+    def end_update(self, update: int, last: int, record: dict, evaluate, checkpoint,
+                   eval_now: bool = False, before_final_checkpoint=None) -> bool:
+        """The bookkeeping every algorithm does after update ``update`` (1-based) of ``last``:
+
+        evaluate when due — every --eval-interval updates, at the last update, and as soon as
+        training returns reach the target (or ``eval_now``); ``evaluate(record)`` returns the mean
+        evaluation return and may add its own keys to ``record`` — then write metrics and the
+        progress line, agree on a stop signal, and checkpoint when due. Returns True when training
+        ends here: the last update, solved with --stop-on-solve, or preempted (``self.preempted``).
+        ``before_final_checkpoint`` runs first when it ends (local-sgd averages the replicas).
+        """
+        cfg = self.cfg
+        reached = (self.target is not None and not self.solved
+                   and record.get("episode_return_mean", -math.inf) >= self.target)
+        if update % cfg.eval_interval == 0 or update == last or reached or eval_now:
+            record["eval_return_mean"] = evaluate(record)
+            self.record_eval(record["global_step"], record["eval_return_mean"])
+        self.log.metrics(record)
+        if update % cfg.log_interval == 0 or update == last:
+            self.log.progress(record)
+        self.preempted = self.stop_requested()
+        ends = update == last or (cfg.stop_on_solve and self.solved) or self.preempted
+        if ends and before_final_checkpoint is not None:
+            before_final_checkpoint()
+        if update % cfg.checkpoint_interval == 0 or ends:
+            checkpoint(update)
+        return ends
+
     # -- stopping and evaluation -----------------------------------------------------------------
     def stop_requested(self) -> bool:
         return self.stop.agreed(self.world)
@@ -99,9 +130,9 @@ class Run:
         return " ".join([f"mpirun -n {self.world.size} python -m mpirl.train", *argv, "--resume"])
 
     def finish(self, global_steps: int, steps_this_session: int, session_s: float,
-               preempted: bool, extra: dict | None = None) -> dict:
+               extra: dict | None = None) -> dict:
         summary = {
-            "status": "preempted" if preempted else "completed",
+            "status": "preempted" if self.preempted else "completed",
             "env_id": self.cfg.env_id, "algo": self.cfg.algo, "seed": self.cfg.seed,
             "n_ranks": self.world.size, "global_steps": global_steps,
             "wall_time_s": self.clock(), "sps": steps_this_session / max(session_s, 1e-9),
@@ -110,7 +141,7 @@ class Run:
             "host": platform.node(), **(extra or {}),
         }
         self.log.summary(summary)
-        if preempted:
+        if self.preempted:
             self.log.print(f"stopped by signal after {global_steps:,} steps; checkpoint saved. "
                            f"Resume with: {self.resume_command()}")
         else:

@@ -42,10 +42,6 @@ from mpirl.replay import (NStepAdder, RateLimiter, ReplayBuffer, anneal_beta, ma
                           transition_dtype)
 from mpirl.run import Run
 
-# Clip the averaged gradient's global norm (Stable-Baselines3's DQN default): the Huber loss
-# already bounds each sample's gradient, this guards against rare large batches of TD errors.
-MAX_GRAD_NORM = 10.0
-
 
 def linear_schedule(start_e: float, end_e: float, duration: float, t: float) -> float:
     """Epsilon from ``start_e`` to ``end_e`` linearly over ``duration`` steps (CleanRL's)."""
@@ -174,13 +170,16 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         grads.zero()
         loss.backward()
         grads.average()
-        grad_norm = grads.clip_(MAX_GRAD_NORM)
+        grad_norm = grads.clip_(cfg.max_grad_norm)
         optimizer.step()
         replay.update_priorities(batch, td_abs.numpy())
         gradient_steps += 1
         if gradient_steps % cfg.target_network_frequency == 0:
             update_target(target_network, q_network, cfg.tau)
         return {"td_loss": loss.item(), "q_mean": q_taken.mean().item(), "grad_norm": grad_norm}
+
+    def evaluate(record: dict) -> float:
+        return evaluator.run(act_greedy, normalizer)
 
     def checkpoint(update: int) -> None:
         shared = {"model": q_network.state_dict(), "target": target_network.state_dict(),
@@ -190,7 +189,6 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                                               "gradient_steps": gradient_steps})
 
     session_start = time.perf_counter()
-    preempted = False
     update = start_update
     global_step = start_update * steps_per_update
     stats: dict = {}
@@ -247,26 +245,15 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             record["samples_per_insert"] = limiter.ratio
         if update % cfg.desync_check_interval == 0:
             check_in_sync(world, q_network)
-        train_return = record.get("episode_return_mean", -math.inf)
-        if (update % cfg.eval_interval == 0 or update == num_updates
-                or (run.target is not None and not run.solved and train_return >= run.target)):
-            record["eval_return_mean"] = evaluator.run(act_greedy, normalizer)
-            run.record_eval(global_step, record["eval_return_mean"])
-        run.log.metrics(record)
-        if update % cfg.log_interval == 0 or update == num_updates:
-            run.log.progress(record)
-        preempted = run.stop_requested()
-        finished = update == num_updates or (cfg.stop_on_solve and run.solved)
-        if update % cfg.checkpoint_interval == 0 or finished or preempted:
-            checkpoint(update)
-        if finished or preempted:
+        if run.end_update(update, num_updates, record, evaluate, checkpoint):
             break
 
     check_in_sync(world, q_network)
     envs.close()
+    evaluator.close()
     return run.finish(global_steps=update * steps_per_update,
                       steps_this_session=(update - start_update) * steps_per_update,
-                      session_s=time.perf_counter() - session_start, preempted=preempted,
+                      session_s=time.perf_counter() - session_start,
                       extra={"replay_sharing": cfg.replay_sharing,
                              "gradient_steps": gradient_steps,
                              "samples_per_insert": limiter.ratio if limiter else None})

@@ -152,6 +152,12 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             params, _ = model.split(model(torch.from_numpy(obs)))
             return policy.mode(params).numpy()
 
+    def evaluate(record: dict) -> float:
+        value = evaluator.run(act_deterministic, normalizer)
+        if tasks:  # per-task returns and solved flags
+            tasks.record_eval(record, record["global_step"])
+        return value
+
     def checkpoint(update: int) -> None:
         shard.publish()  # the whole model, whatever the stages: loads with any --pipeline-stages
         shared = {"model": model.state_dict(), "optimizer": shard.optimizer_state(optimizer),
@@ -163,7 +169,6 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         run.save(update, shared, local, meta={"global_step": update * steps_per_update})
 
     session_start = time.perf_counter()
-    preempted = False
     update = start_update
     for update in range(start_update, num_updates):
         faults.at("update", world.rank, update)
@@ -247,24 +252,9 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                      global_episode_stats(world, *envs.stats.drain()))}
         if update % cfg.desync_check_interval == 0 and sync.replicas_identical:
             check_in_sync(world, model)
-        train_return = record.get("episode_return_mean", -math.inf)
-        if (update % cfg.eval_interval == 0 or update == num_updates
-                or (run.target is not None and not run.solved and train_return >= run.target)
-                or (tasks is not None and tasks.reached_target_in_training())):
-            record["eval_return_mean"] = evaluator.run(act_deterministic, normalizer)
-            run.record_eval(global_step, record["eval_return_mean"])
-            if tasks:  # per-task returns and solved flags
-                tasks.record_eval(record, global_step)
-        run.log.metrics(record)
-        if update % cfg.log_interval == 0 or update == num_updates:
-            run.log.progress(record)
-        preempted = run.stop_requested()
-        finished = update == num_updates or (cfg.stop_on_solve and run.solved)
-        if (finished or preempted) and not sync.replicas_identical:
-            sync.average()  # local-sgd: what is saved and returned is the replicas' average
-        if update % cfg.checkpoint_interval == 0 or finished or preempted:
-            checkpoint(update)
-        if finished or preempted:
+        if run.end_update(update, num_updates, record, evaluate, checkpoint,
+                          eval_now=tasks is not None and tasks.reached_target_in_training(),
+                          before_final_checkpoint=sync.average):
             break
 
     if sync.replicas_identical:
@@ -273,5 +263,5 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     evaluator.close()
     return run.finish(global_steps=update * steps_per_update,
                       steps_this_session=(update - start_update) * steps_per_update,
-                      session_s=time.perf_counter() - session_start, preempted=preempted,
+                      session_s=time.perf_counter() - session_start,
                       extra=tasks.summary() if tasks else None)

@@ -37,7 +37,7 @@ SB3_SETTINGS = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000,
 
 
 def solve(nprocs: int, mode: str, seed: int, budget: int) -> dict:
-    from tests.launch import train  # a launcher whose timeout kills the whole job
+    from mpirl.launch import train  # a launcher whose timeout kills the whole job
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"

@@ -99,7 +99,7 @@ def worker(argv: list[str]) -> None:
 
 
 def run(args) -> dict:
-    from tests.launch import mpirun  # the launcher with a timeout that kills the whole job
+    from mpirl.launch import mpirun  # the launcher with a timeout that kills the whole job
 
     size = QUICK if args.quick else FULL
     flags = [f"--{k.replace('_', '-')}={size[k]}"

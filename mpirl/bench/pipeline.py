@@ -32,7 +32,7 @@ ACT_STEPS_PER_UPDATE = 32  # the PPO default --num-steps
 
 # -- the driver (plain python) -------------------------------------------------------------------
 def _launch(ranks: int, threads: int, worker_args: list[str], timeout: float = 900) -> dict:
-    from tests.launch import mpirun  # the project's one way to start MPI jobs under a timeout
+    from mpirl.launch import mpirun  # the project's one way to start MPI jobs under a timeout
     res = mpirun(ranks, ["-m", "mpirl.bench.pipeline", "--worker", "--threads", str(threads),
                          *worker_args], timeout=timeout, env={"OMP_NUM_THREADS": str(threads)})
     res.check()

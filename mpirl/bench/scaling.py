@@ -95,7 +95,7 @@ def worker(spec_path: str) -> None:
 
 def _launch(ranks: int, runs: list[list[str]], workdir: str, timeout: float) -> dict:
     """One mpirun job of the worker; returns its JSON line."""
-    from tests.launch import mpirun  # the launcher with a timeout that kills the whole job
+    from mpirl.launch import mpirun  # the launcher with a timeout that kills the whole job
 
     spec = os.path.join(workdir, f"spec_{ranks}.json")
     with open(spec, "w") as fh:

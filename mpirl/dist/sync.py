@@ -49,8 +49,12 @@ class AllreduceSync:
     def end_update(self, update: int) -> dict:
         return {}
 
+    def average(self) -> float:
+        """Make the replicas agree now: they already do (returns the drift, 0)."""
+        return 0.0
 
-class OverlapSync:
+
+class OverlapSync(AllreduceSync):
     """Gradient buckets averaged with Iallreduce while backward is still running.
 
     Buckets are contiguous slices of ``grads.flat`` of about ``bucket_mb`` MiB, formed from the
@@ -65,8 +69,6 @@ class OverlapSync:
     One backward per :meth:`gradients_ready`: a second backward would write into buckets that
     are already in flight, so it raises instead.
     """
-
-    replicas_identical = True
 
     def __init__(self, world: World, grads: FlatGradients, bucket_mb: float = 1.0):
         self.world = world
@@ -143,9 +145,6 @@ class OverlapSync:
         self.grads.comm_time_s += time.perf_counter() - t0
         self.grads.flat.mul_(1.0 / self.world.size)
         self._reset()
-
-    def end_update(self, update: int) -> dict:
-        return {}
 
     def close(self) -> None:
         """Remove the gradient hooks (the module then trains without them)."""
