@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass
 
 from mpirl import faults
@@ -79,6 +80,20 @@ class Run:
         return Restored(shared=state["shared"] if state else None, local=local, meta=meta,
                         path=path)
 
+    # -- counting -------------------------------------------------------------------------------
+    def start(self, start_update: int, steps_per_update: int) -> None:
+        """Training begins (or resumes) at ``start_update``; an update is ``steps_per_update``
+        global environment steps (all ranks together)."""
+        self.start_update, self.steps_per_update = start_update, steps_per_update
+        self.session_start = time.perf_counter()
+
+    def record(self, update: int) -> dict:
+        """The fields every metrics line starts with, after ``update`` updates."""
+        return {"global_step": update * self.steps_per_update, "update": update,
+                "time_s": self.clock(),
+                "sps": (update - self.start_update) * self.steps_per_update
+                       / (time.perf_counter() - self.session_start)}
+
     # -- the end of every update ------------------------------------------------------------------
     def end_update(self, update: int, last: int, record: dict, evaluate, checkpoint,
                    eval_now: bool = False, before_final_checkpoint=None) -> bool:
@@ -129,8 +144,11 @@ class Run:
             argv += ["--run-dir", self.dir]
         return " ".join([f"mpirun -n {self.world.size} python -m mpirl.train", *argv, "--resume"])
 
-    def finish(self, global_steps: int, steps_this_session: int, session_s: float,
-               extra: dict | None = None) -> dict:
+    def finish(self, update: int, extra: dict | None = None) -> dict:
+        """summary.json and the closing line, after ``update`` updates."""
+        global_steps = update * self.steps_per_update
+        session_s = time.perf_counter() - self.session_start
+        steps_this_session = (update - self.start_update) * self.steps_per_update
         summary = {
             "status": "preempted" if self.preempted else "completed",
             "env_id": self.cfg.env_id, "algo": self.cfg.algo, "seed": self.cfg.seed,

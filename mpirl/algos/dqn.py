@@ -24,7 +24,6 @@ empty (it is not checkpointed) and learning waits until it holds learning_starts
 from __future__ import annotations
 
 import math
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -188,7 +187,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         run.save(update, shared, local, meta={"global_step": update * steps_per_update,
                                               "gradient_steps": gradient_steps})
 
-    session_start = time.perf_counter()
+    run.start(start_update, steps_per_update)
     update = start_update
     global_step = start_update * steps_per_update
     stats: dict = {}
@@ -234,10 +233,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
         # 3. Bookkeeping: global statistics, desync check, evaluation, logs, checkpoints.
         update += 1
-        record = {"global_step": global_step, "update": update, "time_s": run.clock(),
-                  "sps": (update - start_update) * steps_per_update
-                         / (time.perf_counter() - session_start),
-                  "epsilon": epsilon, "beta": beta, "gradient_steps": gradient_steps,
+        record = {**run.record(update), "epsilon": epsilon, "beta": beta, "gradient_steps": gradient_steps,
                   "learned_this_update": learned, "replay_size": len(memory),
                   "comm_time_s": grads.comm_time_s, **stats,
                   **global_episode_stats(world, *envs.stats.drain())}
@@ -251,9 +247,6 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     check_in_sync(world, q_network)
     envs.close()
     evaluator.close()
-    return run.finish(global_steps=update * steps_per_update,
-                      steps_this_session=(update - start_update) * steps_per_update,
-                      session_s=time.perf_counter() - session_start,
-                      extra={"replay_sharing": cfg.replay_sharing,
-                             "gradient_steps": gradient_steps,
-                             "samples_per_insert": limiter.ratio if limiter else None})
+    return run.finish(update, extra={"replay_sharing": cfg.replay_sharing,
+                                     "gradient_steps": gradient_steps,
+                                     "samples_per_insert": limiter.ratio if limiter else None})

@@ -168,7 +168,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                  "shuffler": shuffler.bit_generator.state}
         run.save(update, shared, local, meta={"global_step": update * steps_per_update})
 
-    session_start = time.perf_counter()
+    run.start(start_update, steps_per_update)
     update = start_update
     for update in range(start_update, num_updates):
         faults.at("update", world.rank, update)
@@ -241,11 +241,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         update += 1
         sync_stats = sync.end_update(update)
         shard.publish()  # pipeline: every rank's whole model current again (to act and check)
-        global_step = update * steps_per_update
-        record = {"global_step": global_step, "update": update, "time_s": run.clock(),
-                  "sps": (update - start_update) * steps_per_update
-                         / (time.perf_counter() - session_start),
-                  "learning_rate": optimizer.param_groups[0]["lr"],
+        record = {**run.record(update), "learning_rate": optimizer.param_groups[0]["lr"],
                   "comm_time_s": grads.comm_time_s,
                   "update_time_s": time.perf_counter() - update_start, **stats, **sync_stats,
                   **(tasks.episode_stats(envs.stats) if tasks else
@@ -261,7 +257,4 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         check_in_sync(world, model)
     envs.close()
     evaluator.close()
-    return run.finish(global_steps=update * steps_per_update,
-                      steps_this_session=(update - start_update) * steps_per_update,
-                      session_s=time.perf_counter() - session_start,
-                      extra=tasks.summary() if tasks else None)
+    return run.finish(update, extra=tasks.summary() if tasks else None)
