@@ -17,7 +17,7 @@ from mpirl import envstate
 from mpirl.config import ConfigError
 from mpirl.dist.collectives import allreduce_sum
 from mpirl.dist.world import World
-from mpirl.registry import default_target, env_spec  # noqa: F401 (re-exported)
+from mpirl.registry import env_spec
 
 
 def make_vec(env_id: str, num_envs: int, mode: str = "auto") -> gym.vector.VectorEnv:
@@ -96,6 +96,7 @@ class ObsNormalizer:
     def __init__(self, shape: tuple, enabled: bool = True, clip: float = 10.0):
         self.enabled = enabled
         self.clip = clip
+        self.out_dim = shape[0]  # width of the observations it returns
         self.rms = RunningMeanStd(shape)
         self._pending = np.zeros((2, *shape), np.float64)  # local sum, sum of squares
         self._pending_count = 0

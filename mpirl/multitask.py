@@ -25,7 +25,9 @@ from mpirl.dist.collectives import allreduce_sum
 from mpirl.dist.task_sync import TaskWeightedSync
 from mpirl.dist.world import World
 from mpirl.envs import EpisodeStats, Evaluator, ObsNormalizer, global_episode_stats
+from mpirl.models.actor_critic import ActorCritic
 from mpirl.models.multitask import MultiTaskActorCritic
+from mpirl.models.popart import IdentityValueNorm
 from mpirl.registry import default_target
 from mpirl.taskspec import assign_tasks, parse_targets, parse_tasks, task_spaces
 
@@ -114,6 +116,54 @@ class TaskEvaluator:
         self.own.close()
 
 
+class SingleTask:
+    """One environment on every rank: the plain case of the interface :class:`MultiTask` offers,
+    so the trainer asks the same questions either way and never branches on --tasks."""
+
+    def __init__(self, cfg: Config, world: World, run):
+        self.cfg, self.world = cfg, world
+        self.env_id, self.group = cfg.env_id, world
+
+    def normalizer(self, obs_dim: int) -> ObsNormalizer:
+        return ObsNormalizer((obs_dim,), enabled=self.cfg.normalize_obs)
+
+    def make_evaluator(self, seed: int) -> Evaluator:
+        return Evaluator(self.world, self.env_id, self.cfg.eval_episodes, seed,
+                         mode=self.cfg.vector_mode)
+
+    def model(self, obs_dim: int, action_space) -> ActorCritic:
+        return ActorCritic(obs_dim, action_space, self.cfg.hidden_sizes)
+
+    def weighted_sync(self, sync, grads, model):
+        return sync  # every gradient is the plain mean over ranks
+
+    def value_norm(self, model) -> IdentityValueNorm:
+        return IdentityValueNorm()
+
+    def episode_stats(self, stats: EpisodeStats) -> dict:
+        return global_episode_stats(self.world, *stats.drain())
+
+    def reached_target_in_training(self) -> bool:
+        return False  # the run's own target check covers the single task
+
+    def record_eval(self, record: dict, global_step: int) -> None:
+        pass
+
+    def summary(self) -> dict | None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def make_tasks(cfg: Config, world: World, run) -> "SingleTask | MultiTask":
+    """What this rank trains: the one --env-id, or its share of --tasks."""
+    return MultiTask(cfg, world, run) if cfg.tasks else SingleTask(cfg, world, run)
+
+
 class MultiTask:
     """This rank's place in a multi-task run, and the per-task bookkeeping of the run.
 
@@ -147,7 +197,8 @@ class MultiTask:
             + f"; weighting {cfg.task_weighting}, PopArt {'on' if cfg.popart else 'off'}")
 
     # -- construction ------------------------------------------------------------------------
-    def normalizer(self) -> TaskObsNormalizer:
+    def normalizer(self, obs_dim: int) -> TaskObsNormalizer:
+        """(``obs_dim``: this rank's env's width; the task's own is known already.)"""
         return TaskObsNormalizer(self.obs_dims[self.task], self.width, self.task, self.ids,
                                  self.world, enabled=self.cfg.normalize_obs)
 
@@ -157,7 +208,8 @@ class MultiTask:
                                        self.cfg.vector_mode)
         return self.evaluator
 
-    def model(self) -> MultiTaskActorCritic:
+    def model(self, obs_dim: int, action_space) -> MultiTaskActorCritic:
+        """(The padded width and every task's action count are known already.)"""
         model = MultiTaskActorCritic(self.width, list(self.action_counts), self.cfg.hidden_sizes,
                                      popart_beta=self.cfg.popart_beta)
         model.task = self.task

@@ -24,10 +24,9 @@ from mpirl.config import Config
 from mpirl.dist.collectives import allreduce_sum, check_in_sync, global_mean_std
 from mpirl.dist.sync import make_sync
 from mpirl.dist.world import World
-from mpirl.envs import Evaluator, ObsNormalizer, VecEnv, check_spaces, global_episode_stats
-from mpirl.models.actor_critic import ActorCritic, Policy
-from mpirl.models.popart import IdentityValueNorm
-from mpirl.multitask import MultiTask
+from mpirl.envs import VecEnv, check_spaces
+from mpirl.models.actor_critic import Policy
+from mpirl.multitask import make_tasks
 from mpirl.optim import FlatAdam
 from mpirl.pipeline.shard import model_shard
 from mpirl.run import Run
@@ -79,36 +78,30 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
 
 # -- training -------------------------------------------------------------------------------
 def train(cfg: Config, world: World, run: Run) -> dict:
-    # --tasks: this rank trains one of several tasks; statistics are pooled over its task group.
-    tasks = MultiTask(cfg, world, run) if cfg.tasks else None
-    group = tasks.group if tasks else world
-    env_id = tasks.env_id if tasks else cfg.env_id
+    # What this rank trains: --env-id, or (--tasks) one of several tasks, whose statistics are
+    # then pooled over the task's group of ranks.
+    tasks = make_tasks(cfg, world, run)
+    group = tasks.group
 
     # Environments: each rank its own, seeded from (seed, rank).
-    envs = VecEnv(env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
+    envs = VecEnv(tasks.env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
                   mode=cfg.vector_mode)
-    check_spaces(envs.envs, env_id)
-    obs_dim = envs.single_observation_space.shape[0]
-    normalizer = envs.normalizer = (tasks.normalizer() if tasks else
-                                    ObsNormalizer((obs_dim,), enabled=cfg.normalize_obs))
-    obs_dim = normalizer.out_dim if tasks else obs_dim  # padded + task one-hot
-    evaluator = (tasks.make_evaluator(seed=cfg.seed + 10_000) if tasks else
-                 Evaluator(world, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 10_000,
-                           mode=cfg.vector_mode))
+    check_spaces(envs.envs, tasks.env_id)
+    normalizer = envs.normalizer = tasks.normalizer(envs.single_observation_space.shape[0])
+    obs_dim = normalizer.out_dim  # (multi-task: padded to the widest task + a task one-hot)
+    evaluator = tasks.make_evaluator(seed=cfg.seed + 10_000)
 
     # The replica: same initialisation everywhere, then rank 0's copy is broadcast anyway.
     torch.manual_seed(cfg.seed)
-    model = (tasks.model() if tasks else
-             ActorCritic(obs_dim, envs.single_action_space, cfg.hidden_sizes)).to(cfg.device)
+    model = tasks.model(obs_dim, envs.single_action_space)
     policy = Policy(model.continuous, model.head.log_std)
     shard = model_shard(cfg, world, model)  # what this rank trains: the model, or a pipeline stage
     grads = shard.grads
     optimizer = FlatAdam(grads, lr=cfg.learning_rate, eps=1e-5)
     sync = make_sync(cfg.sync_mode, shard.data, grads, shard.module, optimizer, cfg.sync_every,
                      cfg.bucket_mb)
-    if tasks:  # trunk: task-weighted mean; each head: mean over its task's ranks
-        sync = tasks.weighted_sync(sync, grads, model)
-    value_norm = tasks.value_norm(model) if tasks else IdentityValueNorm()  # PopArt per task
+    sync = tasks.weighted_sync(sync, grads, model)  # multi-task: trunk and heads weighted
+    value_norm = tasks.value_norm(model)  # multi-task: PopArt per task; otherwise identity
     sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))
     shuffler = np.random.default_rng(shard.shuffle_seed(cfg.seed))
 
@@ -125,9 +118,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         shard.load_optimizer(optimizer, restored.shared["optimizer"] if world.is_root else None)
         normalizer.load_state_dict(world.bcast_obj(restored.shared["normalizer"]
                                                    if world.is_root else None))
-        if tasks:
-            tasks.load_state_dict(world.bcast_obj(restored.shared["tasks"]
-                                                  if world.is_root else None))
+        tasks.load_state_dict(world.bcast_obj(restored.shared["tasks"]
+                                              if world.is_root else None))
         exact = restored.local is not None and envs.load_state_dict(restored.local["env"])
         if exact:
             sampler.set_state(restored.local["sampler"])
@@ -154,16 +146,13 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
     def evaluate(record: dict) -> float:
         value = evaluator.run(act_deterministic, normalizer)
-        if tasks:  # per-task returns and solved flags
-            tasks.record_eval(record, record["global_step"])
+        tasks.record_eval(record, record["global_step"])  # multi-task: per-task solved flags
         return value
 
     def checkpoint(update: int) -> None:
         shard.publish()  # the whole model, whatever the stages: loads with any --pipeline-stages
         shared = {"model": model.state_dict(), "optimizer": shard.optimizer_state(optimizer),
-                  "normalizer": normalizer.state_dict()}
-        if tasks:
-            shared["tasks"] = tasks.state_dict()
+                  "normalizer": normalizer.state_dict(), "tasks": tasks.state_dict()}
         local = {"env": envs.state_dict(), "sampler": sampler.get_state(),
                  "shuffler": shuffler.bit_generator.state}
         run.save(update, shared, local, meta={"global_step": update * steps_per_update})
@@ -244,12 +233,11 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         record = {**run.record(update), "learning_rate": optimizer.param_groups[0]["lr"],
                   "comm_time_s": grads.comm_time_s,
                   "update_time_s": time.perf_counter() - update_start, **stats, **sync_stats,
-                  **(tasks.episode_stats(envs.stats) if tasks else
-                     global_episode_stats(world, *envs.stats.drain()))}
+                  **tasks.episode_stats(envs.stats)}
         if update % cfg.desync_check_interval == 0 and sync.replicas_identical:
             check_in_sync(world, model)
         if run.end_update(update, num_updates, record, evaluate, checkpoint,
-                          eval_now=tasks is not None and tasks.reached_target_in_training(),
+                          eval_now=tasks.reached_target_in_training(),
                           before_final_checkpoint=sync.average):
             break
 
@@ -257,4 +245,4 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         check_in_sync(world, model)
     envs.close()
     evaluator.close()
-    return run.finish(update, extra=tasks.summary() if tasks else None)
+    return run.finish(update, extra=tasks.summary())
