@@ -28,7 +28,7 @@ def opt(default: Any, help: str, group: str = "run", choices: tuple | None = Non
 
 ALGOS = ("ppo", "dqn")
 # Per-algorithm defaults of shared options, as each CleanRL algorithm file has its own.
-PER_ALGO_DEFAULTS = {"num_envs": {"ppo": 16, "dqn": 8}, "max_grad_norm": {"ppo": 0.5, "dqn": 10.0}}
+PER_ALGO_DEFAULTS = {"num_envs": {"ppo": 32, "dqn": 8}, "max_grad_norm": {"ppo": 0.5, "dqn": 10.0}}
 VECTOR_MODES = ("auto", "native", "sync", "async")
 SYNC_MODES = ("allreduce", "overlap", "local-sgd")
 SCHEDULES = ("gpipe", "1f1b")
@@ -42,7 +42,7 @@ class Config:
     env_id: str = opt("CartPole-v1", "gymnasium environment id (any registered id)")
     algo: str = opt("ppo", "algorithm", choices=ALGOS)
     total_timesteps: int = opt(200_000, "environment steps of ALL ranks together")
-    num_envs: int | None = opt(None, "environments per rank (default: 16 for ppo, 8 for dqn)")
+    num_envs: int | None = opt(None, "environments per rank (default: 32 for ppo, 8 for dqn)")
     seed: int = opt(0, "base seed; rank r derives its own seeds from (seed, r)")
     run_dir: str | None = opt(None, "where outputs go (default runs/<env>__<algo>__<seed>__<time>)")
     resume: bool = opt(False, "continue the run in --run-dir from its latest good checkpoint")
@@ -73,7 +73,7 @@ class Config:
 
     # -- PPO (CleanRL names) -------------------------------------------------------------------
     learning_rate: float = opt(2.5e-3, "optimizer learning rate", "ppo")
-    num_steps: int = opt(16, "steps per environment per rollout", "ppo")
+    num_steps: int = opt(8, "steps per environment per rollout", "ppo")
     anneal_lr: bool = opt(True, "anneal the learning rate linearly to 0", "ppo")
     gamma: float = opt(0.98, "discount factor", "ppo")
     gae_lambda: float = opt(0.8, "GAE lambda", "ppo")
