@@ -44,7 +44,7 @@ ENVS, STEPS = 16, 32           # weak: envs per rank; strong: envs over all rank
 FULL = dict(ranks=(1, 2, 4, 8), updates=20, warmup=4, sync_every=8, repeats=2, timeout=1500,
             learn_seeds=(0, 1, 2, 3, 4), learn_ranks=2, learn_budget=500_000)
 QUICK = dict(ranks=(1, 2), updates=5, warmup=1, sync_every=2, repeats=1, timeout=150)
-LEARN_ENVS, LEARN_STEPS = 16, 16   # steps-to-target runs: PPO's CartPole defaults, pinned
+LEARN_ENVS, LEARN_STEPS = 16, 16   # steps-to-target runs: pinned, so figures stay comparable
 BUCKET_MB = 0.005              # ~1300 floats: the 4,675-parameter model travels in 4 buckets
 COMMON = ["--env-id", "CartPole-v1", "--num-steps", str(STEPS), "--no-tensorboard",
           "--eval-interval", "100000", "--eval-episodes", "8", "--log-interval", "100000",
