@@ -41,7 +41,7 @@ class Config:
     # -- the run ---------------------------------------------------------------------------
     env_id: str = opt("CartPole-v1", "gymnasium environment id (any registered id)")
     algo: str = opt("ppo", "algorithm", choices=ALGOS)
-    total_timesteps: int = opt(200_000, "environment steps of ALL ranks together")
+    total_timesteps: int = opt(400_000, "environment steps of ALL ranks together")
     num_envs: int | None = opt(None, "environments per rank (default: 32 for ppo, 8 for dqn)")
     seed: int = opt(0, "base seed; rank r derives its own seeds from (seed, r)")
     run_dir: str | None = opt(None, "where outputs go (default runs/<env>__<algo>__<seed>__<time>)")
