@@ -55,8 +55,13 @@ def compute_gae(rewards: np.ndarray, values: np.ndarray, terminated: np.ndarray,
 
 def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
              value: torch.Tensor, old_value: torch.Tensor, returns: torch.Tensor,
-             entropy: torch.Tensor, cfg: Config) -> tuple[torch.Tensor, dict]:
-    """The clipped surrogate objective plus value loss minus entropy bonus (all shapes (B,))."""
+             entropy: torch.Tensor, cfg: Config,
+             with_stats: bool = True) -> tuple[torch.Tensor, dict]:
+    """The clipped surrogate objective plus value loss minus entropy bonus (all shapes (B,)).
+
+    ``with_stats``: also the diagnostics (losses, approximate KL, clip fraction) — five host
+    syncs and a few ops, so the trainer asks only where it reads them.
+    """
     log_ratio = logp - old_logp
     ratio = log_ratio.exp()
     pg_loss = torch.max(-adv * ratio,
@@ -68,6 +73,8 @@ def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
         v_loss = 0.5 * ((value - returns) ** 2).mean()
     entropy_mean = entropy.mean()
     loss = pg_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * v_loss
+    if not with_stats:
+        return loss, {}
     with torch.no_grad():
         stats = {"policy_loss": pg_loss.item(), "value_loss": v_loss.item(),
                  "entropy": entropy_mean.item(),
@@ -204,7 +211,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             params, value = model.split(out)
             logp, entropy = policy.logp_entropy(params, b_act[mb])
             loss, stats = ppo_loss(logp, b_logp[mb], b_adv[mb], value, b_values[mb],
-                                   b_returns[mb], entropy, cfg)
+                                   b_returns[mb], entropy, cfg, with_stats=want_stats)
             if faults.at("loss", world.rank, update):
                 loss = loss * float("nan")
             return loss, stats
@@ -213,6 +220,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         grads.comm_time_s = 0.0
         stats: dict = {}
         for epoch in range(cfg.update_epochs):
+            # Diagnostics where they are read: the logged last epoch, or each under --target-kl.
+            want_stats = epoch == cfg.update_epochs - 1 or cfg.target_kl is not None
             for mb in np.array_split(shuffler.permutation(len(b_obs)), cfg.num_minibatches):
                 loss, stats = shard.forward_backward(b_obs, mb, minibatch_loss)  # grads zeroed
                 if not math.isfinite(loss):
