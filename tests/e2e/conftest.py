@@ -19,6 +19,21 @@ def final_params(run_dir: Path) -> dict:
     return torch.load(newest, weights_only=True)["shared"]["model"]
 
 
+def crash_then_resume(nprocs: int, args: list[str], crash_at_update: int, total: int,
+                      resumed_from: str):
+    """Train with rank 0 failing at ``crash_at_update``, then --resume; check the resumed run
+    started from ``resumed_from`` and completed all ``total`` steps. Returns the resumed Result."""
+    from tests.launch import train
+    run_dir = Path(args[args.index("--run-dir") + 1])
+    crashed = train(nprocs, args, env={"MPIRL_FAULT": f"raise@0:{crash_at_update}"}, timeout=120)
+    assert crashed.returncode != 0 and not (run_dir / "summary.json").exists()
+    resumed = train(nprocs, args + ["--resume"], timeout=120).check()
+    assert "resuming from" in resumed.output and resumed_from in resumed.output
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["global_steps"] == total
+    return resumed
+
+
 # Small, fast runs: 4 envs x 16 steps per rank per update.
 TINY = ["--num-envs", "4", "--num-steps", "16", "--eval-episodes", "2", "--eval-interval", "1000",
         "--no-tensorboard", "--log-interval", "1000"]

@@ -2,7 +2,7 @@
 import pytest
 
 from mpirl.bench.dqn import SOLVE_ARGS
-from tests.e2e.conftest import read_metrics, read_summary
+from tests.e2e.conftest import crash_then_resume, read_metrics, read_summary
 from tests.launch import train
 
 # Small, fast runs: 4 envs per rank, learning after 256 global steps.
@@ -68,13 +68,9 @@ def test_dqn_resumes_with_an_empty_memory_and_says_so(tmp_path):
     run_dir = tmp_path / "run"
     args = ["--total-timesteps", "1536", "--run-dir", str(run_dir), "--checkpoint-interval", "8",
             *TINY_DQN]
-    crashed = train(2, args, env={"MPIRL_FAULT": "raise@0:10"}, timeout=120)
-    assert crashed.returncode != 0 and not (run_dir / "summary.json").exists()
-    resumed = train(2, args + ["--resume"], timeout=120).check()
-    assert "resuming from" in resumed.output and "ckpt_00000008.pt" in resumed.output
+    resumed = crash_then_resume(2, args, crash_at_update=10, total=1536,
+                                resumed_from="ckpt_00000008.pt")
     assert "replay memory is not checkpointed; it restarts empty" in resumed.output
-    summary = read_summary(run_dir)
-    assert summary["status"] == "completed" and summary["global_steps"] == 1536
     steps = [m["global_step"] for m in read_metrics(run_dir)]
     assert steps[-1] == 1536 and steps.count(32 * 9) == 2   # update 9 ran before and after
 

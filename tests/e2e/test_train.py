@@ -1,9 +1,8 @@
 """The trainer as users run it: rank scaling, failure, resume, learning, determinism."""
-import os
 
 import pytest
 
-from tests.e2e.conftest import final_params, read_metrics, read_summary
+from tests.e2e.conftest import crash_then_resume, final_params, read_metrics, read_summary
 from tests.launch import train
 
 
@@ -43,12 +42,7 @@ def test_resume_after_a_crash_reaches_the_full_step_count(tmp_path, tiny):
     run_dir = tmp_path / "run"
     args = ["--total-timesteps", "3072", "--run-dir", str(run_dir), "--checkpoint-interval", "4",
             *tiny]
-    crashed = train(2, args, env={"MPIRL_FAULT": "raise@0:10"}, timeout=120)
-    assert crashed.returncode != 0 and not (run_dir / "summary.json").exists()
-    resumed = train(2, args + ["--resume"], timeout=120).check()
-    assert "resuming from" in resumed.output and "ckpt_00000008.pt" in resumed.output
-    summary = read_summary(run_dir)
-    assert summary["global_steps"] == 3072 and summary["status"] == "completed"
+    crash_then_resume(2, args, crash_at_update=10, total=3072, resumed_from="ckpt_00000008.pt")
     steps = [m["global_step"] for m in read_metrics(run_dir)]
     assert steps[-1] == 3072 and steps.count(128 * 9) == 2   # update 9 ran before and after
 
