@@ -20,7 +20,7 @@ from pathlib import Path
 
 # DQN settings that solve CartPole-v1 in a few thousand steps (the learning test uses them too).
 # The target network must stay fixed for ~100 gradient steps: copied every 5-20, or Polyak-averaged
-# with tau 0.1 every step, Q-values diverge on some seeds (docs/replay-dqn.md).
+# with tau 0.1 every step, Q-values diverge on some seeds (README.md, "Settings that solve CartPole-v1 quickly").
 CARTPOLE_ARGS = ["--samples-per-insert", "32", "--batch-size", "64", "--learning-rate", "1e-3",
                  "--gamma", "0.99", "--hidden-sizes", "128,128",
                  "--target-network-frequency", "100"]

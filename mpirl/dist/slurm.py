@@ -102,7 +102,7 @@ def check_world_size(size: int, env: Mapping[str, str] | None = None) -> None:
             f"copies instead of one {tasks}-rank job. Launch with the PMI plugin your MPI was "
             f"built for (`srun --mpi=pmix`; see `srun --mpi=list`), or use mpirun inside the "
             f"allocation (MPIRL_LAUNCHER=mpirun in jobs/*.sbatch), and make sure mpi4py is built "
-            f"against the site's MPI (see docs/slurm.md).")
+            f"against the site's MPI (see README.md, 'Running on a Slurm cluster').")
     if size == 1 and source == "SLURM_NTASKS":
         raise WorldSizeError(
             f"this Slurm job has {tasks} tasks (SLURM_NTASKS={tasks}) but the trainer runs as a "
@@ -112,4 +112,4 @@ def check_world_size(size: int, env: Mapping[str, str] | None = None) -> None:
         f"MPI's world has {size} ranks but the launcher started {tasks} ({source}={tasks}"
         f"{', SLURM_JOB_ID=' + env['SLURM_JOB_ID'] if 'SLURM_JOB_ID' in env else ''}): the MPI "
         f"library that mpi4py loaded is not the one that launched this job. Build mpi4py against "
-        f"the MPI whose launcher you use (see docs/slurm.md).")
+        f"the MPI whose launcher you use (see README.md, 'Running on a Slurm cluster').")

@@ -15,7 +15,7 @@ parallelism share one training loop:
 Pipeline acting: every rank keeps the whole model and, after each update, gathers the stages'
 new weights with one Allgatherv (``publish``); rollouts and evaluation then run locally. This was
 measured against a forward-only pass through the stages at every environment step (see
-docs/pipeline.md): for RL-sized models a per-step pipeline pass costs several point-to-point
+README.md, pipeline section): for RL-sized models a per-step pipeline pass costs several point-to-point
 latencies per env step, while the gather costs one small collective per update.
 """
 from __future__ import annotations
