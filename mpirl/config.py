@@ -68,6 +68,8 @@ class Config:
     checkpoint_interval: int = opt(50, "checkpoint every N updates (and at the end)")
     keep_checkpoints: int = opt(3, "how many of the newest checkpoints to keep")
     desync_check_interval: int = opt(50, "compare parameter checksums across ranks every N updates")
+    hang_timeout: float = opt(600.0, "abort the whole job, naming the rank, when an update makes "
+                                     "no progress for this many seconds (0: never)")
     tensorboard: bool = opt(True, "write TensorBoard event files to the run dir")
     config: str | None = opt(None, "YAML file with any of these options (the command line wins)")
 
@@ -318,6 +320,8 @@ def validate(cfg: Config) -> None:
                                                   f"not {value}")
     need(cfg.device == "cpu", f"--device {cfg.device}: this version of mpirl trains on cpu only "
                               "(GPU buffers would need CUDA-aware MPI or host staging)")
+    need(math.isfinite(cfg.hang_timeout) and cfg.hang_timeout >= 0,
+         f"--hang-timeout must be >= 0 seconds, not {cfg.hang_timeout}")
     need(cfg.torch_threads >= 0, f"--torch-threads must be >= 0, not {cfg.torch_threads}")
     need(math.isfinite(cfg.bucket_mb) and cfg.bucket_mb > 0,
          f"--bucket-mb must be a finite number > 0, not {cfg.bucket_mb}")

@@ -9,6 +9,7 @@ KIND is one of:
   kill        the rank SIGKILLs itself (no Python cleanup, no MPI_Abort)
   ckpt        the checkpoint write fails with "No space left on device" (rank 0 writes)
   ckpt-kill   the rank is SIGKILLed half-way through writing a checkpoint
+  hang        the rank stops making progress (sleeps) without dying, as a deadlock would
 
 Only tests set it; it is read once at import and costs one comparison per fault point.
 """
@@ -17,10 +18,11 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import time
 from dataclasses import dataclass
 
-KINDS = ("raise", "env", "nan", "kill", "ckpt", "ckpt-kill")
-POINT_OF = {"raise": "update", "kill": "update", "env": "rollout",
+KINDS = ("raise", "env", "nan", "kill", "ckpt", "ckpt-kill", "hang")
+POINT_OF = {"raise": "update", "kill": "update", "hang": "update", "env": "rollout",
             "nan": "loss", "ckpt": "checkpoint", "ckpt-kill": "checkpoint"}
 
 
@@ -66,4 +68,6 @@ def at(point: str, rank: int, update: int) -> bool:
         raise OSError(errno.ENOSPC, "No space left on device (injected)")
     if f.kind in ("kill", "ckpt-kill"):
         os.kill(os.getpid(), signal.SIGKILL)
+    if f.kind == "hang":
+        time.sleep(1e6)
     return True  # nan

@@ -24,6 +24,7 @@ from mpirl.config import Config
 from mpirl.dist.world import World
 from mpirl.runlog import Clock, RunLog
 from mpirl.signals import StopRequest
+from mpirl.watchdog import Watchdog
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Run:
                           total_steps=total_steps)
         self.checkpoints = Checkpoints(self.dir, keep=cfg.keep_checkpoints)
         self.stop = StopRequest()
+        self.watchdog = Watchdog(cfg.hang_timeout, world.world_rank)
         self.clock = Clock()
         self.solved_at_step: int | None = None
         self.solved_at_time_s: float | None = None
@@ -86,6 +88,7 @@ class Run:
         global environment steps (all ranks together)."""
         self.start_update, self.steps_per_update = start_update, steps_per_update
         self.session_start = time.perf_counter()
+        self.watchdog.beat()
 
     def record(self, update: int) -> dict:
         """The fields every metrics line starts with, after ``update`` updates."""
@@ -107,6 +110,7 @@ class Run:
         ``before_final_checkpoint`` runs first when it ends (local-sgd averages the replicas).
         """
         cfg = self.cfg
+        self.watchdog.beat()
         reached = (self.target is not None and not self.solved
                    and record.get("episode_return_mean", -math.inf) >= self.target)
         if update % cfg.eval_interval == 0 or update == last or reached or eval_now:

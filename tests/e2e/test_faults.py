@@ -48,6 +48,21 @@ def test_any_failure_on_any_rank_ends_the_job_fast_and_keeps_earlier_checkpoints
     assert not (run_dir / "summary.json").exists()
 
 
+@pytest.mark.parametrize("nprocs", [2, 4])
+def test_a_rank_that_hangs_without_dying_ends_the_job_within_the_hang_timeout(
+        nprocs, tmp_path, tiny):
+    run_dir = tmp_path / "run"
+    res = train(nprocs, [*tiny, "--total-timesteps", "100000", "--run-dir", str(run_dir),
+                         "--checkpoint-interval", "2", "--hang-timeout", "3"],
+                env={"MPIRL_FAULT": f"hang@{nprocs - 1}:5"}, timeout=90)
+    assert not res.timed_out and res.returncode != 0, res.output[-3000:]
+    assert "failed: no progress for" in res.output and "--hang-timeout 3" in res.output
+    assert 'mpirl/faults.py", line' in res.output  # the stuck rank's stack shows the sleep
+    assert res.seconds < 40
+    state, _ = Checkpoints(str(run_dir)).load_latest(warn=pytest.fail)
+    assert state["meta"]["update"] == 4
+
+
 def _signal_when_training(signum, run_dir: Path, after_updates: int):
     """on_start callback: send ``signum`` to the job once metrics show ``after_updates``."""
     def watch(proc):
