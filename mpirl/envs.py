@@ -44,6 +44,13 @@ def check_spaces(envs: gym.vector.VectorEnv, env_id: str, allowed=(gym.spaces.Di
         raise ConfigError(f"{env_id}: --algo {algo} needs a {names} action space, not {act_space}")
 
 
+def clip_to_space(actions: np.ndarray, space: gym.Space) -> np.ndarray:
+    """Box actions clipped to the space's bounds (the Gaussian policy is unbounded); others as is."""
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(actions, space.low, space.high)
+    return actions
+
+
 # -- observation statistics ---------------------------------------------------------------------
 @dataclass
 class RunningMeanStd:
@@ -195,9 +202,6 @@ class VecEnv:
         self.single_action_space = self.envs.single_action_space
         self.normalizer = normalizer
         self.stats = EpisodeStats(num_envs)
-        space = self.single_action_space
-        self._low = getattr(space, "low", None)
-        self._high = getattr(space, "high", None)
         raw, _ = self.envs.reset(seed=seed)
         self.envs.action_space.seed(seed)
         self.raw_obs = raw
@@ -209,9 +213,7 @@ class VecEnv:
 
     def step(self, actions: np.ndarray):
         """Step all sub-envs. Returns (reward, terminated, truncated, valid) of THIS step."""
-        if self._low is not None:  # Box actions: the policy's Gaussian is unbounded
-            actions = np.clip(actions, self._low, self._high)
-        raw, reward, terminated, truncated, _ = self.envs.step(actions)
+        raw, reward, terminated, truncated, _ = self.envs.step(clip_to_space(actions, self.single_action_space))
         valid = self.valid
         done = terminated | truncated
         self.stats.record(reward, done, valid)
@@ -263,10 +265,7 @@ class Evaluator:
             running = np.ones(self.local, bool)
             while running.any():
                 o = normalizer(obs, accumulate=False) if normalizer else obs.astype(np.float32)
-                actions = act(o)
-                if hasattr(self.envs.single_action_space, "low"):
-                    actions = np.clip(actions, self.envs.single_action_space.low,
-                                      self.envs.single_action_space.high)
+                actions = clip_to_space(act(o), self.envs.single_action_space)
                 obs, reward, term, trunc, _ = self.envs.step(actions)
                 returns += reward * running
                 running &= ~(term | trunc)

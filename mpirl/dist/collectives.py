@@ -184,9 +184,6 @@ class FlatGradients:
             self.flat.mul_(max_norm / (norm + 1e-6))
         return norm
 
-    def all_finite(self) -> bool:
-        return bool(torch.isfinite(self.flat).all())
-
 
 # -- replica agreement --------------------------------------------------------------------------
 def param_checksum(module: torch.nn.Module) -> int:
