@@ -14,7 +14,7 @@ export OMPI_MCA_mpi_yield_when_idle := 1
 .PHONY: setup train test bench clean
 setup: $(VENV)/.mpirl-setup
 
-$(VENV)/.mpirl-setup: setup.cfg pyproject.toml constraints.txt scripts/setup.sh
+$(VENV)/.mpirl-setup: setup.cfg pyproject.toml constraints.txt scripts/setup.sh mpirl/native/kernels.c
 	VENV=$(VENV) bash scripts/setup.sh
 	@touch $@
 

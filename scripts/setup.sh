@@ -51,7 +51,15 @@ fi
 "$VENV/bin/python" -c 'import mpirl, mpi4py, torch, gymnasium' \
     || { say "the package does not import: see the pip output above"; exit 1; }
 
-# 3. Activation: Open MPI refuses root and oversubscription unless told; with more ranks than
+# 3. The C kernels (mpirl/native): built now, once, rather than by every rank of the first job.
+#    Without a C compiler mpirl runs its numpy versions (slower), so a failure here only warns.
+if ! command -v cc >/dev/null && ! command -v gcc >/dev/null; then
+    say "no C compiler: installing gcc for mpirl's kernels"
+    apt_install gcc libc6-dev || say "cannot install gcc: mpirl will use its slower numpy kernels"
+fi
+"$VENV/bin/python" -m mpirl.native || true
+
+# 4. Activation: Open MPI refuses root and oversubscription unless told; with more ranks than
 #    cores, busy-polling ranks starve each other, so idle ranks yield the CPU.
 marker="# >>> mpirl MPI environment >>>"
 if ! grep -qF "$marker" "$VENV/bin/activate"; then

@@ -8,12 +8,17 @@ where rbar(s, a) = sum_j p_j r_j is the expected reward of the row and c_j = p_j
 the probability of continuing to next_j. Folding rewards and episode ends into these two arrays
 once leaves a sweep reading only ``next_state`` (4 B), ``c`` (8 B) per transition and ``rbar``
 (8 B) per row.
+
+A sweep is memory-bound: with the C kernels of :mod:`mpirl.native` built, each row is summed in
+one pass over its transitions (``bellman_q`` / ``bellman_max``); numpy, the fallback and the
+tests' reference, needs a gather, a product and a sum, each a pass of its own, chunk by chunk.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from mpirl.mdp.mdp import Transitions
+from mpirl.native import kernels
 
 
 class Backup:
@@ -35,10 +40,11 @@ class Backup:
                chunk_nnz):
         self.n_states, self.n_actions, self.lo, self.hi = n_states, n_actions, lo, hi
         self.n_rows = len(indptr) - 1
-        self.indptr = indptr                      # (rows + 1,)
-        self.next_state = next_state              # (nnz,)
-        self.cont_prob = cont_prob                # (nnz,)  p * (1 - done)
-        self.expected_reward = expected_reward    # (rows,) sum of p * r
+        # contiguous, as the C kernels read them (views of contiguous slices stay views)
+        self.indptr = np.ascontiguousarray(indptr, np.int64)                # (rows + 1,)
+        self.next_state = np.ascontiguousarray(next_state)                  # (nnz,)
+        self.cont_prob = np.ascontiguousarray(cont_prob, np.float64)        # (nnz,) p (1 - done)
+        self.expected_reward = np.ascontiguousarray(expected_reward, np.float64)  # (rows,) sum p r
         self.chunk_nnz = chunk_nnz
         counts = np.diff(indptr)
         self.branching = int(counts[0]) if len(counts) and (counts == counts[0]).all() else None
@@ -50,6 +56,12 @@ class Backup:
                                  self.n_rows)]
         self._buf = np.empty(int((ends - starts).max()) if len(starts) else 0)
         self._q_buf = np.empty(min(self.chunk_rows, self.n_rows))
+        self._native = kernels() if next_state.dtype == np.int32 else None   # C takes int32 ids
+        if self._native is not None:
+            # the row layout and transition arrays as the kernels take them (addresses)
+            self._c_rows = (0 if self.branching else self.indptr.ctypes.data, self.branching or 0,
+                            *(a.ctypes.data for a in (self.next_state, self.cont_prob,
+                                                      self.expected_reward)))
 
     @property
     def bytes_per_sweep(self) -> int:
@@ -83,17 +95,29 @@ class Backup:
     def q_values(self, V: np.ndarray, gamma: float, out: np.ndarray | None = None) -> np.ndarray:
         """Q (rows,) = rbar + gamma * P V for this slice's rows, from V (n_states,)."""
         out = np.empty(self.n_rows) if out is None else out
+        if self._native is not None and _writable_c(out) and _plain(V):
+            self._native.bellman_q(*self._c_rows, V.ctypes.data, gamma, self.n_rows,
+                                   out.ctypes.data)
+            return out
         for _ in self._chunks(V, gamma, out):
             pass
         return out
 
-    def state_values(self, V: np.ndarray, gamma: float, out: np.ndarray) -> np.ndarray:
-        """max_a Q (hi - lo,) into ``out``, each chunk's Q maximised while still in cache
+    def state_values(self, V: np.ndarray, gamma: float, out: np.ndarray) -> float:
+        """max_a Q (hi - lo,) into ``out``; returns the largest change ``|out - V[lo:hi]|``.
+
+        Each chunk's Q is maximised, and compared with the old values, while still in cache
         (never writing the whole Q: A times the size of V)."""
-        A = self.n_actions
+        A, old = self.n_actions, V[self.lo:self.hi]
+        if self._native is not None and _writable_c(out) and _plain(V):
+            return self._native.bellman_max(*self._c_rows, V.ctypes.data, gamma, A,
+                                            self.n_rows // A, old.ctypes.data, out.ctypes.data)
+        changes = [0.0]
         for r0, q in self._chunks(V, gamma):
-            max_over_actions(q, A, out[r0 // A:(r0 + len(q)) // A])
-        return out
+            s0, s1 = r0 // A, (r0 + len(q)) // A
+            new = max_over_actions(q, A, out[s0:s1])
+            changes.append(np.max(np.abs(new - old[s0:s1]), initial=0.0))
+        return float(np.max(changes))   # NaN, should one appear, propagates
 
     def first(self, states: int) -> "Backup":
         """The backup of this slice's first ``states`` states (views, no copies)."""
@@ -116,6 +140,16 @@ class Backup:
         sub._setup(self.n_states, 1, self.lo, self.hi, indptr, self.next_state[take],
                    self.cont_prob[take], self.expected_reward[rows], self.chunk_nnz)
         return sub
+
+
+def _plain(a: np.ndarray) -> bool:
+    """Whether a C kernel may read ``a`` as a plain float64 array."""
+    return a.dtype == np.float64 and a.flags.c_contiguous
+
+
+def _writable_c(a: np.ndarray) -> bool:
+    """Whether a C kernel may write ``a`` as a plain float64 array."""
+    return _plain(a) and a.flags.writeable
 
 
 def max_over_actions(q: np.ndarray, n_actions: int, out: np.ndarray) -> np.ndarray:

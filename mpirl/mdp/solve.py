@@ -71,8 +71,7 @@ def value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
     t0 = time.perf_counter()
     residual, sweeps = np.inf, 0
     while sweeps < max_sweeps and not residual < tol:
-        mine = backup.state_values(V, gamma, out=V_next[lo:hi])
-        residual = exchange(V_next, float(np.max(np.abs(mine - V[lo:hi]))))
+        residual = exchange(V_next, backup.state_values(V, gamma, out=V_next[lo:hi]))
         V, V_next = V_next, V
         sweeps += 1
     seconds = time.perf_counter() - t0

@@ -115,13 +115,13 @@ class ReplayBuffer:
         if not self.prioritized:
             slots = rng.integers(0, self.size, size=count)
             return slots, np.full(count, 1.0 / self.size)
-        total = self.tree.total
         draws = rng.random(count)
         draws.sort()
-        slots = self.tree.find(draws * total, ascending=True)
-        if self.size < self.capacity:  # rounding at the very end of the filled part
+        slots, probs = self.tree.find_fractions(draws)
+        if self.size < self.capacity and slots[-1] >= self.size:  # rounding at the filled end
             np.minimum(slots, self.size - 1, out=slots)
-        return slots, self.tree[slots] / total
+            probs = self.tree[slots] / self.total
+        return slots, probs
 
     def sample(self, count: int, rng: np.random.Generator, beta: float):
         """A batch: (records (count,), slots (count,), importance weights float32 (count,))."""

@@ -85,6 +85,7 @@ def test_env_kwargs_parse_literals_and_strings():
 
 # -- the backup ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("chunk_nnz", [1, 7, 1 << 16])
+@pytest.mark.usefixtures("kernel_backend")
 def test_backup_equals_dense_bellman_backup_irregular_and_regular(chunk_nnz):
     rng = np.random.default_rng(0)
     for source in (load_gym("FrozenLake-v1"), RandomMDP(60, 3, 4, seed=1)):
@@ -121,6 +122,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("method", ["value", "q"])
+@pytest.mark.usefixtures("kernel_backend")
 def test_single_process_equals_dense_reference(case, method):
     source, (C, R) = CASES[case]()
     gamma, tol = 0.95, 1e-9
@@ -213,6 +215,7 @@ def test_grid_layouts_only_where_states_are_cells(tmp_path):
     assert (tmp_path / "cliff.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.usefixtures("kernel_backend")
 def test_backup_of_the_first_states_is_the_head_of_the_whole():
     for source in (load_gym("FrozenLake-v1"), RandomMDP(40, 3, 4, seed=1)):
         V = np.random.default_rng(1).normal(size=source.n_states)

@@ -7,6 +7,7 @@ from mpirl.replay.buffer import (PRIORITY_EPS, ReplayBuffer, anneal_beta, import
 from tests.chisquare import assert_frequencies, chi2_critical, chi2_statistic
 
 DTYPE = transition_dtype((3,))
+pytestmark = pytest.mark.usefixtures("kernel_backend")   # the C kernels and their numpy twins
 
 
 def _records(ids):

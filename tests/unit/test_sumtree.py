@@ -4,6 +4,8 @@ import pytest
 
 from mpirl.replay.sumtree import SumTree
 
+pytestmark = pytest.mark.usefixtures("kernel_backend")   # the C kernels and their numpy twins
+
 # 5000 leaves reach below the cumsum-solved top level (1024 nodes), so the descent is exercised
 CAPACITIES = (1, 2, 3, 1000, 5000)
 

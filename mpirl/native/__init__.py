@@ -1,0 +1,108 @@
+"""C kernels for the few loops numpy can only run as many small calls or many passes over memory.
+
+``kernels.c`` holds them: the sum-tree's batched update and search (a prioritized draw is a
+dozen small numpy calls per tree level) and the Bellman backup of a tabular MDP (one pass over the
+transitions instead of a gather, a product and a sum, each a pass of its own). Every kernel has a
+numpy twin next to its caller: the reference the tests compare against, and the fallback.
+
+:func:`kernels` compiles the source once per machine with the system C compiler (``cc -O2``,
+portable: no ``-march=native``, since a cluster's nodes may differ) into a cache directory, and
+loads it with ctypes. ``make setup`` builds it ahead (``python -m mpirl.native``), so that the
+ranks of a job do not all compile at once. Without a compiler, or with ``MPIRL_NATIVE=0``, it
+returns None and the callers use numpy: slower, never different.
+"""
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("kernels.c")
+FLAGS = ("-O2", "-shared", "-fPIC", "-std=c99")
+
+_i64, _f64, _ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p
+SIGNATURES = {   # name: (result, argument types); arrays are passed as raw pointers (ptr)
+    "sumtree_update": (ctypes.c_int, [_ptr, _i64, _i64, _i64, _ptr, _ptr, _i64]),
+    "sumtree_find": (None, [_ptr, _i64, _i64, _i64, _ptr, _i64, _ptr, _ptr]),
+    "sumtree_total": (_f64, [_ptr, _i64]),
+    "bellman_q": (None, [_ptr, _i64, _ptr, _ptr, _ptr, _ptr, _f64, _i64, _ptr]),
+    "bellman_max": (_f64, [_ptr, _i64, _ptr, _ptr, _ptr, _ptr, _f64, _i64, _i64, _ptr, _ptr]),
+}
+
+
+def cache_dir() -> Path:
+    """Where built libraries live: $MPIRL_CACHE_DIR, else $XDG_CACHE_HOME/mpirl or ~/.cache/mpirl."""
+    if os.environ.get("MPIRL_CACHE_DIR"):
+        return Path(os.environ["MPIRL_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mpirl"
+
+
+def library_path() -> Path:
+    """The library's path, named by a hash of the source, flags and machine (a changed source
+    never loads a stale build)."""
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()
+                         + platform.machine().encode()).hexdigest()[:16]
+    return cache_dir() / f"kernels-{key}.so"
+
+
+def build() -> Path:
+    """Compile the kernels unless already built; returns the library's path. Raises
+    RuntimeError with the compiler's message when compiling fails."""
+    path = library_path()
+    if path.exists():
+        return path
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler found (cc or gcc; or set CC)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time (the ranks of a job may all get here); the others wait, then load.
+    with open(path.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+            os.close(fd)
+            try:
+                done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"],
+                                      capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{compiler} failed on {SOURCE}:\n{done.stderr.strip()}")
+                os.replace(tmp, path)    # atomic: a reader never sees half a library
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+    return path
+
+
+@functools.cache
+def kernels() -> ctypes.CDLL | None:
+    """The loaded kernels, or None (numpy is used) when disabled or they cannot be built."""
+    if os.environ.get("MPIRL_NATIVE", "1") == "0":
+        return None
+    try:
+        lib = ctypes.CDLL(str(build()))
+    except (OSError, RuntimeError) as err:
+        warnings.warn(f"mpirl: C kernels unavailable, using numpy (slower): {err}", stacklevel=2)
+        return None
+    for name, (result, args) in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = result, args
+    return lib
+
+
+def main() -> int:
+    """``python -m mpirl.native``: build the kernels now and say where they are."""
+    try:
+        print(f"mpirl C kernels: {build()}")
+    except RuntimeError as err:
+        print(f"mpirl C kernels not built ({err}); numpy will be used", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from mpirl.native import main
+
+sys.exit(main())

@@ -1,0 +1,92 @@
+"""mpirl's C kernels: built and loaded once, refused loudly, and equal to their numpy twins."""
+import ctypes
+
+import numpy as np
+import pytest
+
+from mpirl import native
+from mpirl.mdp import RandomMDP, load_gym
+from mpirl.mdp import backup as backup_module
+from mpirl.replay import sumtree as sumtree_module
+
+
+def _twins(make, monkeypatch):
+    """(object built with the C kernels, the same built with numpy)."""
+    assert native.kernels() is not None
+    with_c = make()
+    with monkeypatch.context() as patch:
+        for module in (sumtree_module, backup_module):
+            patch.setattr(module, "kernels", lambda: None)
+        with_numpy = make()
+    assert with_c._native is not None and with_numpy._native is None
+    return with_c, with_numpy
+
+
+def test_the_library_is_built_once_and_named_by_its_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPIRL_CACHE_DIR", str(tmp_path))
+    path = native.build()
+    assert path.parent == tmp_path and path.exists()
+    mtime = path.stat().st_mtime_ns
+    assert native.build() == path and path.stat().st_mtime_ns == mtime   # not rebuilt
+    lib = ctypes.CDLL(str(path))
+    assert all(hasattr(lib, name) for name in native.SIGNATURES)
+
+
+def test_a_failing_compiler_is_reported_with_its_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPIRL_CACHE_DIR", str(tmp_path))
+    fake = tmp_path / "cc"
+    fake.write_text("#!/bin/sh\necho 'kernels.c:1: error: no such compiler here' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    with pytest.raises(RuntimeError, match="no such compiler here"):
+        native.build()
+    assert not list(tmp_path.glob("*.so"))   # nothing half-built left behind
+
+
+def test_disabled_kernels_fall_back_to_numpy(monkeypatch):
+    native.kernels.cache_clear()
+    monkeypatch.setenv("MPIRL_NATIVE", "0")
+    try:
+        assert native.kernels() is None
+        assert sumtree_module.SumTree(10)._native is None
+    finally:
+        native.kernels.cache_clear()
+
+
+def test_sumtree_kernels_draw_and_update_exactly_as_numpy(monkeypatch):
+    rng = np.random.default_rng(0)
+    c_tree, np_tree = _twins(lambda: sumtree_module.SumTree(300_000), monkeypatch)
+    for _ in range(20):
+        idx = rng.integers(0, 300_000, size=500)          # repeats: the last write wins
+        values = rng.exponential(size=500)
+        c_tree.update(idx, values)
+        np_tree.update(idx, values)
+    np.testing.assert_array_equal(c_tree.leaves, np_tree.leaves)
+    np.testing.assert_allclose(c_tree.tree, np_tree.tree, rtol=1e-12, atol=1e-9)
+    prefix = rng.random(4096) * np_tree.total
+    np.testing.assert_array_equal(c_tree.find(prefix), np_tree.find(prefix))
+    fractions = np.sort(rng.random(256))
+    (c_leaves, c_probs), (np_leaves, np_probs) = (t.find_fractions(fractions.copy())
+                                                  for t in (c_tree, np_tree))
+    np.testing.assert_array_equal(c_leaves, np_leaves)
+    np.testing.assert_allclose(c_probs, np_probs, rtol=1e-12)
+    with pytest.raises(IndexError):
+        c_tree.update([0, 300_000], [1.0, 1.0])
+    with pytest.raises(ValueError):
+        c_tree.update([0, 1], [1.0, np.nan])
+    np.testing.assert_array_equal(c_tree.leaves, np_tree.leaves)   # a refused batch wrote nothing
+
+
+@pytest.mark.parametrize("source", [RandomMDP(5000, 4, 4, seed=3), load_gym("FrozenLake-v1")],
+                         ids=["regular", "irregular"])
+def test_bellman_kernels_back_up_exactly_as_numpy(source, monkeypatch):
+    lo, hi = 2, source.n_states - 1
+    c_backup, np_backup = _twins(lambda: backup_module.Backup(source.rows(lo, hi)), monkeypatch)
+    V = np.random.default_rng(1).normal(size=source.n_states)
+    np.testing.assert_allclose(c_backup.q_values(V, 0.95), np_backup.q_values(V, 0.95),
+                               rtol=0, atol=1e-12)
+    c_out, np_out = np.empty(hi - lo), np.empty(hi - lo)
+    c_res, np_res = c_backup.state_values(V, 0.95, c_out), np_backup.state_values(V, 0.95, np_out)
+    np.testing.assert_allclose(c_out, np_out, rtol=0, atol=1e-12)
+    assert c_res == pytest.approx(np_res, abs=1e-12)
+    assert np_res == pytest.approx(np.abs(np_out - V[lo:hi]).max(), abs=0)
