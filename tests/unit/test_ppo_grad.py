@@ -1,0 +1,78 @@
+"""The hand-written PPO gradient against autograd on the same model, batch and settings."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from mpirl.algos.ppo import ppo_loss
+from mpirl.algos.ppo_grad import hand_gradients
+from mpirl.config import Config
+from mpirl.models.actor_critic import ActorCritic, Policy
+
+SPACES = {"discrete": (4, gym.spaces.Discrete(3)),
+          "box": (5, gym.spaces.Box(-1.0, 1.0, (2,), np.float32))}
+
+
+def _batch(model, obs_dim, B, seed):
+    """A minibatch whose ratios and value changes reach past the clip range on both sides."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(B, obs_dim, generator=g)
+    if model.continuous:
+        torch.nn.init.normal_(model.head.log_std, 0.0, 0.3, generator=g)
+        actions = torch.randn(B, model.action_dim, generator=g)
+    else:
+        actions = torch.randint(0, model.action_dim, (B,), generator=g).float()
+    with torch.no_grad():
+        params, value = model.split(model(obs))
+        logp, _ = Policy(model.continuous, model.head.log_std).logp_entropy(params, actions)
+    old_logp = logp + 0.4 * torch.randn(B, generator=g)        # ratios e^(+-0.4): many clipped
+    adv = torch.randn(B, generator=g)
+    old_value = value + 0.5 * torch.randn(B, generator=g)      # value changes past clip_coef
+    returns = value + torch.randn(B, generator=g)
+    return obs, actions, old_logp, adv, old_value, returns
+
+
+def _autograd(model, cfg, batch):
+    obs, actions, old_logp, adv, old_value, returns = batch
+    for p in model.parameters():
+        p.grad = None
+    params, value = model.split(model(obs))
+    logp, entropy = Policy(model.continuous, model.head.log_std).logp_entropy(params, actions)
+    loss, stats = ppo_loss(logp, old_logp, adv, value, old_value, returns, entropy, cfg)
+    loss.backward()
+    return loss.item(), stats, [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("clip_vloss", [False, True])
+def test_hand_gradients_equal_autograd(space, clip_vloss):
+    obs_dim, action_space = SPACES[space]
+    torch.manual_seed(0)
+    model = ActorCritic(obs_dim, action_space, hidden_sizes=(32, 16))
+    cfg = Config(clip_vloss=clip_vloss, ent_coef=0.05, vf_coef=0.7, clip_coef=0.2)
+    batch = _batch(model, obs_dim, 256, seed=1)
+    loss, stats, grads = _autograd(model, cfg, batch)
+    assert 0.05 < stats["clipfrac"] < 0.95                 # both branches of the clip are taken
+
+    hand = hand_gradients(model, cfg)
+    assert hand is not None
+    for p in model.parameters():
+        p.grad = torch.full_like(p, float("nan"))           # every gradient must be written
+    hand_loss, hand_stats = hand.forward_backward(*batch, with_stats=True)
+    assert hand_loss == pytest.approx(loss, rel=1e-5, abs=1e-6)
+    assert hand_stats.keys() == stats.keys()
+    for key in stats:
+        assert hand_stats[key] == pytest.approx(stats[key], rel=1e-5, abs=1e-6), key
+    for (name, p), expected in zip(model.named_parameters(), grads):
+        torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6, msg=name)
+    assert hand.forward_backward(*batch, with_stats=False)[1] == {}
+
+
+def test_other_models_and_pipelines_keep_autograd():
+    obs_dim, action_space = SPACES["discrete"]
+    model = ActorCritic(obs_dim, action_space)
+    assert hand_gradients(model, Config()) is not None
+    assert hand_gradients(model, Config(pipeline_stages=2)) is None
+    model[0][1] = torch.nn.ReLU()                           # a layer the derivation does not cover
+    assert hand_gradients(model, Config()) is None
+    assert hand_gradients(torch.nn.Sequential(torch.nn.Linear(4, 3)), Config()) is None
