@@ -90,12 +90,23 @@ def kernels() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(build()))
     except (OSError, RuntimeError) as err:
-        warnings.warn(f"mpirl: C kernels unavailable, using numpy (slower): {err}", stacklevel=2)
+        if _launch_rank() == 0:   # once per job, not once per rank
+            warnings.warn(f"mpirl: C kernels unavailable, using numpy (slower): {err}",
+                          stacklevel=2)
         return None
     for name, (result, args) in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = result, args
     return lib
+
+
+def _launch_rank() -> int:
+    """This process's rank as the MPI launcher or Slurm tells it (0 when launched alone); read
+    from the environment because the kernels load before, and without, any communicator."""
+    for name in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
 
 
 def main() -> int:

@@ -90,3 +90,19 @@ def test_bellman_kernels_back_up_exactly_as_numpy(source, monkeypatch):
     np.testing.assert_allclose(c_out, np_out, rtol=0, atol=1e-12)
     assert c_res == pytest.approx(np_res, abs=1e-12)
     assert np_res == pytest.approx(np.abs(np_out - V[lo:hi]).max(), abs=0)
+
+
+@pytest.mark.parametrize("rank, warned", [("0", True), ("3", False)])
+def test_without_a_compiler_numpy_is_used_and_only_rank_0_says_so(tmp_path, monkeypatch, rank,
+                                                                   warned, recwarn):
+    monkeypatch.setenv("MPIRL_CACHE_DIR", str(tmp_path))   # nothing built there yet
+    monkeypatch.setenv("CC", "/nonexistent/cc")
+    monkeypatch.setenv("OMPI_COMM_WORLD_RANK", rank)
+    native.kernels.cache_clear()
+    try:
+        assert native.kernels() is None
+        assert sumtree_module.SumTree(10)._native is None
+    finally:
+        native.kernels.cache_clear()
+    messages = [str(w.message) for w in recwarn if "C kernels unavailable" in str(w.message)]
+    assert len(messages) == (1 if warned else 0)
