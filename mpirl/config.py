@@ -138,6 +138,11 @@ class Config:
     popart: bool = opt(True, "PopArt value normalisation per task", "multitask")
     popart_beta: float = opt(0.05, "PopArt statistics step per update (never below 1/n at the "
                                    "n-th update)", "multitask")
+    park_solved_tasks: bool = opt(False, "once a task's evaluation reaches its target, its ranks "
+                                         "stop collecting and training (zero gradient, waiting "
+                                         "idle in the collectives) until an evaluation falls "
+                                         "below it; the per-task analogue of --stop-on-solve",
+                                  "multitask")
 
     def __post_init__(self):
         for name, by_algo in PER_ALGO_DEFAULTS.items():
@@ -333,6 +338,9 @@ def validate(cfg: Config) -> None:
     if cfg.algo == "dqn":
         need(cfg.buffer_size >= cfg.batch_size,
              f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
+    need(cfg.tasks or not cfg.park_solved_tasks,
+         "--park-solved-tasks applies to multi-task runs (--tasks); a single-task run's "
+         "analogue is --stop-on-solve")
     if cfg.tasks:
         from mpirl.taskspec import config_problems  # lazily: it imports gymnasium
         problems.extend(config_problems(cfg))

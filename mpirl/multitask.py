@@ -11,6 +11,11 @@
     PopArt     per-task value statistics (mpirl.models.popart); updated with one world Allreduce
                of a (K, 3) array, because every rank holds -- and rescales -- every value head
     solved     each task against its own target; the run is solved when every task is
+    parked     (--park-solved-tasks) a task whose evaluation reached its target stops collecting
+               and training; its ranks enter every collective with zero weight and a zero
+               gradient (the weights renormalised over the tasks still training), waiting
+               without spinning, keep evaluating, and train again if an evaluation falls below
+               the target
 
 :class:`MultiTask` is what the PPO trainer asks for these pieces. Parsing, rank assignment and
 the checks made before training are in mpirl.taskspec (torch-free).
@@ -22,7 +27,7 @@ import torch
 
 from mpirl.config import Config
 from mpirl.dist.collectives import allreduce_sum
-from mpirl.dist.task_sync import TaskWeightedSync
+from mpirl.dist.task_sync import TaskWeightedSync, allreduce_sum_nonblocking
 from mpirl.dist.world import World
 from mpirl.envs import EpisodeStats, Evaluator, ObsNormalizer, global_episode_stats
 from mpirl.models.actor_critic import ActorCritic
@@ -75,10 +80,16 @@ class TaskValueNorm:
     its row of a (K, 3) array, one Allreduce sums them, and every rank applies the same update and
     head rescale (replicas stay identical). With ``learn=False`` (--no-popart) the statistics
     stay at mean 0, std 1 and the heads speak in return units.
+
+    ``parked`` (set by MultiTask): the tasks that train no more. A parked task's ranks fill a
+    zero row (count 0: the statistics of the task stay as they are); while any task is parked
+    the Allreduce is non-blocking, and parked ranks wait for it without spinning (they arrive
+    a whole rollout early).
     """
 
     def __init__(self, world: World, task: int, model: MultiTaskActorCritic, learn: bool):
         self.world, self.task, self.model, self.learn = world, task, model, learn
+        self.parked = [False] * model.num_tasks
 
     def denormalize_(self, values: np.ndarray) -> np.ndarray:
         values[...] = self.model.popart.denormalize(torch.from_numpy(values), self.task).numpy()
@@ -89,7 +100,11 @@ class TaskValueNorm:
             rows = np.zeros((self.model.num_tasks, 3))
             r = b_returns.double()
             rows[self.task] = [len(r), float(r.sum()), float((r * r).sum())]
-            batch = allreduce_sum(self.world, rows).reshape(-1, 3)
+            if any(self.parked):
+                batch = allreduce_sum_nonblocking(self.world, rows, idle=self.parked[self.task])
+            else:
+                batch = allreduce_sum(self.world, rows)
+            batch = batch.reshape(-1, 3)
             self.model.popart.update(batch, self.model.value_layers())
         popart = self.model.popart
         return popart.normalize(b_values, self.task), popart.normalize(b_returns, self.task)
@@ -120,9 +135,12 @@ class SingleTask:
     """One environment on every rank: the plain case of the interface :class:`MultiTask` offers,
     so the trainer asks the same questions either way and never branches on --tasks."""
 
+    training = True  # this rank collects and trains (multi-task: unless its task is parked)
+
     def __init__(self, cfg: Config, world: World, run):
         self.cfg, self.world = cfg, world
         self.env_id, self.group = cfg.env_id, world
+        self.ranks_training = world.size
 
     def normalizer(self, obs_dim: int) -> ObsNormalizer:
         return ObsNormalizer((obs_dim,), enabled=self.cfg.normalize_obs)
@@ -170,6 +188,12 @@ class MultiTask:
     Built on every rank after configure(): ``task`` (index), ``env_id``, ``group`` (the task's
     sub-world), ``counts`` (ranks per task), ``targets``. Takes over the run's "solved": the
     run is solved when every task with a target has reached it.
+
+    With --park-solved-tasks, ``parked[k]`` says that task k's latest evaluation reached its
+    target: its ranks sit the updates out (``training`` is False there; the trainer then
+    collects nothing and enters the collectives with an empty batch and a zero gradient) until
+    an evaluation falls below the target again. Every rank holds the same evaluation returns,
+    so every rank changes ``parked`` at the same evaluation, as the collectives need.
     """
 
     def __init__(self, cfg: Config, world: World, run):
@@ -189,12 +213,20 @@ class MultiTask:
         self.solved_at_time_s: list[float | None] = [None] * len(self.ids)
         self.train_returns: list[float | None] = [None] * len(self.ids)  # latest known
         self.latest_train_returns: list[float | None] = [None] * len(self.ids)  # this update's
+        self.park = bool(cfg.park_solved_tasks)
+        self.parked = [False] * len(self.ids)
+        self.parked_at_steps: list[list[int]] = [[] for _ in self.ids]
+        self.resumed_at_steps: list[list[int]] = [[] for _ in self.ids]
+        self.env_steps: list[int] | None = None  # per task: steps its ranks took (first update)
+        self._sync: TaskWeightedSync | None = None
+        self._value_norm: TaskValueNorm | None = None
         self.evaluator: TaskEvaluator | None = None
         run.target = None  # "solved" is per task here (record_eval)
         run.log.print("tasks: " + ", ".join(
             f"{i} ({n} rank{'s' * (n > 1)}, target {t})"
             for i, n, t in zip(self.ids, self.counts, self.targets))
-            + f"; weighting {cfg.task_weighting}, PopArt {'on' if cfg.popart else 'off'}")
+            + f"; weighting {cfg.task_weighting}, PopArt {'on' if cfg.popart else 'off'}"
+            + ("; solved tasks parked" if self.park else ""))
 
     # -- construction ------------------------------------------------------------------------
     def normalizer(self, obs_dim: int) -> TaskObsNormalizer:
@@ -216,26 +248,82 @@ class MultiTask:
         return model
 
     def weighted_sync(self, sync, grads, model: MultiTaskActorCritic) -> TaskWeightedSync:
-        return TaskWeightedSync(sync, grads, model.owner(), self.task, self.counts,
-                                self.cfg.task_weighting)
+        self._sync = TaskWeightedSync(sync, grads, model.owner(), self.task, self.counts,
+                                      self.cfg.task_weighting)
+        self._sync.set_parked(self.parked)
+        return self._sync
 
     def value_norm(self, model: MultiTaskActorCritic) -> TaskValueNorm:
-        return TaskValueNorm(self.world, self.task, model, learn=self.cfg.popart)
+        self._value_norm = TaskValueNorm(self.world, self.task, model, learn=self.cfg.popart)
+        self._value_norm.parked = list(self.parked)
+        return self._value_norm
+
+    # -- parking -----------------------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        """Whether this rank collects and trains in the coming update (its task not parked)."""
+        return not self.parked[self.task]
+
+    @property
+    def ranks_training(self) -> int:
+        """How many ranks collect and train (at least 1, so that a mean over them is defined)."""
+        return max(sum(n for n, parked in zip(self.counts, self.parked) if not parked), 1)
+
+    def _set_parked(self, parked: list[bool]) -> None:
+        self.parked = [bool(p) for p in parked]
+        if self._sync is not None:
+            self._sync.set_parked(self.parked)
+        if self._value_norm is not None:
+            self._value_norm.parked = list(self.parked)
+
+    def _update_parking(self, global_step: int) -> None:
+        """After an evaluation: park the tasks at or above their target, unpark those below."""
+        returns = self.evaluator.returns
+        now = [target is not None and bool(returns[k] >= target)
+               for k, target in enumerate(self.targets)]
+        if now == self.parked:
+            return
+        for k, env_id in enumerate(self.ids):
+            n, value, target = self.counts[k], float(returns[k]), self.targets[k]
+            if now[k] and not self.parked[k]:
+                self.parked_at_steps[k].append(global_step)
+                self.run.log.print(f"  parked {env_id} at step {global_step:,} (eval {value:.1f}"
+                                   f" >= target {target:g}): its {n} rank{'s' * (n > 1)} stop "
+                                   "collecting and training")
+            elif self.parked[k] and not now[k]:
+                self.resumed_at_steps[k].append(global_step)
+                self.run.log.print(f"  {env_id} trains again from step {global_step:,} (eval "
+                                   f"{value:.1f} < target {target:g})")
+        if all(now) and not self.cfg.stop_on_solve:
+            self.run.log.print("  every task is parked: updates only evaluate until an "
+                               "evaluation falls below a target or the budget ends")
+        self._set_parked(now)
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def episode_stats(self, stats: EpisodeStats) -> dict:
         """Per-task training episode statistics (``<task>/episode_return_mean``, ...), pooled
-        over each task's group; every rank gets every task's."""
+        over each task's group; every rank gets every task's. Called once per update, it also
+        counts each task's environment steps (and, with --park-solved-tasks, logs
+        ``<task>/parked`` and ``<task>/env_steps``)."""
         mine = global_episode_stats(self.group, *stats.drain())
         every = self.world.allgather_obj(mine if self.group.is_root else None)
         record = {}
         by_task = {self.assignment[r]: s for r, s in enumerate(every) if s is not None}
         self.latest_train_returns = [by_task[k].get("episode_return_mean") for k in
                                      range(len(self.ids))]
+        per_rank = self.cfg.num_steps * self.cfg.num_envs
+        if self.env_steps is None:  # a fresh run, or a checkpoint from before per-task counts
+            self.env_steps = [getattr(self.run, "start_update", 0) * per_rank * n
+                              for n in self.counts]
         for k, env_id in enumerate(self.ids):
             record.update({f"{env_id}/{key}": value for key, value in by_task[k].items()})
             if self.latest_train_returns[k] is not None:
                 self.train_returns[k] = self.latest_train_returns[k]
+            if not self.parked[k]:
+                self.env_steps[k] += per_rank * self.counts[k]
+            if self.park:
+                record[f"{env_id}/parked"] = self.parked[k]
+                record[f"{env_id}/env_steps"] = self.env_steps[k]
         return record
 
     def reached_target_in_training(self) -> bool:
@@ -247,16 +335,22 @@ class MultiTask:
 
     def record_eval(self, record: dict, global_step: int) -> None:
         """Per-task evaluation returns and solved flags into ``record``; marks the run solved
-        once every task with a target has reached it."""
+        once every task with a target has reached it; with --park-solved-tasks, parks and
+        unparks tasks (``<task>/parked``: for the updates that follow)."""
         for k, env_id in enumerate(self.ids):
             value, target = float(self.evaluator.returns[k]), self.targets[k]
             if target is not None and value >= target and self.solved_at_step[k] is None:
                 self.solved_at_step[k], self.solved_at_time_s[k] = global_step, self.run.clock()
             record[f"{env_id}/eval_return_mean"] = value
             record[f"{env_id}/solved"] = self.solved_at_step[k] is not None
+        if self.park:
+            self._update_parking(global_step)
+            for k, env_id in enumerate(self.ids):
+                record[f"{env_id}/parked"] = self.parked[k]
         self.run.log.print("  eval by task: " + ", ".join(
             f"{env_id} {record[f'{env_id}/eval_return_mean']:.1f}"
-            + (" (solved)" if record[f"{env_id}/solved"] else "") for env_id in self.ids))
+            + (" (solved" + (", parked" if self.parked[k] else "") + ")"
+               if record[f"{env_id}/solved"] else "") for k, env_id in enumerate(self.ids)))
         with_targets = [k for k, t in enumerate(self.targets) if t is not None]
         if (with_targets and self.run.solved_at_step is None
                 and all(self.solved_at_step[k] is not None for k in with_targets)):
@@ -267,22 +361,41 @@ class MultiTask:
         """The multi-task part of summary.json."""
         last_eval = self.evaluator.returns if self.evaluator is not None else []
         return {"env_id": ",".join(self.ids), "task_weighting": self.cfg.task_weighting,
-                "popart": self.cfg.popart, "tasks": {
+                "popart": self.cfg.popart, "park_solved_tasks": self.park, "tasks": {
                     env_id: {"ranks": self.counts[k], "target_return": self.targets[k],
                              "eval_return_mean": (float(last_eval[k]) if len(last_eval) and
                                                   np.isfinite(last_eval[k]) else None),
                              "episode_return_mean": self.train_returns[k],
                              "solved": self.solved_at_step[k] is not None,
                              "solved_at_step": self.solved_at_step[k],
-                             "solved_at_time_s": self.solved_at_time_s[k]}
+                             "solved_at_time_s": self.solved_at_time_s[k],
+                             "env_steps": (None if self.env_steps is None
+                                           else self.env_steps[k]),
+                             "parked": self.parked[k],
+                             "parked_at_steps": list(self.parked_at_steps[k]),
+                             "resumed_at_steps": list(self.resumed_at_steps[k])}
                     for k, env_id in enumerate(self.ids)}}
 
     def state_dict(self) -> dict:
         return {"solved_at_step": list(self.solved_at_step),
                 "solved_at_time_s": list(self.solved_at_time_s),
-                "train_returns": list(self.train_returns)}
+                "train_returns": list(self.train_returns),
+                "parked": list(self.parked),
+                "parked_at_steps": [list(s) for s in self.parked_at_steps],
+                "resumed_at_steps": [list(s) for s in self.resumed_at_steps],
+                "env_steps": None if self.env_steps is None else list(self.env_steps)}
 
     def load_state_dict(self, state: dict) -> None:
+        """(Checkpoints from before parking lack its keys: nothing was parked then. Resumed
+        without --park-solved-tasks, every task trains.)"""
+        none = [False] * len(self.ids)
         self.solved_at_step = list(state["solved_at_step"])
         self.solved_at_time_s = list(state["solved_at_time_s"])
         self.train_returns = list(state["train_returns"])
+        self.parked_at_steps = [list(s) for s in state.get("parked_at_steps",
+                                                           [[] for _ in self.ids])]
+        self.resumed_at_steps = [list(s) for s in state.get("resumed_at_steps",
+                                                            [[] for _ in self.ids])]
+        steps = state.get("env_steps")
+        self.env_steps = None if steps is None else list(steps)
+        self._set_parked(list(state.get("parked", none)) if self.park else none)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from mpirl import faults
+from mpirl.algos.ppo_grad import hand_gradients
 from mpirl.config import Config
 from mpirl.dist.collectives import allreduce_sum, check_in_sync, global_mean_std
 from mpirl.dist.sync import make_sync
@@ -109,6 +110,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                      cfg.bucket_mb)
     sync = tasks.weighted_sync(sync, grads, model)  # multi-task: trunk and heads weighted
     value_norm = tasks.value_norm(model)  # multi-task: PopArt per task; otherwise identity
+    hand = hand_gradients(model, cfg)  # the loss gradient by hand where it applies; else autograd
     sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))
     shuffler = np.random.default_rng(shard.shuffle_seed(cfg.seed))
 
@@ -172,10 +174,14 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         if cfg.anneal_lr:
             optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - update / num_updates)
 
-        # 1. Rollout: T steps of every env on this rank.
+        # 1. Rollout: T steps of every env on this rank. None on the ranks of a parked task
+        #    (--park-solved-tasks): they go through the update with an empty batch and a zero
+        #    gradient, entering the same collectives as the ranks that train.
         faults.at("rollout", world.rank, update)
+        training = tasks.training
+        valid[:] = False
         with torch.no_grad():
-            for t in range(T):
+            for t in range(T if training else 0):
                 obs = torch.from_numpy(envs.observe())
                 params, value = model.split(model(obs))
                 action, logp = policy.sample(params, sampler)
@@ -206,6 +212,16 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         b_obs, b_act, b_logp, b_adv, b_values, b_returns = shard.pool(
             b_obs, b_act, b_logp, b_adv, b_values, b_returns)
 
+        def learn(mb: np.ndarray) -> tuple[float, dict]:
+            """Loss and stats of batch rows ``mb``; their gradient left in ``grads``."""
+            if hand is None:
+                return shard.forward_backward(b_obs, mb, minibatch_loss)
+            if cfg.num_minibatches == 1:
+                mb = slice(None)  # the whole batch: its order does not change the mean
+            loss, stats = hand.forward_backward(b_obs[mb], b_act[mb], b_logp[mb], b_adv[mb],
+                                                b_values[mb], b_returns[mb], want_stats)
+            return (float("nan") if faults.at("loss", world.rank, update) else loss), stats
+
         def minibatch_loss(out: torch.Tensor, mb: np.ndarray):
             """PPO loss and stats of batch rows ``mb``, given the model's output for them."""
             params, value = model.split(out)
@@ -223,16 +239,19 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             # Diagnostics where they are read: the logged last epoch, or each under --target-kl.
             want_stats = epoch == cfg.update_epochs - 1 or cfg.target_kl is not None
             for mb in np.array_split(shuffler.permutation(len(b_obs)), cfg.num_minibatches):
-                loss, stats = shard.forward_backward(b_obs, mb, minibatch_loss)  # grads zeroed
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss ({loss}) at update {update}")
+                if training:
+                    loss, stats = learn(mb)
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(f"non-finite loss ({loss}) at update {update}")
+                else:  # parked: nothing to learn from
+                    grads.zero()
                 sync.gradients_ready()
                 stats["grad_norm"] = shard.clip_(cfg.max_grad_norm)
                 if not math.isfinite(stats["grad_norm"]):
                     raise FloatingPointError(f"non-finite averaged gradient at update {update}")
                 optimizer.step()
-            if cfg.target_kl is not None and \
-                    allreduce_sum(world, [stats["approx_kl"]])[0] / N > cfg.target_kl:
+            if cfg.target_kl is not None and allreduce_sum(
+                    world, [stats.get("approx_kl", 0.0)])[0] / tasks.ranks_training > cfg.target_kl:
                 break
 
         # 4. Bookkeeping: global statistics, desync check, evaluation, logs, checkpoints.

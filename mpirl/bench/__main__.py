@@ -1,4 +1,4 @@
-"""python -m mpirl.bench [SECTION ...] [--quick] [--out DIR]"""
+"""python -m mpirl.bench [SECTION ...] [--quick] [--out DIR] [--seed N]"""
 from __future__ import annotations
 
 import argparse
@@ -32,6 +32,8 @@ def main(argv=None) -> int:
                         help=f"which sections to run (default: all of {', '.join(SECTIONS)})")
     parser.add_argument("--quick", action="store_true", help="tiny budgets: a smoke run")
     parser.add_argument("--out", default="bench-results", help="directory for JSON, tables, plots")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the sections that run one (multitask; default 1)")
     args = parser.parse_args(argv)
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:

@@ -2,11 +2,16 @@
 
 Three runs of the trainer, each at 4 ranks with the same PPO settings and --stop-on-solve:
 
-    joint      --tasks CartPole-v1,Acrobot-v1 (2 ranks per task), budget 2 x STEPS global steps
+    joint      --tasks CartPole-v1,Acrobot-v1 (2 ranks per task), budget 2 x STEPS global steps,
+               --park-solved-tasks
     alone      --tasks CartPole-v1, then --tasks Acrobot-v1, each with a budget of STEPS
 
 so every task gets at most the same number of environment steps in the joint run as alone, and
-the runs alone use the same model, PopArt and settings: only the sharing differs. (The plain
+the runs alone use the same model, PopArt and settings: only the sharing differs. The joint run
+parks a task once its evaluation reaches the target (its ranks stop collecting and training and
+wait without spinning; see mpirl.multitask): that is the joint analogue of a run alone, which
+ends at its own solve with --stop-on-solve. Without it the joint run would keep stepping and
+training a solved task, on the same oversubscribed cores, for as long as the other learns. (The plain
 single-task trainer, without PopArt, solved neither task within this budget with these
 settings in one run on the 2-core development VM, seed 1; our guess, not verified: its value
 loss, in return units of ~100, swamps the clipped gradient.)
@@ -34,6 +39,9 @@ PPO = ["--learning-rate", "1e-3", "--ent-coef", "0.01", "--gamma", "0.99", "--ga
 TASKS = ("CartPole-v1", "Acrobot-v1")
 
 
+JOINT = ["--park-solved-tasks"]
+
+
 def _train(args: list[str], budget: int, seed: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         return train_summary(RANKS, [*args, *PPO, "--total-timesteps", str(budget),
@@ -43,9 +51,13 @@ def _train(args: list[str], budget: int, seed: int) -> dict:
 
 def run(args) -> dict:
     steps = QUICK_STEPS if args.quick else STEPS
-    seed = 1
-    joint = _train(["--tasks", ",".join(TASKS)], 2 * steps, seed)
-    alone = {task: _train(["--tasks", task], steps, seed) for task in TASKS}
+    seed = 1 if getattr(args, "seed", None) is None else args.seed
+    loads = [os.getloadavg()[0]]  # other jobs on the machine distort every wall-clock figure
+    joint = _train(["--tasks", ",".join(TASKS), *JOINT], 2 * steps, seed)
+    alone = {}
+    for task in TASKS:
+        loads.append(os.getloadavg()[0])
+        alone[task] = _train(["--tasks", task], steps, seed)
     rows = []
     for task in TASKS:
         mine, single = joint["tasks"][task], alone[task]
@@ -54,13 +66,17 @@ def run(args) -> dict:
                      "joint_solved_at_task_step": (None if mine["solved_at_step"] is None
                                                    else mine["solved_at_step"] // len(TASKS)),
                      "joint_solved_at_s": mine["solved_at_time_s"],
+                     "joint_env_steps": mine.get("env_steps"),
+                     "joint_parked_at_task_step": [s // len(TASKS)
+                                                   for s in mine.get("parked_at_steps", [])],
                      "alone_solved": single["tasks"][task]["solved"],
                      "alone_eval": single["tasks"][task]["eval_return_mean"],
                      "alone_solved_at_step": single["solved_at_step"],
                      "alone_wall_s": single["wall_time_s"]})
     alone_total = sum(s["wall_time_s"] for s in alone.values())
     both_solved = all(r["joint_solved"] for r in rows)
-    return {"ranks": RANKS, "steps_per_task": steps, "seed": seed, "ppo_args": PPO, "rows": rows,
+    return {"ranks": RANKS, "steps_per_task": steps, "seed": seed, "ppo_args": PPO,
+            "joint_args": JOINT, "load_average": loads, "rows": rows,
             "joint_wall_s": joint["wall_time_s"], "joint_global_steps": joint["global_steps"],
             "alone_wall_s_total": alone_total,
             "alone_global_steps": {t: s["global_steps"] for t, s in alone.items()},
@@ -76,15 +92,17 @@ def _fmt(value, spec="{:.0f}"):
 def table(result: dict) -> str:
     lines = [f"Multi-task PPO at {result['ranks']} ranks ({result['machine']['cpu']}, "
              f"{result['machine']['cores']} cores), at most {result['steps_per_task']:,} steps "
-             f"per task, --stop-on-solve, seed {result['seed']}"
+             f"per task, --stop-on-solve, joint run {' '.join(result.get('joint_args', []))}, "
+             f"seed {result['seed']}"
              + (" (quick: budgets too small to solve)" if result.get("quick") else ""), "",
              "| task | target | joint: eval | joint: solved at step (per task) | joint: solved "
-             "at s | alone: eval | alone: solved at step | alone: wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "at s | joint: steps taken | alone: eval | alone: solved at step | alone: wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         lines.append(f"| {r['task']} | {r['target']:.0f} | {_fmt(r['joint_eval'], '{:.1f}')} | "
                      f"{_fmt(r['joint_solved_at_task_step'], '{:,}')} | "
                      f"{_fmt(r['joint_solved_at_s'], '{:.1f}')} | "
+                     f"{_fmt(r.get('joint_env_steps'), '{:,}')} | "
                      f"{_fmt(r['alone_eval'], '{:.1f}')} | "
                      f"{_fmt(r['alone_solved_at_step'], '{:,}')} | "
                      f"{r['alone_wall_s']:.1f} |")
@@ -93,4 +111,7 @@ def table(result: dict) -> str:
               "", f"Both tasks solved in the joint run: {result['both_solved_in_joint_run']}; "
               f"joint no slower than the two alone: {result['joint_not_slower']}; "
               f"target met: {result['target_met']}."]
+    if result.get("load_average"):
+        lines.append(f"Load average (1 min) before the runs (joint, then alone): "
+                     + ", ".join(f"{x:.1f}" for x in result["load_average"]) + ".")
     return "\n".join(lines)

@@ -15,52 +15,129 @@ segments, ``x_r = s_r * g_r``, with
 
 and the sum comes out as the weighted means above. The scale is one precomputed vector the
 size of the flat buffer: one multiply, then the usual single Allreduce.
+
+Parked tasks (--park-solved-tasks: a task whose evaluation reached its target stops training).
+A parked task's ranks still enter every Allreduce, so the collectives match on all ranks, but
+with a zero gradient; the weights are renormalised over the A tasks still training (``N_A``
+ranks): trunk ``N / (A * n_k)`` (equal) or ``N / N_A`` (ranks), heads as before, so the trunk
+gets ``(1/A) sum_{k training} mean_{r in k} g_r`` (or the mean over the training ranks) and a
+parked task's head gets 0. While any task is parked every rank averages with a non-blocking
+Iallreduce instead (MPI does not match a blocking collective with a non-blocking one, so all
+ranks switch together: the parked state is decided from evaluation results every rank holds).
+Training ranks Wait() on it; parked ranks, which arrive long before the others (they collect
+nothing), wait in :func:`wait_idle`: Test(), then sleep, so they leave the cores to the ranks
+that train instead of polling in MPI's progress loop.
 """
 from __future__ import annotations
 
+import time
+
+import numpy as np
 import torch
+from mpi4py import MPI
 
 from mpirl.dist.collectives import FlatGradients
+from mpirl.dist.world import World
 
 WEIGHTINGS = ("equal", "ranks")
 
 
 def task_gradient_scale(owners: list[int | None], sizes: list[int], task: int,
-                        rank_counts: list[int], weighting: str) -> torch.Tensor:
+                        rank_counts: list[int], weighting: str,
+                        parked: list[bool] | None = None) -> torch.Tensor:
     """The per-element scale (sum(sizes),) for a rank of ``task``.
 
     owners[i]: the task whose head parameter i belongs to, None for shared (trunk) parameters;
-    sizes[i]: its number of elements; rank_counts[k]: how many ranks train task k.
+    sizes[i]: its number of elements; rank_counts[k]: how many ranks train task k; parked[k]:
+    task k trains no more (its ranks' scale is all 0, the others' renormalised over the rest).
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
-    n_ranks, n_tasks, mine = sum(rank_counts), len(rank_counts), rank_counts[task]
-    trunk = n_ranks / (n_tasks * mine) if weighting == "equal" else 1.0
-    head = n_ranks / mine
+    parked = list(parked) if parked is not None else [False] * len(rank_counts)
+    if len(parked) != len(rank_counts):
+        raise ValueError(f"parked has {len(parked)} flags for {len(rank_counts)} tasks")
+    n_ranks, mine = sum(rank_counts), rank_counts[task]
+    training = [k for k in range(len(rank_counts)) if not parked[k]]
+    if parked[task]:
+        trunk = head = 0.0
+    else:
+        n_training_ranks = sum(rank_counts[k] for k in training)
+        trunk = (n_ranks / (len(training) * mine) if weighting == "equal"
+                 else n_ranks / n_training_ranks)
+        head = n_ranks / mine
     parts = [torch.full((size,), trunk if owner is None else (head if owner == task else 0.0))
              for owner, size in zip(owners, sizes)]
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
+def wait_idle(request: MPI.Request, first_sleep: float = 5e-5, max_sleep: float = 1e-3) -> None:
+    """Wait for ``request`` without keeping a core busy: Test, then sleep, doubling the sleep from
+    ``first_sleep`` up to ``max_sleep`` seconds. (A blocking MPI call polls; with Open MPI's
+    mpi_yield_when_idle it yields between polls, but still takes a core's share of time from
+    ranks that have work.) Each Test also advances the collective's progress on this rank, so
+    the others wait at most about one sleep for it."""
+    sleep = first_sleep
+    while not request.Test():
+        time.sleep(sleep)
+        sleep = min(2 * sleep, max_sleep)
+
+
+def allreduce_sum_nonblocking(world: World, values, idle: bool) -> np.ndarray:
+    """:func:`~mpirl.dist.collectives.allreduce_sum` as an Iallreduce: waited for with
+    :func:`wait_idle` when ``idle``, else with Wait(). Every rank of ``world`` must call this
+    (not the blocking version) for the same reduction."""
+    buf = np.array(values, dtype=np.float64, copy=True).reshape(-1)
+    if world.size > 1:
+        request = world.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        wait_idle(request) if idle else request.Wait()
+    return buf
+
+
 class TaskWeightedSync:
     """Wraps a sync strategy whose ``gradients_ready`` averages the flat gradient over all ranks:
-    scales this rank's segments first (see the module docstring), then lets it average."""
+    scales this rank's segments first (see the module docstring), then lets it average.
+
+    :meth:`set_parked` changes which tasks train; it must be called with the same flags on
+    every rank at the same point (MultiTask does, from evaluation results).
+    """
 
     def __init__(self, inner, grads: FlatGradients, owner: dict[int, int | None], task: int,
                  rank_counts: list[int], weighting: str):
         self.inner = inner
         self.grads = grads
-        self.scale = task_gradient_scale([owner[id(p)] for p in grads.params],
-                                         [p.numel() for p in grads.params],
-                                         task, rank_counts, weighting).to(grads.flat.dtype)
+        self.task, self.rank_counts, self.weighting = task, list(rank_counts), weighting
+        self._owners = [owner[id(p)] for p in grads.params]
+        self._sizes = [p.numel() for p in grads.params]
+        self._inv_size = np.asarray(1.0 / grads.world.size, dtype=grads.flat.numpy().dtype)
+        self.set_parked([False] * len(rank_counts))
+
+    def set_parked(self, parked: list[bool]) -> None:
+        self.parked = [bool(p) for p in parked]
+        self.any_parked = any(self.parked)
+        self.idle = self.parked[self.task]
+        self.scale = task_gradient_scale(self._owners, self._sizes, self.task, self.rank_counts,
+                                         self.weighting, self.parked).to(self.grads.flat.dtype)
 
     @property
     def replicas_identical(self) -> bool:
         return self.inner.replicas_identical
 
     def gradients_ready(self) -> None:
-        self.grads.flat.mul_(self.scale)
-        self.inner.gradients_ready()
+        if not self.any_parked:
+            self.grads.flat.mul_(self.scale)
+            self.inner.gradients_ready()
+            return
+        if self.idle:
+            self.grads.zero()  # whatever the buffer holds: a parked rank adds exactly nothing
+        else:
+            self.grads.flat.mul_(self.scale)
+        # The inner strategy's averaging (FlatGradients.average), as an Iallreduce.
+        buf = self.grads.flat.numpy()
+        t0 = time.perf_counter()
+        request = self.grads.world.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        wait_idle(request) if self.idle else request.Wait()
+        self.grads.comm_time_s += time.perf_counter() - t0
+        np.multiply(buf, self._inv_size, out=buf)
 
     def end_update(self, update: int) -> dict:
         return self.inner.end_update(update)

@@ -70,6 +70,60 @@ def test_four_rank_run_writes_per_task_summaries_and_resumes_exactly(tmp_path, t
     assert read_summary(split)["tasks"]["Acrobot-v1"]["ranks"] == 2
 
 
+def test_a_task_at_its_target_is_parked_logged_and_resumed_exactly(tmp_path, tiny):
+    """CartPole-v1 with a target any policy reaches (1) is parked at the first evaluation: its
+    two ranks stop stepping their envs (no training episodes, no env steps) while Acrobot-v1's
+    train on; the logs, summary and checkpoints say so, and a crash on a parked rank resumes
+    bit for bit."""
+    def args(run_dir):
+        return _args(run_dir, tiny) + ["--task-targets", "CartPole-v1:1", "--park-solved-tasks",
+                                       "--eval-interval", "2"]
+
+    whole = tmp_path / "whole"
+    res = train(4, args(whole), timeout=240).check()
+    per_update = 2 * 4 * 16  # each task: 2 ranks x 4 envs x 16 steps
+    metrics = read_metrics(whole)
+    first_eval = next(m for m in metrics if "eval_return_mean" in m)
+    parked_at, parked_step = first_eval["update"], first_eval["global_step"]
+    assert parked_at < 6 and first_eval["CartPole-v1/parked"] is True
+    assert f"parked CartPole-v1 at step {parked_step:,}" in res.output
+    assert "solved tasks parked" in res.output
+    for m in metrics:
+        sat_out = m["update"] > parked_at
+        assert m["CartPole-v1/parked"] is (sat_out or m is first_eval), m
+        assert m["CartPole-v1/env_steps"] == min(m["update"], parked_at) * per_update
+        assert m["Acrobot-v1/parked"] is False
+        assert m["Acrobot-v1/env_steps"] == m["update"] * per_update
+        if sat_out:
+            assert m["CartPole-v1/episodes"] == 0 and "policy_loss" not in m  # rank 0 is idle
+
+    summary = read_summary(whole)
+    assert summary["park_solved_tasks"] is True and summary["global_steps"] == 1536
+    cartpole, acrobot = summary["tasks"]["CartPole-v1"], summary["tasks"]["Acrobot-v1"]
+    assert cartpole["parked"] is True and cartpole["parked_at_steps"] == [parked_step]
+    assert cartpole["resumed_at_steps"] == [] and cartpole["solved_at_step"] == parked_step
+    assert cartpole["env_steps"] == parked_at * per_update
+    assert acrobot["parked"] is False and acrobot["env_steps"] == 6 * per_update
+    state = torch.load(sorted((whole / "checkpoints").glob("ckpt_*.pt"))[-1],
+                       weights_only=True)["shared"]["tasks"]
+    assert state["parked"] == [True, False]
+
+    # Crash on rank 0 (a parked CartPole rank) at update 5, after the checkpoint at 4: resumed,
+    # the run parks nothing anew and ends bit for bit as the uninterrupted one.
+    split = tmp_path / "split"
+    crashed = train(4, args(split), env={"MPIRL_FAULT": "raise@0:5"}, timeout=240)
+    assert crashed.returncode != 0 and not (split / "summary.json").exists()
+    resumed = train(4, args(split) + ["--resume"], timeout=240).check()
+    assert "parked CartPole-v1" not in resumed.output
+    final, uninterrupted = final_params(split), final_params(whole)
+    for key in uninterrupted:
+        assert final[key].equal(uninterrupted[key]), key
+    again = read_summary(split)["tasks"]
+    for env_id in ("CartPole-v1", "Acrobot-v1"):
+        for key in ("parked", "parked_at_steps", "env_steps"):
+            assert again[env_id][key] == summary["tasks"][env_id][key], (env_id, key)
+
+
 @pytest.mark.parametrize("tasks,message", [
     ("CartPole-v1,NoSuchEnv-v0", "unknown environment 'NoSuchEnv-v0'"),
     ("CartPole-v1,Pendulum-v1", "Pendulum-v1 has a Box action space; multi-task runs need"),

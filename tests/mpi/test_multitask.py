@@ -1,5 +1,8 @@
 """Multi-task collectives at 4 ranks against single-process references: task-weighted gradients
-(one Allreduce), task-local observation statistics, PopArt statistics shared by all replicas."""
+(one Allreduce), task-local observation statistics, PopArt statistics shared by all replicas;
+parked tasks (--park-solved-tasks): zero gradient, renormalised weights, idle waiting."""
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +39,24 @@ def _loss(model, rank):
     return -torch.log_softmax(logits, -1)[:, 0].mean() + ((value - target) ** 2).mean()
 
 
+def _expected(per_rank, tasks, counts, name, weighting, parked=None):
+    """The single-process reference of one parameter's averaged gradient: the trunk's weighted
+    mean over the tasks that train (parked ones left out), a head's mean over its task's ranks
+    (0 for a parked task's head)."""
+    parked = parked or [False] * len(counts)
+    training = [k for k in range(len(counts)) if not parked[k]]
+    if name.startswith("trunk."):
+        if weighting == "equal":
+            return sum(sum(per_rank[r][name] for r in range(len(tasks)) if tasks[r] == k)
+                       / counts[k] for k in training) / len(training)
+        ranks = [r for r in range(len(tasks)) if not parked[tasks[r]]]
+        return sum(per_rank[r][name] for r in ranks) / len(ranks)
+    k = int(name.split(".")[1])  # heads.<k>.…
+    if parked[k]:
+        return torch.zeros_like(per_rank[0][name])
+    return sum(per_rank[r][name] for r in range(len(tasks)) if tasks[r] == k) / counts[k]
+
+
 def _grads(model):
     """Every parameter's gradient; zeros where the batch did not reach it (other tasks' heads)."""
     return {name: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
@@ -61,22 +82,98 @@ def test_trunk_gradient_is_the_task_weighted_mean_and_heads_the_per_task_means(w
         reference = _model(tasks[r])
         _loss(reference, r).backward()
         per_rank.append(_grads(reference))
-    K = len(ACTIONS)
     for name, p in model.named_parameters():
-        if name.startswith("trunk."):
-            if weighting == "equal":
-                expected = sum(sum(per_rank[r][name] for r in range(world.size) if tasks[r] == k)
-                               / counts[k] for k in range(K)) / K
-            else:
-                expected = sum(g[name] for g in per_rank) / world.size
-        else:
-            k = int(name.split(".")[1])  # heads.<k>.…
-            own = [per_rank[r][name] for r in range(world.size) if tasks[r] == k]
-            expected = sum(own) / counts[k]
+        expected = _expected(per_rank, tasks, counts, name, weighting)
         torch.testing.assert_close(p.grad, expected, atol=1e-6, rtol=1e-5, msg=name)
     if weighting == "equal" and world.size == 4:  # the two weightings really differ here
         ranks_mean = sum(g["trunk.0.0.weight"] for g in per_rank) / world.size
         assert not torch.allclose(model.trunk[0][0].weight.grad, ranks_mean, atol=1e-4)
+
+
+@pytest.mark.mpi(min_size=4)
+@pytest.mark.parametrize("weighting", ["equal", "ranks"])
+@pytest.mark.parametrize("parked", [[False, True, False], [True, False, False]])
+def test_parked_tasks_add_zero_gradient_and_the_rest_keep_their_exact_weighted_mean(weighting,
+                                                                                   parked):
+    """Three tasks at 4 ranks (2, 1, 1 ranks), one parked: its ranks still enter the Allreduce,
+    holding a real gradient of their own, and add nothing; the trunk gets the weighted mean over
+    the two tasks that train, their heads their own means, the parked head exactly 0."""
+    world = World()
+    tasks = assign_tasks(world.size, [1] * len(ACTIONS))
+    counts = [tasks.count(k) for k in range(len(ACTIONS))]
+    model = _model(tasks[world.rank])
+    grads = FlatGradients(model.parameters(), world)
+    sync = TaskWeightedSync(AllreduceSync(world, grads), grads, model.owner(), tasks[world.rank],
+                            counts, weighting)
+    sync.set_parked(parked)
+    _loss(model, world.rank).backward()  # a parked rank's gradient must not count either
+    assert grads.flat.abs().sum() > 0
+    sync.gradients_ready()
+    averaged = {name: p.grad.clone() for name, p in model.named_parameters()}
+    every = world.allgather_obj(grads.flat.numpy().tobytes())
+    # Unparked again: the plain weighting, through the blocking Allreduce as before.
+    sync.set_parked([False] * len(ACTIONS))
+    grads.zero()
+    _loss(model, world.rank).backward()
+    sync.gradients_ready()
+    # (every collective is behind us: a failing check below cannot leave a rank waiting)
+
+    per_rank = []
+    for r in range(world.size):
+        reference = _model(tasks[r])
+        _loss(reference, r).backward()
+        per_rank.append(_grads(reference))
+    for name, grad in averaged.items():
+        expected = _expected(per_rank, tasks, counts, name, weighting, parked)
+        torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5, msg=name)
+        if not name.startswith("trunk.") and parked[int(name.split(".")[1])]:
+            assert not grad.any(), name
+    # ... and it is not the mean without parking (the parked task's gradient really is left out)
+    unparked = _expected(per_rank, tasks, counts, "trunk.0.0.weight", weighting)
+    assert not torch.allclose(averaged["trunk.0.0.weight"], unparked, atol=1e-4)
+    assert all(b == every[0] for b in every)  # every replica: the same gradient, bit for bit
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, _expected(per_rank, tasks, counts, name, weighting),
+                                   atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.mpi(min_size=2)
+def test_parked_ranks_wait_for_the_others_without_spinning_a_core():
+    """The training ranks take 1 s to arrive (a rollout); the parked ranks, there at once, spend
+    that second asleep rather than polling MPI (a blocking Allreduce with yield_when_idle burns
+    nearly all of it here: nothing else wants the cores). Both collectives the parked ranks wait
+    in are covered: the gradient Allreduce and PopArt's statistics."""
+    world = World()
+    tasks = assign_tasks(world.size, [1, 1])
+    task = tasks[world.rank]
+    parked = [False, True]
+    torch.manual_seed(0)
+    model = MultiTaskActorCritic(WIDTH, [2, 3], hidden_sizes=(16, 16))
+    model.task = task
+    grads = FlatGradients(model.parameters(), world)
+    sync = TaskWeightedSync(AllreduceSync(world, grads), grads, model.owner(), task,
+                            [tasks.count(k) for k in range(2)], "equal")
+    sync.set_parked(parked)
+    value_norm = TaskValueNorm(world, task, model, learn=True)
+    value_norm.parked = parked
+    times = []
+    for step in (lambda: sync.gradients_ready(),
+                 lambda: value_norm.update(torch.zeros(0), torch.full((8,), float(task)))
+                 if not parked[task] else value_norm.update(torch.zeros(0), torch.zeros(0))):
+        world.barrier()
+        wall, cpu = time.perf_counter(), time.process_time()
+        if not parked[task]:
+            time.sleep(1.0)
+        step()
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
+    check_in_sync(world, model)
+    every = world.allgather_obj(times)  # checked on every rank: none is left waiting
+    for r, rank_times in enumerate(every):
+        if parked[tasks[r]]:
+            for wall, cpu in rank_times:
+                assert wall > 0.9 and cpu < 0.2 * wall, (r, wall, cpu)
+    assert float(model.popart.mean[1]) == 0.0 and int(model.popart.updates[1]) == 0  # untouched
+    assert float(model.popart.mean[0]) == pytest.approx(0.0) and int(model.popart.updates[0]) == 1
 
 
 @pytest.mark.mpi(min_size=2)
@@ -155,4 +252,62 @@ def test_each_task_is_solved_on_its_own_target_and_the_run_when_all_are():
     assert summary["Acrobot-v1"] == {"ranks": World().size // 2, "target_return": -90.0,
                                      "eval_return_mean": -85.0,
                                      "episode_return_mean": None, "solved": True,
-                                     "solved_at_step": 2000, "solved_at_time_s": 12.5}
+                                     "solved_at_step": 2000, "solved_at_time_s": 12.5,
+                                     "env_steps": None, "parked": False, "parked_at_steps": [],
+                                     "resumed_at_steps": []}
+    assert not any(tasks.parked) and tasks.training  # without --park-solved-tasks
+
+
+@pytest.mark.mpi(min_size=2)
+def test_tasks_park_at_their_target_train_again_below_it_and_checkpoints_carry_it():
+    world = World()
+    cfg = parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"])
+    run = _Run()
+    tasks = MultiTask(cfg, world, run)
+    model = tasks.model(0, None)
+    grads = FlatGradients(model.parameters(), world)
+    sync = tasks.weighted_sync(AllreduceSync(world, grads), grads, model)
+    value_norm = tasks.value_norm(model)
+    evaluator = tasks.make_evaluator(seed=0)
+    plain = sync.scale.clone()
+
+    def evaluate(returns, step):
+        evaluator.returns = np.array(returns)
+        record = {}
+        tasks.record_eval(record, global_step=step)
+        return record
+
+    record = evaluate([480.0, -300.0], 1000)                 # CartPole reaches 475: parked
+    assert tasks.parked == [True, False] and record["CartPole-v1/parked"] is True
+    assert tasks.training == (tasks.task == 1) and tasks.ranks_training == tasks.counts[1]
+    assert sync.parked == value_norm.parked == [True, False]
+    if tasks.task == 0:
+        assert not sync.scale.any()                          # a parked rank adds nothing
+    else:                                                    # the trunk: Acrobot alone now
+        trunk = torch.tensor([owner is None for owner in sync._owners]).repeat_interleave(
+            torch.tensor(sync._sizes))
+        np.testing.assert_allclose(sync.scale[trunk], 2 * plain[trunk], rtol=1e-6)
+    saved = tasks.state_dict()
+
+    evaluate([470.0, -300.0], 2000)                          # slipped below: trains again
+    assert tasks.parked == [False, False] and tasks.training and sync.scale.equal(plain)
+    evaluate([500.0, -80.0], 3000)                           # both at target: both parked
+    assert tasks.parked == [True, True] and not tasks.training and run.solved_at_step == 3000
+    summary = tasks.summary()
+    assert summary["park_solved_tasks"] is True
+    assert summary["tasks"]["CartPole-v1"]["parked_at_steps"] == [1000, 3000]
+    assert summary["tasks"]["CartPole-v1"]["resumed_at_steps"] == [2000]
+    assert summary["tasks"]["Acrobot-v1"]["parked_at_steps"] == [3000]
+
+    # A checkpoint carries the parked state (and the sync follows it) ...
+    tasks.load_state_dict(saved)
+    assert tasks.parked == [True, False] and sync.parked == [True, False]
+    assert tasks.summary()["tasks"]["CartPole-v1"]["parked_at_steps"] == [1000]
+    # ... a checkpoint from before parking existed parks nothing ...
+    old = {k: saved[k] for k in ("solved_at_step", "solved_at_time_s", "train_returns")}
+    tasks.load_state_dict(old)
+    assert tasks.parked == [False, False] and sync.scale.equal(plain)
+    # ... and resumed without --park-solved-tasks, every task trains.
+    plain_tasks = MultiTask(parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]), world, _Run())
+    plain_tasks.load_state_dict(saved)
+    assert plain_tasks.parked == [False, False] and plain_tasks.training

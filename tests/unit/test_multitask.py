@@ -145,3 +145,31 @@ def test_gradient_scale_segments():
     ranks = task_gradient_scale(owners, sizes, task=0, rank_counts=[3, 1], weighting="ranks")
     np.testing.assert_allclose(ranks, [1.0] * 3 + [4 / 3] * 2 + [0.0] * 2 + [1.0], rtol=1e-7)
 
+
+
+def test_gradient_scale_renormalises_over_the_tasks_still_training():
+    owners, sizes = [None, 0, 1, 2], [2, 1, 1, 1]
+    counts = [2, 1, 1]                                   # 4 ranks, task 0 has 2 of them
+    parked = [False, True, False]
+    # equal: the trunk is the mean of the two training tasks' means -> N / (2 * n_k)
+    assert task_gradient_scale(owners, sizes, 0, counts, "equal", parked).tolist() == \
+        [1.0, 1.0, 2.0, 0.0, 0.0]
+    assert task_gradient_scale(owners, sizes, 2, counts, "equal", parked).tolist() == \
+        [2.0, 2.0, 0.0, 0.0, 4.0]
+    # ranks: the mean over the 3 training ranks -> N / 3
+    np.testing.assert_allclose(task_gradient_scale(owners, sizes, 0, counts, "ranks", parked),
+                               [4 / 3, 4 / 3, 2.0, 0.0, 0.0], rtol=1e-7)
+    # a parked task's rank adds nothing at all
+    for weighting in ("equal", "ranks"):
+        assert not task_gradient_scale(owners, sizes, 1, counts, weighting, parked).any()
+    # nothing parked is the plain weighting
+    assert task_gradient_scale(owners, sizes, 1, counts, "equal", [False] * 3).equal(
+        task_gradient_scale(owners, sizes, 1, counts, "equal"))
+
+
+def test_park_solved_tasks_is_a_multitask_option():
+    assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"]) \
+        .park_solved_tasks
+    assert not parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]).park_solved_tasks
+    with pytest.raises(ConfigError, match="--park-solved-tasks applies to multi-task runs"):
+        parse_args(["--park-solved-tasks"])
