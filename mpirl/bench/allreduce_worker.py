@@ -20,14 +20,24 @@ from mpirl.dist.collectives import FlatGradients
 from mpirl.models.actor_critic import ActorCritic
 
 
-def _median_us(fn, iters: int, comm) -> float:
-    times = []
+def _timed(fn, comm) -> float:
+    comm.Barrier()  # each call starts with all ranks ready, as in training
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _median_us_interleaved(fns, iters: int, comm) -> list[float]:
+    """Median microseconds per call of each of ``fns``, called in turn (A, B, A, B, ...) after a
+    warm-up, so that both see the same state of a shared machine and neither gets the cold start."""
+    for _ in range(max(10, iters // 10)):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
     for _ in range(iters):
-        comm.Barrier()  # each call starts with all ranks ready, as in training
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e6 * statistics.median(times)
+        for fn, spent in zip(fns, times):
+            spent.append(_timed(fn, comm))
+    return [1e6 * statistics.median(spent) for spent in times]
 
 
 def main(iters: int) -> None:
@@ -36,9 +46,9 @@ def main(iters: int) -> None:
     model = ActorCritic(4, gym.spaces.Discrete(2), (64, 64))
     grads = FlatGradients(model.parameters(), world)
     raw = np.random.default_rng(world.rank).normal(size=grads.numel).astype(np.float32)
-    average = _median_us(grads.average, iters, world.comm)
-    allreduce = _median_us(lambda: world.comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM), iters,
-                           world.comm)
+    average, allreduce = _median_us_interleaved(
+        [grads.average, lambda: world.comm.Allreduce(MPI.IN_PLACE, raw, op=MPI.SUM)], iters,
+        world.comm)
     if world.is_root:
         print(json.dumps({"ranks": world.size, "numel": grads.numel, "iters": iters,
                           "average_us": average, "raw_us": allreduce,
