@@ -129,19 +129,25 @@ class Config:
     partition: str | None = opt(None, "explicit layers per stage, e.g. 2,1 (default: balanced "
                                       "by parameter count)", "parallel")
     # -- multi-task -----------------------------------------------------------------------------
-    tasks: str | None = opt(None, "train one agent on several envs: A,B,C or A:4,B:2 (rank weights)",
+    tasks: str | None = opt(None, "train one agent on several envs (ppo or dqn): A,B,C or A:4,B:2 "
+                                  "(rank weights)",
                             "multitask")
-    task_weighting: str = opt("equal", "weight tasks equally, or by their number of ranks",
-                              "multitask", choices=TASK_WEIGHTING)
+    task_weighting: str = opt("equal", "the trunk's gradient: each task counts the same, or each "
+                                       "rank (dqn: each replayed transition); heads always get "
+                                       "their own task's mean", "multitask",
+                              choices=TASK_WEIGHTING)
     task_targets: str | None = opt(None, "per-task targets, e.g. CartPole-v1:475,Acrobot-v1:-100",
                                    "multitask")
-    popart: bool = opt(True, "PopArt value normalisation per task", "multitask")
+    popart: bool = opt(True, "PopArt value normalisation per task (ppo; dqn has no value head "
+                             "to normalise: its Huber loss bounds each task's TD-error gradient)",
+                       "multitask")
     popart_beta: float = opt(0.05, "PopArt statistics step per update (never below 1/n at the "
                                    "n-th update)", "multitask")
     park_solved_tasks: bool = opt(False, "once a task's evaluation reaches its target, its ranks "
                                          "stop collecting and training (zero gradient, waiting "
                                          "idle in the collectives) until an evaluation falls "
-                                         "below it; the per-task analogue of --stop-on-solve",
+                                         "below it; the per-task analogue of --stop-on-solve "
+                                         "(ppo only)",
                                   "multitask")
 
     def __post_init__(self):

@@ -124,6 +124,16 @@ class ObsNormalizer:
             self._pending_count += len(obs)
         return np.clip((obs - self._mean) * self._inv_std, -self.clip, self.clip).astype(np.float32)
 
+    def stored(self, raw: np.ndarray) -> np.ndarray:
+        """What a replay memory keeps of raw observations ``raw`` (B, d): ``raw`` itself (they
+        are normalised when replayed, with the statistics of then: :meth:`normalize_stored`)."""
+        return raw
+
+    def normalize_stored(self, obs: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
+        """Stored observations (see :meth:`stored`) normalised as for acting, without recording
+        them. (``task``: the task of each row, for normalisers that know several tasks.)"""
+        return self(obs, accumulate=False)
+
     def sync(self, world: World) -> None:
         """Merge every rank's accumulated observations into the shared statistics."""
         if not self.enabled:

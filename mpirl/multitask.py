@@ -5,11 +5,16 @@
                task-local statistics: observation normaliser, advantages, episodes, evaluation
     envs       each rank steps its own task; observations are normalised with the task's
                statistics, zero-padded to the widest task and tagged with a task one-hot
-    model      shared trunk + per-task heads, invalid actions masked (mpirl.models.multitask)
+    model      shared trunk + per-task heads, invalid actions masked (mpirl.models.multitask):
+               policy and value heads (PPO) or Q heads (DQN)
     gradients  trunk: task-weighted mean, heads: mean over their task's ranks, in the same single
-               Allreduce (mpirl.dist.task_sync)
-    PopArt     per-task value statistics (mpirl.models.popart); updated with one world Allreduce
-               of a (K, 3) array, because every rank holds -- and rescales -- every value head
+               Allreduce (mpirl.dist.task_sync); DQN, whose replayed batches mix tasks, weighs
+               each transition by its task and each head by its task's share of the batch
+    replay     (DQN) records carry their task id and the raw observation padded to the widest
+               task; every rank holds every task's observation statistics to normalise them
+    PopArt     (PPO) per-task value statistics (mpirl.models.popart); updated with one world
+               Allreduce of a (K, 3) array, because every rank holds -- and rescales -- every
+               value head
     solved     each task against its own target; the run is solved when every task is
     parked     (--park-solved-tasks) a task whose evaluation reached its target stops collecting
                and training; its ranks enter every collective with zero weight and a zero
@@ -17,8 +22,8 @@
                without spinning, keep evaluating, and train again if an evaluation falls below
                the target
 
-:class:`MultiTask` is what the PPO trainer asks for these pieces. Parsing, rank assignment and
-the checks made before training are in mpirl.taskspec (torch-free).
+:class:`MultiTask` is what the PPO and DQN trainers ask for these pieces. Parsing, rank
+assignment and the checks made before training are in mpirl.taskspec (torch-free).
 """
 from __future__ import annotations
 
@@ -29,10 +34,13 @@ from mpirl.config import Config
 from mpirl.dist.collectives import allreduce_sum
 from mpirl.dist.task_sync import TaskWeightedSync, allreduce_sum_nonblocking
 from mpirl.dist.world import World
-from mpirl.envs import EpisodeStats, Evaluator, ObsNormalizer, global_episode_stats
+from mpirl.envs import (EpisodeStats, Evaluator, ObsNormalizer, RunningMeanStd,
+                        global_episode_stats)
 from mpirl.models.actor_critic import ActorCritic
-from mpirl.models.multitask import MultiTaskActorCritic
+from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
 from mpirl.models.popart import IdentityValueNorm
+from mpirl.models.qnet import QNetwork
+from mpirl.replay.buffer import transition_dtype
 from mpirl.registry import default_target
 from mpirl.taskspec import assign_tasks, parse_targets, parse_tasks, task_spaces
 
@@ -53,23 +61,96 @@ class TaskObsNormalizer(ObsNormalizer):
     ``sync`` is given the task's group, so statistics are those of the task's ranks only.
     ``state_dict`` is collective (every rank calls it, as at a checkpoint): it holds every task's
     statistics, so rank 0's checkpoint restores all of them.
+
+    ``every_task`` (DQN, whose replayed batches mix tasks): every rank also holds every other
+    task's statistics, to normalise replayed observations of any task
+    (:meth:`normalize_stored`). ``sync`` then sums one (K, 1 + 2D) array over the whole world,
+    each rank filling its task's row, and every rank merges every row (the task's own statistics
+    are still those of its ranks' observations only).
     """
 
     def __init__(self, obs_dim: int, width: int, task: int, task_ids: list[str], world: World,
-                 enabled: bool = True):
-        super().__init__((obs_dim,), enabled=enabled)
+                 enabled: bool = True, every_task: bool = False,
+                 obs_dims: list[int] | None = None):
         self.width, self.task, self.task_ids, self.world = width, task, task_ids, world
+        self.every_task = every_task
+        super().__init__((obs_dim,), enabled=enabled)
         self.out_dim = width + len(task_ids)
+        if every_task:
+            dims = list(obs_dims) if obs_dims is not None else None
+            if dims is None or len(dims) != len(task_ids) or dims[task] != obs_dim:
+                raise ValueError("every_task needs every task's observation width (obs_dims)")
+            self.obs_dims = dims
+            self.every = [self.rms if k == task else RunningMeanStd((d,))
+                          for k, d in enumerate(dims)]
+            self._refresh()
 
     def __call__(self, obs: np.ndarray, accumulate: bool = True) -> np.ndarray:
         return pad_and_tag(super().__call__(obs, accumulate), self.width, self.task,
                            len(self.task_ids))
+
+    def _refresh(self):
+        super()._refresh()
+        if not getattr(self, "every_task", False) or not hasattr(self, "every"):
+            return
+        # every task's statistics as (K, D) tables; padding columns map 0 to 0
+        self._means = np.zeros((len(self.every), self.width), np.float32)
+        self._inv_stds = np.ones((len(self.every), self.width), np.float32)
+        for k, rms in enumerate(self.every):
+            d = rms.mean.shape[0]
+            self._means[k, :d] = rms.mean.astype(np.float32)
+            self._inv_stds[k, :d] = (1.0 / np.sqrt(rms.var + 1e-8)).astype(np.float32)
+
+    def stored(self, raw: np.ndarray) -> np.ndarray:
+        """Raw observations zero-padded to the widest task, float32 (B, D): one record dtype for
+        the transitions of every task."""
+        out = np.zeros((len(raw), self.width), np.float32)
+        out[:, :raw.shape[1]] = raw
+        return out
+
+    def normalize_stored(self, obs: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
+        """Stored (padded, raw) observations of any tasks (``task``: (B,) each row's task) ->
+        (B, D + K), every row normalised with its own task's statistics, tagged with its one-hot:
+        for a row of this rank's task, what acting gave (other tasks need ``every_task``)."""
+        task = np.full(len(obs), self.task) if task is None else np.asarray(task, np.int64)
+        out = np.zeros((len(obs), self.out_dim), np.float32)
+        if not self.enabled:
+            out[:, :self.width] = obs
+        else:
+            if not self.every_task:
+                raise ValueError("normalising other tasks' observations needs every_task=True")
+            out[:, :self.width] = np.clip((obs - self._means[task]) * self._inv_stds[task],
+                                          -self.clip, self.clip)
+        out[np.arange(len(obs)), self.width + task] = 1.0
+        return out
+
+    def sync(self, world: World) -> None:
+        if not self.every_task:
+            return super().sync(world)
+        if not self.enabled:
+            return
+        # (the world, whatever ``world`` is given: every task's row goes to every rank)
+        D, d = self.width, self.rms.mean.shape[0]
+        rows = np.zeros((len(self.every), 1 + 2 * D))
+        rows[self.task, 0] = self._pending_count
+        rows[self.task, 1:1 + d] = self._pending[0]
+        rows[self.task, 1 + D:1 + D + d] = self._pending[1]
+        total = allreduce_sum(self.world, rows).reshape(rows.shape)
+        for k, rms in enumerate(self.every):
+            dk = self.obs_dims[k]
+            rms.merge(total[k, 0], total[k, 1:1 + dk], total[k, 1 + D:1 + D + dk])
+        self._pending[:] = 0.0
+        self._pending_count = 0
+        self._refresh()
 
     def state_dict(self) -> dict:
         every = self.world.allgather_obj((self.task_ids[self.task], super().state_dict()))
         return dict(every)
 
     def load_state_dict(self, state: dict) -> None:
+        if self.every_task:
+            for task_id, rms in zip(self.task_ids, self.every):
+                rms.load_state_dict(state[task_id])
         super().load_state_dict(state[self.task_ids[self.task]])
 
 
@@ -142,7 +223,7 @@ class SingleTask:
         self.env_id, self.group = cfg.env_id, world
         self.ranks_training = world.size
 
-    def normalizer(self, obs_dim: int) -> ObsNormalizer:
+    def normalizer(self, obs_dim: int, every_task: bool = False) -> ObsNormalizer:
         return ObsNormalizer((obs_dim,), enabled=self.cfg.normalize_obs)
 
     def make_evaluator(self, seed: int) -> Evaluator:
@@ -152,8 +233,20 @@ class SingleTask:
     def model(self, obs_dim: int, action_space) -> ActorCritic:
         return ActorCritic(obs_dim, action_space, self.cfg.hidden_sizes)
 
+    def q_network(self, obs_dim: int, n_actions: int) -> QNetwork:
+        return QNetwork(obs_dim, n_actions, self.cfg.hidden_sizes, self.cfg.dueling)
+
+    def transition_dtype(self, obs_dim: int) -> np.dtype:
+        return transition_dtype((obs_dim,))
+
+    def tag(self, records: np.ndarray) -> np.ndarray:
+        return records  # (multi-task: each record's task id)
+
     def weighted_sync(self, sync, grads, model):
         return sync  # every gradient is the plain mean over ranks
+
+    def sample_weights(self, records: np.ndarray) -> float:
+        return 1.0  # every replayed transition counts the same
 
     def value_norm(self, model) -> IdentityValueNorm:
         return IdentityValueNorm()
@@ -222,17 +315,21 @@ class MultiTask:
         self._value_norm: TaskValueNorm | None = None
         self.evaluator: TaskEvaluator | None = None
         run.target = None  # "solved" is per task here (record_eval)
+        self.popart_applies = cfg.algo == "ppo"  # PopArt normalises PPO's value heads
         run.log.print("tasks: " + ", ".join(
             f"{i} ({n} rank{'s' * (n > 1)}, target {t})"
             for i, n, t in zip(self.ids, self.counts, self.targets))
-            + f"; weighting {cfg.task_weighting}, PopArt {'on' if cfg.popart else 'off'}"
+            + f"; weighting {cfg.task_weighting}"
+            + (f", PopArt {'on' if cfg.popart else 'off'}" if self.popart_applies else "")
             + ("; solved tasks parked" if self.park else ""))
 
     # -- construction ------------------------------------------------------------------------
-    def normalizer(self, obs_dim: int) -> TaskObsNormalizer:
-        """(``obs_dim``: this rank's env's width; the task's own is known already.)"""
+    def normalizer(self, obs_dim: int, every_task: bool = False) -> TaskObsNormalizer:
+        """(``obs_dim``: this rank's env's width; the task's own is known already.)
+        ``every_task``: also hold the other tasks' statistics (DQN: replayed batches mix tasks)."""
         return TaskObsNormalizer(self.obs_dims[self.task], self.width, self.task, self.ids,
-                                 self.world, enabled=self.cfg.normalize_obs)
+                                 self.world, enabled=self.cfg.normalize_obs,
+                                 every_task=every_task, obs_dims=list(self.obs_dims))
 
     def make_evaluator(self, seed: int) -> TaskEvaluator:
         self.evaluator = TaskEvaluator(self.world, self.group, self.task, len(self.ids),
@@ -247,11 +344,35 @@ class MultiTask:
         model.task = self.task
         return model
 
-    def weighted_sync(self, sync, grads, model: MultiTaskActorCritic) -> TaskWeightedSync:
+    def q_network(self, obs_dim: int, n_actions: int) -> MultiTaskQNetwork:
+        """(The padded width and every task's action count are known already.)"""
+        return MultiTaskQNetwork(self.width, list(self.action_counts), self.cfg.hidden_sizes,
+                                 self.cfg.dueling)
+
+    def transition_dtype(self, obs_dim: int) -> np.dtype:
+        """Replay records of every task: raw observations padded to the widest task, and the
+        task id (one dtype, so records of all tasks share memories and messages)."""
+        return transition_dtype((self.width,), task=True)
+
+    def tag(self, records: np.ndarray) -> np.ndarray:
+        """This rank's new replay records, marked as its task's."""
+        records["task"] = self.task
+        return records
+
+    def weighted_sync(self, sync, grads, model) -> TaskWeightedSync:
         self._sync = TaskWeightedSync(sync, grads, model.owner(), self.task, self.counts,
                                       self.cfg.task_weighting)
         self._sync.set_parked(self.parked)
         return self._sync
+
+    def sample_weights(self, records: np.ndarray) -> np.ndarray:
+        """DQN: this rank's slice of a global batch that mixes tasks -> each transition's weight
+        in the loss (B,) float32; the heads' scales follow (TaskWeightedSync.weigh_batch).
+        Collective: one Allreduce of the K per-task counts of the global batch."""
+        task = np.asarray(records["task"], np.int64)
+        counts = allreduce_sum(self.world, np.bincount(task, minlength=len(self.ids)))
+        weights = self._sync.weigh_batch(counts)
+        return weights[task].astype(np.float32)
 
     def value_norm(self, model: MultiTaskActorCritic) -> TaskValueNorm:
         self._value_norm = TaskValueNorm(self.world, self.task, model, learn=self.cfg.popart)
@@ -311,7 +432,7 @@ class MultiTask:
         by_task = {self.assignment[r]: s for r, s in enumerate(every) if s is not None}
         self.latest_train_returns = [by_task[k].get("episode_return_mean") for k in
                                      range(len(self.ids))]
-        per_rank = self.cfg.num_steps * self.cfg.num_envs
+        per_rank = self.run.steps_per_update // self.world.size  # (PPO: T x E; DQN: freq x E)
         if self.env_steps is None:  # a fresh run, or a checkpoint from before per-task counts
             self.env_steps = [getattr(self.run, "start_update", 0) * per_rank * n
                               for n in self.counts]
@@ -361,7 +482,8 @@ class MultiTask:
         """The multi-task part of summary.json."""
         last_eval = self.evaluator.returns if self.evaluator is not None else []
         return {"env_id": ",".join(self.ids), "task_weighting": self.cfg.task_weighting,
-                "popart": self.cfg.popart, "park_solved_tasks": self.park, "tasks": {
+                "popart": self.cfg.popart and self.popart_applies,
+                "park_solved_tasks": self.park, "tasks": {
                     env_id: {"ranks": self.counts[k], "target_return": self.targets[k],
                              "eval_return_mean": (float(last_eval[k]) if len(last_eval) and
                                                   np.isfinite(last_eval[k]) else None),

@@ -91,12 +91,16 @@ def config_problems(cfg: Config) -> list[str]:
         parse_targets(cfg.task_targets, ids)
     except ConfigError as exc:
         problems.append(str(exc))
-    for ok, why in ((cfg.algo == "ppo", f"--algo {cfg.algo}"),
-                    (cfg.sync_mode == "allreduce", f"--sync-mode {cfg.sync_mode}"),
+    for ok, why in ((cfg.sync_mode == "allreduce", f"--sync-mode {cfg.sync_mode}"),
                     (cfg.pipeline_stages == 1, f"--pipeline-stages {cfg.pipeline_stages}")):
         if not ok:
-            problems.append(f"--tasks is implemented for --algo ppo with --sync-mode allreduce "
-                            f"and one pipeline stage, not {why}")
+            problems.append(f"--tasks is implemented with --sync-mode allreduce and one "
+                            f"pipeline stage, not {why}")
+    if cfg.park_solved_tasks and cfg.algo != "ppo":
+        problems.append(f"--park-solved-tasks is implemented for --algo ppo only, not --algo "
+                        f"{cfg.algo}: DQN's ranks learn from replayed batches that mix every "
+                        "task, so a solved task's ranks cannot sit out (--stop-on-solve ends the "
+                        "run once every task is solved)")
     if not 0 < cfg.popart_beta <= 1:
         problems.append(f"--popart-beta must lie in (0, 1], not {cfg.popart_beta}")
     return problems

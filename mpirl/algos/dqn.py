@@ -20,6 +20,13 @@ Q-network. Each update:
 Observations are stored raw and normalised when used (acting and learning), so the merged
 statistics may keep moving without making the memory stale. On --resume the replay memory starts
 empty (it is not checkpointed) and learning waits until it holds learning_starts transitions again.
+
+Multi-task (--tasks; mpirl.multitask, the same pieces as PPO's): each rank acts in its task; the
+Q-network has a shared trunk and a Q head per task, reading each row's task from its one-hot;
+records carry their task id (raw observations padded to the widest task), so a replayed batch
+may mix tasks, each transition normalised with its task's statistics and scored by its task's
+head; each transition is weighted by its task in the loss and each head scaled by its task's
+share of the global batch (--task-weighting; mpirl.dist.task_sync), still one Allreduce.
 """
 from __future__ import annotations
 
@@ -33,12 +40,13 @@ import torch.nn.functional as F
 from mpirl import faults
 from mpirl.config import Config
 from mpirl.dist.collectives import FlatGradients, check_in_sync, sync_params
+from mpirl.dist.sync import AllreduceSync
 from mpirl.dist.world import World
-from mpirl.envs import Evaluator, ObsNormalizer, VecEnv, check_spaces, global_episode_stats
+from mpirl.envs import VecEnv, check_spaces
 from mpirl.models.qnet import QNetwork
+from mpirl.multitask import make_tasks
 from mpirl.optim import FlatAdam
-from mpirl.replay import (NStepAdder, RateLimiter, ReplayBuffer, anneal_beta, make_shared_replay,
-                          transition_dtype)
+from mpirl.replay import NStepAdder, RateLimiter, ReplayBuffer, anneal_beta, make_shared_replay
 from mpirl.run import Run
 
 
@@ -81,27 +89,33 @@ def update_target(target_network: QNetwork, q_network: QNetwork, tau: float) -> 
 
 
 def train(cfg: Config, world: World, run: Run) -> dict:
+    # What this rank trains: --env-id, or (--tasks) one of several tasks.
+    tasks = make_tasks(cfg, world, run)
+
     # Environments: each rank its own, seeded from (seed, rank).
-    envs = VecEnv(cfg.env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
+    envs = VecEnv(tasks.env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
                   mode=cfg.vector_mode)
-    check_spaces(envs.envs, cfg.env_id, allowed=(gym.spaces.Discrete,), algo="dqn")
-    obs_dim = envs.single_observation_space.shape[0]
-    n_actions = int(envs.single_action_space.n)
-    normalizer = envs.normalizer = ObsNormalizer((obs_dim,), enabled=cfg.normalize_obs)
-    evaluator = Evaluator(world, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 10_000,
-                          mode=cfg.vector_mode)
+    check_spaces(envs.envs, tasks.env_id, allowed=(gym.spaces.Discrete,), algo="dqn")
+    n_actions = int(envs.single_action_space.n)  # this rank's actions (its random ones)
+    # (multi-task: every task's statistics on every rank, for replayed batches mixing tasks)
+    normalizer = envs.normalizer = tasks.normalizer(envs.single_observation_space.shape[0],
+                                                    every_task=True)
+    obs_dim = normalizer.out_dim  # (multi-task: padded to the widest task + a task one-hot)
+    evaluator = tasks.make_evaluator(seed=cfg.seed + 10_000)
 
     # The replica and its target network: same initialisation everywhere, rank 0's broadcast.
     torch.manual_seed(cfg.seed)
-    q_network = QNetwork(obs_dim, n_actions, cfg.hidden_sizes, cfg.dueling).to(cfg.device)
-    target_network = QNetwork(obs_dim, n_actions, cfg.hidden_sizes, cfg.dueling).to(cfg.device)
+    q_network = tasks.q_network(obs_dim, n_actions).to(cfg.device)
+    target_network = tasks.q_network(obs_dim, n_actions).to(cfg.device)
     grads = FlatGradients(q_network.parameters(), world)
     optimizer = FlatAdam(grads, lr=cfg.learning_rate)
+    sync = tasks.weighted_sync(AllreduceSync(world, grads), grads, q_network)  # (task-weighted)
     explorer = np.random.default_rng(world.rank_seed(cfg.seed, 1))
 
     # Replay: this rank's memory, shared as --replay-sharing says; records built n steps late.
-    memory = ReplayBuffer(cfg.buffer_size, transition_dtype((obs_dim,)), cfg.prioritized,
-                          cfg.per_alpha)
+    memory = ReplayBuffer(cfg.buffer_size,
+                          tasks.transition_dtype(envs.single_observation_space.shape[0]),
+                          cfg.prioritized, cfg.per_alpha)
     replay = make_shared_replay(cfg.replay_sharing, world, memory, cfg.seed)
     adder = NStepAdder(cfg.num_envs, cfg.n_step, cfg.gamma, memory.storage.dtype)
 
@@ -131,6 +145,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             optimizer.load_state_dict(restored.shared["optimizer"])
         normalizer.load_state_dict(world.bcast_obj(restored.shared["normalizer"]
                                                    if world.is_root else None))
+        tasks.load_state_dict(world.bcast_obj(restored.shared.get("tasks", {})
+                                              if world.is_root else None))
         exact = restored.local is not None and envs.load_state_dict(restored.local["env"])
         if exact:
             explorer.bit_generator.state = restored.local["explorer"]
@@ -151,24 +167,29 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
     def column(records: np.ndarray, name: str, normalise: bool = False) -> torch.Tensor:
         values = np.ascontiguousarray(records[name])
-        return torch.from_numpy(normalizer(values, accumulate=False) if normalise else values)
+        if normalise:  # (multi-task: each record with its own task's statistics, tagged)
+            task = records["task"] if "task" in records.dtype.names else None
+            values = normalizer.normalize_stored(values, task)
+        return torch.from_numpy(values)
 
     def learn(beta: float) -> dict:
         """One gradient step on this rank's slice of a global batch of N x B transitions."""
         nonlocal gradient_steps
         batch = replay.sample(B, beta)
         r = batch.records
+        # multi-task: each transition weighted by its task (and the heads scaled to match)
+        weights = batch.weights * tasks.sample_weights(r)
         loss, td_abs, q_taken = dqn_loss(
             q_network, target_network, column(r, "obs", True), column(r, "action"),
             column(r, "reward"), column(r, "next_obs", True), column(r, "done").float(),
-            column(r, "discount"), torch.from_numpy(batch.weights), cfg.double_q)
+            column(r, "discount"), torch.from_numpy(weights), cfg.double_q)
         if faults.at("loss", world.rank, update):
             loss = loss * float("nan")
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"non-finite loss ({loss.item()}) at update {update}")
         grads.zero()
         loss.backward()
-        grads.average()
+        sync.gradients_ready()  # the Allreduce average (multi-task: task-weighted)
         grad_norm = grads.clip_(cfg.max_grad_norm)
         optimizer.step()
         replay.update_priorities(batch, td_abs.numpy())
@@ -178,11 +199,14 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         return {"td_loss": loss.item(), "q_mean": q_taken.mean().item(), "grad_norm": grad_norm}
 
     def evaluate(record: dict) -> float:
-        return evaluator.run(act_greedy, normalizer)
+        value = evaluator.run(act_greedy, normalizer)
+        tasks.record_eval(record, record["global_step"])  # multi-task: per-task solved flags
+        return value
 
     def checkpoint(update: int) -> None:
         shared = {"model": q_network.state_dict(), "target": target_network.state_dict(),
-                  "optimizer": optimizer.state_dict(), "normalizer": normalizer.state_dict()}
+                  "optimizer": optimizer.state_dict(), "normalizer": normalizer.state_dict(),
+                  "tasks": tasks.state_dict()}
         local = {"env": envs.state_dict(), "explorer": explorer.bit_generator.state}
         run.save(update, shared, local, meta={"global_step": update * steps_per_update,
                                               "gradient_steps": gradient_steps})
@@ -206,19 +230,20 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                 stats = learn(beta)
                 limiter.sample(N * B)
                 learned += 1
-            raw_obs = envs.raw_obs
+            raw_obs = normalizer.stored(envs.raw_obs)  # (multi-task: padded to the widest)
             actions = act_greedy(envs.observe())
             explore = explorer.random(E) < epsilon
             if global_step < learn_from_step:   # fill the memory with uniformly random play
                 explore[:] = True
             actions[explore] = explorer.integers(0, n_actions, int(explore.sum()))
             rewards, terminated, truncated, valid = envs.step(actions)
-            replay.add(adder.add(raw_obs, actions, rewards, envs.raw_obs, terminated, truncated,
-                                 valid))
+            replay.add(tasks.tag(adder.add(raw_obs, actions, rewards,
+                                           normalizer.stored(envs.raw_obs), terminated,
+                                           truncated, valid)))
             global_step += E * N
             if limiter is not None:
                 limiter.insert(E * N)
-        normalizer.sync(world)
+        normalizer.sync(tasks.group)
 
         # 2. Learn: as far as the rate limiter allows (or gradient_steps, with no limiter).
         if limiter is not None:
@@ -236,12 +261,13 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         record = {**run.record(update), "epsilon": epsilon, "beta": beta, "gradient_steps": gradient_steps,
                   "learned_this_update": learned, "replay_size": len(memory),
                   "comm_time_s": grads.comm_time_s, **stats,
-                  **global_episode_stats(world, *envs.stats.drain())}
+                  **tasks.episode_stats(envs.stats)}
         if limiter is not None:
             record["samples_per_insert"] = limiter.ratio
         if update % cfg.desync_check_interval == 0:
             check_in_sync(world, q_network)
-        if run.end_update(update, num_updates, record, evaluate, checkpoint):
+        if run.end_update(update, num_updates, record, evaluate, checkpoint,
+                          eval_now=tasks.reached_target_in_training()):
             break
 
     check_in_sync(world, q_network)
@@ -249,4 +275,5 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     evaluator.close()
     return run.finish(update, extra={"replay_sharing": cfg.replay_sharing,
                                      "gradient_steps": gradient_steps,
-                                     "samples_per_insert": limiter.ratio if limiter else None})
+                                     "samples_per_insert": limiter.ratio if limiter else None,
+                                     **(tasks.summary() or {})})

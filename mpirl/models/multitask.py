@@ -1,4 +1,5 @@
-"""One agent for several tasks: a shared trunk, and a policy head and a value head per task.
+"""One agent for several tasks: a shared trunk, and per task a policy head and a value head (PPO)
+or a Q head (DQN).
 
 Input: a task's observation padded with zeros to the widest task's width D, followed by a one-hot
 of the task (width D + K). Output, like :class:`~mpirl.models.actor_critic.ActorCritic`, one packed
@@ -11,6 +12,12 @@ into NaN). Every task thus produces the same shapes, so rollout buffers and the
 Each rank evaluates only its own task's heads (``model.task``); the other heads get no gradient
 from its batch. Every rank still holds every head (replicas stay identical), and the sync layer
 averages head gradients over the ranks of their task (:mod:`mpirl.dist.task_sync`).
+
+:class:`MultiTaskQNetwork` (DQN) takes the same padded, tagged observations, but a batch may mix
+tasks (transitions replayed from a memory shared by all tasks' ranks): each row goes through the
+head of the task its one-hot names. Every head has A outputs; task k's beyond its ``n_k`` actions
+are the most negative float, so they are never the argmax (acting) nor the max or argmax of a
+target; a dueling head averages its advantages over its task's own actions only.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from torch import nn
 
 from mpirl.models.actor_critic import PolicyValueHead, hidden_blocks
 from mpirl.models.popart import PopArt
+from mpirl.models.qnet import QHead, mlp
 
 
 def action_mask(action_counts: list[int]) -> torch.Tensor:
@@ -30,6 +38,14 @@ def action_mask(action_counts: list[int]) -> torch.Tensor:
 def mask_logits(logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """``logits`` (B, A) with the entries where ``valid`` (A,) is False set to the dtype's min."""
     return torch.where(valid, logits, torch.finfo(logits.dtype).min)
+
+
+def head_owners(trunk: nn.Module, heads: nn.ModuleList) -> dict[int, int | None]:
+    """id(parameter) -> the task whose head it belongs to, or None for the shared trunk."""
+    owners = {id(p): None for p in trunk.parameters()}
+    for k, head in enumerate(heads):
+        owners.update({id(p): k for p in head.parameters()})
+    return owners
 
 
 class MultiTaskActorCritic(nn.Module):
@@ -70,10 +86,45 @@ class MultiTaskActorCritic(nn.Module):
 
     def owner(self) -> dict[int, int | None]:
         """id(parameter) -> the task whose head it belongs to, or None for the shared trunk."""
-        owners = {id(p): None for p in self.trunk.parameters()}
-        for k, head in enumerate(self.heads):
-            owners.update({id(p): k for p in head.parameters()})
-        return owners
+        return head_owners(self.trunk, self.heads)
 
     def value_layers(self) -> list[nn.Linear]:
         return [head.value for head in self.heads]
+
+
+class MultiTaskQNetwork(nn.Module):
+    """Shared trunk (QNetwork's: ReLU MLP) + one Q head per task (plain or dueling).
+
+    ``forward(x)``: x (B, D + K) padded observations with their task one-hots, rows of any tasks
+    mixed -> Q-values (B, A), each row from its own task's head, invalid actions masked. The task
+    is read from the one-hot, so acting, evaluation and the DQN loss call it as a QNetwork.
+    """
+
+    def __init__(self, obs_width: int, action_counts: list[int], hidden_sizes=(64, 64),
+                 dueling: bool = False):
+        super().__init__()
+        self.num_tasks = len(action_counts)
+        self.action_dim = max(action_counts)
+        self.width = obs_width
+        self.obs_dim = obs_width + self.num_tasks  # padded observation + task one-hot
+        *trunk, last = hidden_sizes
+        self.trunk = mlp(self.obs_dim, trunk, last)
+        self.act = nn.ReLU()
+        self.heads = nn.ModuleList(QHead(last, self.action_dim, dueling, n_valid=n)
+                                   for n in action_counts)
+
+    def tasks_of(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) int64: the task of each row, from its one-hot."""
+        return x[:, self.width:].argmax(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.trunk(x))
+        task = self.tasks_of(x)
+        # every head on every row (K tiny heads), then each row's own: a row gives the other
+        # heads exactly zero gradient
+        every = torch.stack([head(h) for head in self.heads], dim=1)     # (B, K, A)
+        index = task.view(-1, 1, 1).expand(-1, 1, self.action_dim)
+        return every.gather(1, index).squeeze(1)
+
+    def owner(self) -> dict[int, int | None]:
+        return head_owners(self.trunk, self.heads)

@@ -8,6 +8,7 @@ A transition is one numpy *record* (a structured dtype, see :func:`transition_dt
     next_obs  (*obs_shape,)  observation k steps later, to bootstrap from
     done      ()             bool, the episode terminated within those k steps (no bootstrap)
     discount  ()             float32 g^k, the bootstrap discount (k < n: the episode ended)
+    task      ()             int64 the task the transition belongs to (multi-task runs only)
 
 Records of one fixed dtype are what the cross-rank sharing ships around: an array of them is one
 contiguous buffer for Allgatherv / Alltoallv, with no pickling.
@@ -27,14 +28,16 @@ from mpirl.replay.sumtree import SumTree
 PRIORITY_EPS = 1e-6
 
 
-def transition_dtype(obs_shape: tuple, obs_dtype=np.float32) -> np.dtype:
-    """The record dtype of one transition with observations of ``obs_shape`` / ``obs_dtype``."""
+def transition_dtype(obs_shape: tuple, obs_dtype=np.float32, task: bool = False) -> np.dtype:
+    """The record dtype of one transition with observations of ``obs_shape`` / ``obs_dtype``
+    (``task``: with the task id field of multi-task runs)."""
     obs_shape = tuple(obs_shape)
     # aligned (padded like a C struct): fields sit at multiples of their size, so a column of
     # records can be handed to torch, and copies move whole words
     return np.dtype([("obs", obs_dtype, obs_shape), ("action", np.int64), ("reward", np.float32),
                      ("next_obs", obs_dtype, obs_shape), ("done", np.bool_),
-                     ("discount", np.float32)], align=True)
+                     ("discount", np.float32)] + ([("task", np.int64)] if task else []),
+                    align=True)
 
 
 def importance_weights(probs: np.ndarray, size: int, beta: float,

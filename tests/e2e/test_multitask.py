@@ -1,8 +1,10 @@
-"""Multi-task runs as users start them: per-task summaries and metrics, exact resume, bad input."""
+"""Multi-task runs as users start them: per-task summaries and metrics, exact resume, bad input;
+PPO and DQN."""
 import pytest
 import torch
 
-from tests.e2e.conftest import final_params, read_metrics, read_summary
+from tests.e2e.conftest import crash_then_resume, final_params, read_metrics, read_summary
+from tests.e2e.test_dqn import TINY_DQN
 from tests.launch import train
 
 TASKS = ["--tasks", "CartPole-v1,Acrobot-v1"]
@@ -122,6 +124,90 @@ def test_a_task_at_its_target_is_parked_logged_and_resumed_exactly(tmp_path, tin
     for env_id in ("CartPole-v1", "Acrobot-v1"):
         for key in ("parked", "parked_at_steps", "env_steps"):
             assert again[env_id][key] == summary["tasks"][env_id][key], (env_id, key)
+
+
+# -- DQN: 4 ranks x 4 envs x --train-frequency 4 = 64 global steps per update ----------------------
+def _dqn_args(run_dir, *extra):
+    return [*TASKS, *TINY_DQN, "--total-timesteps", "2048", "--eval-interval", "8",
+            "--checkpoint-interval", "8", "--run-dir", str(run_dir), *extra]
+
+
+def test_dqn_four_rank_run_writes_per_task_summaries_and_resumes(tmp_path):
+    """``--algo dqn --tasks CartPole-v1,Acrobot-v1`` at 4 ranks (allgather: one memory of both
+    tasks' transitions): per-task summaries, metrics and evaluations; the checkpoint holds both
+    Q heads, the target network, both tasks' statistics and the per-task state; a crash after
+    a checkpoint resumes from it (with an empty replay memory, as single-task DQN does)."""
+    run_dir = tmp_path / "run"
+    resumed = crash_then_resume(4, _dqn_args(run_dir), crash_at_update=20, total=2048,
+                                resumed_from="ckpt_00000016.pt")
+    assert "CartPole-v1 (2 ranks, target 475.0), Acrobot-v1 (2 ranks, target -100.0)" in \
+        resumed.output and "PopArt" not in resumed.output
+    assert "replay memory is not checkpointed; it restarts empty" in resumed.output
+
+    summary = read_summary(run_dir)
+    assert summary["algo"] == "dqn" and summary["env_id"] == "CartPole-v1,Acrobot-v1"
+    assert summary["replay_sharing"] == "allgather" and summary["gradient_steps"] > 0
+    assert summary["popart"] is False and summary["park_solved_tasks"] is False
+    tasks = summary["tasks"]
+    assert list(tasks) == ["CartPole-v1", "Acrobot-v1"]
+    for env_id, target in (("CartPole-v1", 475.0), ("Acrobot-v1", -100.0)):
+        assert tasks[env_id]["ranks"] == 2 and tasks[env_id]["target_return"] == target
+        assert tasks[env_id]["env_steps"] == 1024   # its 2 ranks' steps, across the resume
+    assert tasks["CartPole-v1"]["eval_return_mean"] > 0 > tasks["Acrobot-v1"]["eval_return_mean"]
+    assert summary["eval_return_mean"] == pytest.approx(
+        (tasks["CartPole-v1"]["eval_return_mean"] + tasks["Acrobot-v1"]["eval_return_mean"]) / 2)
+
+    metrics = read_metrics(run_dir)
+    steps = [m["global_step"] for m in metrics]
+    assert steps[-1] == 2048 and steps.count(64 * 17) == 2   # update 17 ran before and after
+    assert all("episode_return_mean" not in m for m in metrics)  # never pooled across tasks
+    assert any("CartPole-v1/episode_return_mean" in m for m in metrics)
+    evals = [m for m in metrics if "eval_return_mean" in m]
+    assert {8, 16, 24, 32} <= {m["update"] for m in evals}
+    for key in ("CartPole-v1/eval_return_mean", "Acrobot-v1/eval_return_mean",
+                "CartPole-v1/solved", "Acrobot-v1/solved"):
+        assert key in evals[-1], key
+    assert "td_loss" in metrics[-1] and metrics[-1]["replay_size"] > 0
+
+    state = torch.load(sorted((run_dir / "checkpoints").glob("ckpt_*.pt"))[-1],
+                       weights_only=True)["shared"]
+    for net in ("model", "target"):
+        assert {"heads.0.q.weight", "heads.1.q.weight", "trunk.0.weight"} <= set(state[net])
+        assert state[net]["trunk.0.weight"].shape[1] == 6 + 2   # Acrobot's width + one-hot
+    assert set(state["normalizer"]) == {"CartPole-v1", "Acrobot-v1"}
+    assert state["normalizer"]["Acrobot-v1"]["count"] > 0
+    assert state["tasks"]["env_steps"] == [1024, 1024]
+
+
+@pytest.mark.parametrize("mode,extra", [
+    ("sharded", ["--dueling"]), ("none", ["--task-weighting", "ranks", "--no-prioritized"])])
+def test_dqn_multitask_runs_in_the_other_sharing_modes(mode, extra, tmp_path):
+    run_dir = tmp_path / "run"
+    train(4, _dqn_args(run_dir, "--replay-sharing", mode, "--total-timesteps", "1024",
+                       "--samples-per-insert", "8", *extra), timeout=180).check()
+    summary = read_summary(run_dir)
+    assert summary["replay_sharing"] == mode and summary["global_steps"] == 1024
+    assert summary["gradient_steps"] > 0 and summary["samples_per_insert"] == pytest.approx(
+        8.0, rel=0.25)
+    assert all(t["env_steps"] == 512 for t in summary["tasks"].values())
+    metrics = read_metrics(run_dir)
+    assert "td_loss" in metrics[-1] and "Acrobot-v1/eval_return_mean" in metrics[-1]
+    model = final_params(run_dir)
+    assert ("heads.1.advantage.weight" in model) == ("--dueling" in extra)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--tasks", "CartPole-v1,Pendulum-v1"],
+     "Pendulum-v1 has a Box action space; --algo dqn needs Discrete"),
+    (["--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"],
+     "--park-solved-tasks is implemented for --algo ppo only, not --algo dqn"),
+])
+def test_bad_dqn_multitask_input_is_one_clear_error_before_training(args, message, tmp_path):
+    run_dir = tmp_path / "run"
+    res = train(0, ["--algo", "dqn", *args, "--run-dir", str(run_dir)], timeout=60)
+    assert res.returncode == 2, res.output
+    assert res.output.count("mpirl: error:") == 1 and message in res.output, res.output
+    assert "Traceback" not in res.output and not run_dir.exists()
 
 
 @pytest.mark.parametrize("tasks,message", [

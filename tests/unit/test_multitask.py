@@ -47,8 +47,10 @@ def test_config_validation_reports_multitask_problems_once():
     text = str(err.value)
     for part in ("malformed weight", "--sync-mode local-sgd", "--popart-beta"):
         assert part in text
-    with pytest.raises(ConfigError, match="not --algo dqn"):
-        parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn"])
+    assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn"]).algo == "dqn"
+    with pytest.raises(ConfigError, match="--park-solved-tasks is implemented for --algo ppo "
+                                          "only, not --algo dqn"):
+        parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn", "--park-solved-tasks"])
     with pytest.raises(ConfigError, match="not one of --tasks"):
         parse_args(["--tasks", "CartPole-v1", "--task-targets", "Acrobot-v1:-100"])
     assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]).tasks == "CartPole-v1,Acrobot-v1"
