@@ -4,7 +4,8 @@ Every rank steps its own vector env with its own exploration rate and holds a re
 Q-network. Each update:
 
     act        train_frequency steps x E envs on this rank, epsilon-greedy: rank i of N explores
-               with eps^(1 + alpha * i / (N - 1)) (Ape-X); a single rank anneals epsilon linearly
+               with eps^(1 + alpha * i / (N - 1)) (Ape-X; multi-task: i of the task's N ranks);
+               a single rank (multi-task: a task's only rank) anneals epsilon linearly
     insert     n-step transition records into the replay memory, shared per --replay-sharing
                (allgather: every memory gets every rank's records; sharded: one global memory in
                N shards; none: separate memories)
@@ -59,6 +60,15 @@ def linear_schedule(start_e: float, end_e: float, duration: float, t: float) -> 
 def apex_epsilon(base: float, alpha: float, rank: int, size: int) -> float:
     """Rank ``rank``'s fixed exploration rate among ``size`` actors: base^(1 + alpha i/(N-1))."""
     return base ** (1.0 + alpha * rank / (size - 1))
+
+
+def actor_epsilon(cfg: Config, group: World) -> float | None:
+    """This rank's fixed Ape-X rate, spread over the ranks that act in the same env (the world;
+    multi-task: the task's group, so every task gets the whole range of rates), or None for the
+    linear schedule of a rank that acts alone."""
+    if group.size == 1:
+        return None
+    return apex_epsilon(cfg.apex_epsilon, cfg.apex_alpha, group.rank, group.size)
 
 
 def dqn_loss(q_network: QNetwork, target_network: QNetwork, obs, actions, rewards, next_obs,
@@ -122,7 +132,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     E, N, B = cfg.num_envs, world.size, cfg.batch_size
     steps_per_update = cfg.train_frequency * E * N          # global env steps per update
     num_updates = math.ceil(cfg.total_timesteps / steps_per_update)
-    fixed_epsilon = apex_epsilon(cfg.apex_epsilon, cfg.apex_alpha, world.rank, N) if N > 1 else None
+    fixed_epsilon = actor_epsilon(cfg, tasks.group)
 
     def new_limiter() -> RateLimiter | None:
         """Samples per insert pinned over all ranks (None: --samples-per-insert 0, CleanRL-style

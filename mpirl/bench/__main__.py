@@ -1,4 +1,4 @@
-"""python -m mpirl.bench [SECTION ...] [--quick] [--out DIR] [--seed N]"""
+"""python -m mpirl.bench [SECTION ...] [--quick] [--out DIR] [--seed N] [--dqn]"""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +34,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="bench-results", help="directory for JSON, tables, plots")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the sections that run one (multitask; default 1)")
+    parser.add_argument("--dqn", action="store_true",
+                        help="multitask: the same comparison with --algo dqn instead of PPO "
+                             "(written as multitask-dqn.json / .md)")
     args = parser.parse_args(argv)
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:
@@ -46,10 +49,11 @@ def main(argv=None) -> int:
         result = module.run(args)
         result = {"section": name, "machine": machine(), "quick": args.quick,
                   "seconds": round(time.time() - t0, 1), **result}
-        with open(os.path.join(args.out, f"{name}.json"), "w") as fh:
+        stem = getattr(module, "output_name", lambda _: name)(args)
+        with open(os.path.join(args.out, f"{stem}.json"), "w") as fh:
             json.dump(result, fh, indent=2)
         text = module.table(result)
-        with open(os.path.join(args.out, f"{name}.md"), "w") as fh:
+        with open(os.path.join(args.out, f"{stem}.md"), "w") as fh:
             fh.write(text + "\n")
         print(text, flush=True)
     return 0

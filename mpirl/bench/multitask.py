@@ -23,6 +23,12 @@ the trainer's own clock, start-up of mpirun and imports excluded, the same for a
 The PPO settings are one set for both tasks (the trainer's defaults are tuned for CartPole
 alone; with them Acrobot's policy collapsed to a near-deterministic one scoring -500 in our
 trial): a smaller learning rate, an entropy bonus, longer rollouts, gamma 0.99 / lambda 0.95.
+
+``--dqn`` (an optional extra, written as multitask-dqn.json / .md; the PPO figures are not
+touched): the same comparison with ``--algo dqn`` (allgather replay, DQN's CartPole settings of
+mpirl.bench.dqn for both tasks, --task-weighting equal), at most DQN_STEPS steps per task. DQN
+has no parking, so the joint run trains both tasks until both are solved (--stop-on-solve); no
+target is judged, the figures are reported as they come.
 """
 from __future__ import annotations
 
@@ -43,14 +49,96 @@ TASKS = ("CartPole-v1", "Acrobot-v1")
 JOINT = ["--park-solved-tasks"]
 
 
-def _train(args: list[str], budget: int, seed: int) -> dict:
+DQN_STEPS = 100_000      # per task
+DQN_QUICK_STEPS = 4_096
+
+
+def _dqn_settings() -> list[str]:
+    from mpirl.bench.dqn import CARTPOLE_ARGS
+    return ["--algo", "dqn", *CARTPOLE_ARGS, "--eval-interval", "10", "--eval-episodes", "10",
+            "--log-interval", "100000", "--checkpoint-interval", "100000", "--no-tensorboard",
+            "--stop-on-solve"]
+
+
+def _train(args: list[str], budget: int, seed: int, settings: list[str] = PPO) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        return train_summary(RANKS, [*args, *PPO, "--total-timesteps", str(budget),
+        return train_summary(RANKS, [*args, *settings, "--total-timesteps", str(budget),
                                      "--seed", str(seed), "--run-dir", os.path.join(tmp, "run")],
                              timeout=1800)
 
 
+def output_name(args) -> str:
+    """The stem of the files this section writes (the DQN extra beside the PPO figures)."""
+    return "multitask-dqn" if getattr(args, "dqn", False) else "multitask"
+
+
+def run_dqn(args) -> dict:
+    """The joint DQN run against each task alone (see the module docstring)."""
+    steps = DQN_QUICK_STEPS if args.quick else DQN_STEPS
+    seed = 1 if getattr(args, "seed", None) is None else args.seed
+    settings = _dqn_settings()
+    loads = [os.getloadavg()[0]]
+    joint = _train(["--tasks", ",".join(TASKS)], 2 * steps, seed, settings)
+    alone = {}
+    for task in TASKS:
+        loads.append(os.getloadavg()[0])
+        alone[task] = _train(["--tasks", task], steps, seed, settings)
+    loads.append(os.getloadavg()[0])
+    rows = []
+    for task in TASKS:
+        mine, single = joint["tasks"][task], alone[task]["tasks"][task]
+        rows.append({"task": task, "target": mine["target_return"],
+                     "joint_solved": mine["solved"], "joint_eval": mine["eval_return_mean"],
+                     "joint_solved_at_task_step": (None if mine["solved_at_step"] is None
+                                                   else mine["solved_at_step"] // len(TASKS)),
+                     "joint_solved_at_s": mine["solved_at_time_s"],
+                     "alone_solved": single["solved"], "alone_eval": single["eval_return_mean"],
+                     "alone_solved_at_step": single["solved_at_step"],
+                     "alone_solved_at_s": single["solved_at_time_s"],
+                     "alone_wall_s": alone[task]["wall_time_s"],
+                     "alone_sps": alone[task]["sps"]})
+    alone_total = sum(s["wall_time_s"] for s in alone.values())
+    return {"algo": "dqn", "ranks": RANKS, "steps_per_task": steps, "seed": seed,
+            "dqn_args": settings, "load_average": loads, "rows": rows,
+            "joint_wall_s": joint["wall_time_s"], "joint_global_steps": joint["global_steps"],
+            "joint_sps": joint["sps"], "joint_gradient_steps": joint["gradient_steps"],
+            "alone_wall_s_total": alone_total,
+            "alone_global_steps": {t: s["global_steps"] for t, s in alone.items()},
+            "both_solved_in_joint_run": all(r["joint_solved"] for r in rows),
+            "joint_not_slower": joint["wall_time_s"] <= alone_total}
+
+
+def table_dqn(result: dict) -> str:
+    lines = [f"Multi-task DQN at {result['ranks']} ranks ({result['machine']['cpu']}, "
+             f"{result['machine']['cores']} cores), at most {result['steps_per_task']:,} steps "
+             f"per task, --stop-on-solve, allgather replay, seed {result['seed']}"
+             + (" (quick: budgets too small to solve)" if result.get("quick") else ""), "",
+             "| task | target | joint: eval | joint: solved at step (per task) | joint: solved "
+             "at s | alone: eval | alone: solved at step | alone: solved at s | alone: wall s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['task']} | {r['target']:.0f} | {_fmt(r['joint_eval'], '{:.1f}')} | "
+                     f"{_fmt(r['joint_solved_at_task_step'], '{:,}')} | "
+                     f"{_fmt(r['joint_solved_at_s'], '{:.1f}')} | "
+                     f"{_fmt(r['alone_eval'], '{:.1f}')} | "
+                     f"{_fmt(r['alone_solved_at_step'], '{:,}')} | "
+                     f"{_fmt(r['alone_solved_at_s'], '{:.1f}')} | {r['alone_wall_s']:.1f} |")
+    lines += ["", "| wall time | joint run | two runs alone, added |", "|---|---:|---:|",
+              f"| seconds | {result['joint_wall_s']:.1f} | {result['alone_wall_s_total']:.1f} |",
+              "", f"Both tasks solved in the joint run: {result['both_solved_in_joint_run']}; "
+              f"joint no slower than the two alone: {result['joint_not_slower']}. "
+              f"Joint run: {result['joint_global_steps']:,} global steps at "
+              f"{result['joint_sps']:,.0f} steps/s, {result['joint_gradient_steps']:,} gradient "
+              "steps."]
+    if result.get("load_average"):
+        lines.append("Load average (1 min) before the runs (joint, alone, alone, after): "
+                     + ", ".join(f"{x:.1f}" for x in result["load_average"]) + ".")
+    return "\n".join(lines)
+
+
 def run(args) -> dict:
+    if getattr(args, "dqn", False):
+        return run_dqn(args)
     steps = QUICK_STEPS if args.quick else STEPS
     seed = 1 if getattr(args, "seed", None) is None else args.seed
     loads = [os.getloadavg()[0]]  # other jobs on the machine distort every wall-clock figure
@@ -102,6 +190,8 @@ def _fmt(value, spec="{:.0f}"):
 
 
 def table(result: dict) -> str:
+    if result.get("algo") == "dqn":
+        return table_dqn(result)
     lines = [f"Multi-task PPO at {result['ranks']} ranks ({result['machine']['cpu']}, "
              f"{result['machine']['cores']} cores), at most {result['steps_per_task']:,} steps "
              f"per task, --stop-on-solve, joint run {' '.join(result.get('joint_args', []))}, "

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.algos.dqn import dqn_loss
+from mpirl.algos.dqn import actor_epsilon, dqn_loss
+from mpirl.config import parse_args
 from mpirl.dist.collectives import FlatGradients
 from mpirl.dist.sync import AllreduceSync
 from mpirl.dist.task_sync import TaskWeightedSync, task_weights
@@ -246,3 +247,15 @@ def test_padding_is_the_same_for_acting_and_for_stored_records():
     raw = np.arange(8, dtype=np.float32).reshape(2, 4)
     np.testing.assert_array_equal(norm.normalize_stored(norm.stored(raw), np.array([1, 1])),
                                   pad_and_tag(raw, 6, 1, 2))
+
+
+def test_ape_x_rates_spread_over_each_tasks_ranks():
+    """Rank j of a task's n ranks explores with 0.4^(1 + 7 j / (n - 1)), so each task gets the
+    whole range (world ranks interleave the tasks: task 1 of two would get neither 0.4 nor the
+    next rates); a task's only rank anneals linearly, as a single-rank run does."""
+    from types import SimpleNamespace as Group
+    cfg = parse_args(["--algo", "dqn"])
+    assert actor_epsilon(cfg, Group(rank=0, size=2)) == pytest.approx(0.4)
+    assert actor_epsilon(cfg, Group(rank=1, size=2)) == pytest.approx(0.4 ** 8)
+    assert actor_epsilon(cfg, Group(rank=1, size=3)) == pytest.approx(0.4 ** 4.5)
+    assert actor_epsilon(cfg, Group(rank=0, size=1)) is None
