@@ -113,16 +113,7 @@ def table_dqn(result: dict) -> str:
              f"{result['machine']['cores']} cores), at most {result['steps_per_task']:,} steps "
              f"per task, --stop-on-solve, allgather replay, seed {result['seed']}"
              + (" (quick: budgets too small to solve)" if result.get("quick") else ""), "",
-             "| task | target | joint: eval | joint: solved at step (per task) | joint: solved "
-             "at s | alone: eval | alone: solved at step | alone: solved at s | alone: wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['task']} | {r['target']:.0f} | {_fmt(r['joint_eval'], '{:.1f}')} | "
-                     f"{_fmt(r['joint_solved_at_task_step'], '{:,}')} | "
-                     f"{_fmt(r['joint_solved_at_s'], '{:.1f}')} | "
-                     f"{_fmt(r['alone_eval'], '{:.1f}')} | "
-                     f"{_fmt(r['alone_solved_at_step'], '{:,}')} | "
-                     f"{_fmt(r['alone_solved_at_s'], '{:.1f}')} | {r['alone_wall_s']:.1f} |")
+             *_task_table(result["rows"], [("alone: solved at s", "alone_solved_at_s", "{:.1f}")])]
     lines += ["", "| wall time | joint run | two runs alone, added |", "|---|---:|---:|",
               f"| seconds | {result['joint_wall_s']:.1f} | {result['alone_wall_s_total']:.1f} |",
               "", f"Both tasks solved in the joint run: {result['both_solved_in_joint_run']}; "
@@ -189,6 +180,25 @@ def _fmt(value, spec="{:.0f}"):
     return "-" if value is None else spec.format(value)
 
 
+# (header, row key, format) of the per-task columns both algorithms report
+_TASK_COLUMNS = [("target", "target", "{:.0f}"), ("joint: eval", "joint_eval", "{:.1f}"),
+                 ("joint: solved at step (per task)", "joint_solved_at_task_step", "{:,}"),
+                 ("joint: solved at s", "joint_solved_at_s", "{:.1f}"),
+                 ("alone: eval", "alone_eval", "{:.1f}"),
+                 ("alone: solved at step", "alone_solved_at_step", "{:,}")]
+
+
+def _task_table(rows: list[dict], extra: list[tuple]) -> list[str]:
+    """The per-task markdown table: the shared columns, ``extra`` ones, then the wall time alone."""
+    columns = _TASK_COLUMNS + extra + [("alone: wall s", "alone_wall_s", "{:.1f}")]
+    lines = ["| task | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for r in rows:
+        lines.append(f"| {r['task']} | "
+                     + " | ".join(_fmt(r.get(key), spec) for _, key, spec in columns) + " |")
+    return lines
+
+
 def table(result: dict) -> str:
     if result.get("algo") == "dqn":
         return table_dqn(result)
@@ -197,17 +207,7 @@ def table(result: dict) -> str:
              f"per task, --stop-on-solve, joint run {' '.join(result.get('joint_args', []))}, "
              f"seed {result['seed']}"
              + (" (quick: budgets too small to solve)" if result.get("quick") else ""), "",
-             "| task | target | joint: eval | joint: solved at step (per task) | joint: solved "
-             "at s | joint: steps taken | alone: eval | alone: solved at step | alone: wall s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in result["rows"]:
-        lines.append(f"| {r['task']} | {r['target']:.0f} | {_fmt(r['joint_eval'], '{:.1f}')} | "
-                     f"{_fmt(r['joint_solved_at_task_step'], '{:,}')} | "
-                     f"{_fmt(r['joint_solved_at_s'], '{:.1f}')} | "
-                     f"{_fmt(r.get('joint_env_steps'), '{:,}')} | "
-                     f"{_fmt(r['alone_eval'], '{:.1f}')} | "
-                     f"{_fmt(r['alone_solved_at_step'], '{:,}')} | "
-                     f"{r['alone_wall_s']:.1f} |")
+             *_task_table(result["rows"], [("joint: steps taken", "joint_env_steps", "{:,}")])]
     lines += ["", f"| wall time | joint run | two runs alone, added |", "|---|---:|---:|",
               f"| seconds | {result['joint_wall_s']:.1f} | {result['alone_wall_s_total']:.1f} |",
               "", f"Both tasks solved in the joint run: {result['both_solved_in_joint_run']}; "

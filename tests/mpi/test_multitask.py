@@ -63,25 +63,36 @@ def _grads(model):
             for name, p in model.named_parameters()}
 
 
-@pytest.mark.mpi(min_size=2)
-@pytest.mark.parametrize("weighting", ["equal", "ranks"])
-def test_trunk_gradient_is_the_task_weighted_mean_and_heads_the_per_task_means(weighting):
-    world = World()
+def _weighted_setup(world, weighting):
+    """This rank's model, flat gradients and task-weighted sync; the rank-to-task layout."""
     tasks = assign_tasks(world.size, [1] * len(ACTIONS))
     counts = [tasks.count(k) for k in range(len(ACTIONS))]
     model = _model(tasks[world.rank])
     grads = FlatGradients(model.parameters(), world)
     sync = TaskWeightedSync(AllreduceSync(world, grads), grads, model.owner(), tasks[world.rank],
                             counts, weighting)
-    _loss(model, world.rank).backward()
-    sync.gradients_ready()
+    return tasks, counts, model, grads, sync
 
-    # One process: every rank's gradient, then the weighted means by hand.
+
+def _every_rank_gradients(world, tasks):
+    """One process: every rank's own gradient, each parameter's (zeros where not reached)."""
     per_rank = []
     for r in range(world.size):
         reference = _model(tasks[r])
         _loss(reference, r).backward()
         per_rank.append(_grads(reference))
+    return per_rank
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("weighting", ["equal", "ranks"])
+def test_trunk_gradient_is_the_task_weighted_mean_and_heads_the_per_task_means(weighting):
+    world = World()
+    tasks, counts, model, grads, sync = _weighted_setup(world, weighting)
+    _loss(model, world.rank).backward()
+    sync.gradients_ready()
+
+    per_rank = _every_rank_gradients(world, tasks)  # then the weighted means by hand
     for name, p in model.named_parameters():
         expected = _expected(per_rank, tasks, counts, name, weighting)
         torch.testing.assert_close(p.grad, expected, atol=1e-6, rtol=1e-5, msg=name)
@@ -99,12 +110,7 @@ def test_parked_tasks_add_zero_gradient_and_the_rest_keep_their_exact_weighted_m
     holding a real gradient of their own, and add nothing; the trunk gets the weighted mean over
     the two tasks that train, their heads their own means, the parked head exactly 0."""
     world = World()
-    tasks = assign_tasks(world.size, [1] * len(ACTIONS))
-    counts = [tasks.count(k) for k in range(len(ACTIONS))]
-    model = _model(tasks[world.rank])
-    grads = FlatGradients(model.parameters(), world)
-    sync = TaskWeightedSync(AllreduceSync(world, grads), grads, model.owner(), tasks[world.rank],
-                            counts, weighting)
+    tasks, counts, model, grads, sync = _weighted_setup(world, weighting)
     sync.set_parked(parked)
     _loss(model, world.rank).backward()  # a parked rank's gradient must not count either
     assert grads.flat.abs().sum() > 0
@@ -118,11 +124,7 @@ def test_parked_tasks_add_zero_gradient_and_the_rest_keep_their_exact_weighted_m
     sync.gradients_ready()
     # (every collective is behind us: a failing check below cannot leave a rank waiting)
 
-    per_rank = []
-    for r in range(world.size):
-        reference = _model(tasks[r])
-        _loss(reference, r).backward()
-        per_rank.append(_grads(reference))
+    per_rank = _every_rank_gradients(world, tasks)
     for name, grad in averaged.items():
         expected = _expected(per_rank, tasks, counts, name, weighting, parked)
         torch.testing.assert_close(grad, expected, atol=1e-6, rtol=1e-5, msg=name)
