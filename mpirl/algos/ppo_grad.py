@@ -21,7 +21,8 @@ The derivatives, per sample i of a batch of B (g_x = d loss / d x):
 Ties of the two clipped terms (autograd halves them) give the same sums, so the gradients equal
 autograd's to float32 rounding: tests/unit/test_ppo_grad.py holds them to it for Discrete and Box
 actions, with and without value clipping. Anything else (multi-task heads, pipeline stages,
-other layer types) keeps autograd's path: see :func:`hand_gradients`.
+other layer types) keeps autograd's path, and so does ``--sync-mode overlap``, whose buckets start
+from autograd's per-parameter hooks while backward runs: see :func:`hand_gradients`.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from mpirl.models.actor_critic import ActorCritic
 
 def hand_gradients(model: nn.Module, cfg: Config) -> "PPOGradients | None":
     """The hand-written loss and gradient for ``model``, or None where only autograd applies."""
-    if type(model) is not ActorCritic or cfg.pipeline_stages > 1:
+    if type(model) is not ActorCritic or cfg.pipeline_stages > 1 or cfg.sync_mode == "overlap":
         return None
     for block in list(model)[:-1]:
         if not (isinstance(block, nn.Sequential) and len(block) == 2

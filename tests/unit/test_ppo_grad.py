@@ -73,6 +73,7 @@ def test_other_models_and_pipelines_keep_autograd():
     model = ActorCritic(obs_dim, action_space)
     assert hand_gradients(model, Config()) is not None
     assert hand_gradients(model, Config(pipeline_stages=2)) is None
+    assert hand_gradients(model, Config(sync_mode="overlap")) is None   # its hooks need autograd
     model[0][1] = torch.nn.ReLU()                           # a layer the derivation does not cover
     assert hand_gradients(model, Config()) is None
     assert hand_gradients(torch.nn.Sequential(torch.nn.Linear(4, 3)), Config()) is None
