@@ -49,9 +49,9 @@ void sumtree_find(const double *tree, int64_t top_lo, int64_t leaf0, int64_t cap
     int64_t j = 0;          /* top-level node holding the current prefix */
     double before = 0.0;    /* sum of the top-level nodes left of j */
     for (int64_t i = 0; i < n; i++) {
-        double left_of = v[i];
-        while (j < top_lo - 1 && before + tree[top_lo + j] <= left_of) before += tree[top_lo + j++];
-        x[i] = left_of - before;
+        double prefix = v[i];
+        while (j < top_lo - 1 && before + tree[top_lo + j] <= prefix) before += tree[top_lo + j++];
+        x[i] = prefix - before;
         node[i] = top_lo + j;
         if (top_lo < leaf0) PREFETCH(&tree[node[i] << 1]);
     }
