@@ -170,6 +170,17 @@ class FlatGradients:
         self.comm_time_s += time.perf_counter() - t0
         np.multiply(self._buf, self._inv_size, out=self._buf)  # numpy: a third of torch's overhead
 
+    def average_nonblocking(self, wait) -> None:
+        """:meth:`average` through an Iallreduce completed by ``wait(request)`` (e.g. a wait that
+        sleeps between tests). Every rank must average the same way: MPI does not match a
+        blocking collective with a non-blocking one."""
+        if self.world.size == 1:
+            return
+        t0 = time.perf_counter()
+        wait(self.world.comm.Iallreduce(MPI.IN_PLACE, self._buf, op=MPI.SUM))
+        self.comm_time_s += time.perf_counter() - t0
+        np.multiply(self._buf, self._inv_size, out=self._buf)
+
     def global_norm(self) -> float:
         return float(torch.linalg.vector_norm(self.flat))
 

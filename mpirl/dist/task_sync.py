@@ -144,7 +144,6 @@ class TaskWeightedSync:
         self.task, self.rank_counts, self.weighting = task, list(rank_counts), weighting
         self._owners = [owner[id(p)] for p in grads.params]
         self._sizes = [p.numel() for p in grads.params]
-        self._inv_size = np.asarray(1.0 / grads.world.size, dtype=grads.flat.numpy().dtype)
         self.set_parked([False] * len(rank_counts))
 
     def set_parked(self, parked: list[bool]) -> None:
@@ -178,13 +177,8 @@ class TaskWeightedSync:
             self.grads.zero()  # whatever the buffer holds: a parked rank adds exactly nothing
         else:
             self.grads.flat.mul_(self.scale)
-        # The inner strategy's averaging (FlatGradients.average), as an Iallreduce.
-        buf = self.grads.flat.numpy()
-        t0 = time.perf_counter()
-        request = self.grads.world.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-        wait_idle(request) if self.idle else request.Wait()
-        self.grads.comm_time_s += time.perf_counter() - t0
-        np.multiply(buf, self._inv_size, out=buf)
+        # The inner strategy's averaging, as an Iallreduce.
+        self.grads.average_nonblocking(wait_idle if self.idle else MPI.Request.Wait)
 
     def end_update(self, update: int) -> dict:
         return self.inner.end_update(update)
