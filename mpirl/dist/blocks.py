@@ -21,6 +21,8 @@ class Blocks:
     The first ``n % size`` ranks hold one item more than the others.
     """
 
+    shared = False  # whether the full vectors are shared within nodes (see SharedBlocks)
+
     def __init__(self, world: World, n: int):
         if n < world.size:
             raise ValueError(f"cannot split {n} items over {world.size} ranks: every rank needs one")
@@ -40,6 +42,14 @@ class Blocks:
     def _spec(self, buf: np.ndarray) -> list:
         width = int(np.prod(buf.shape[1:], dtype=np.int64))  # items may be rows, e.g. Q (n, A)
         return [buf, (self.counts * width, self.displs * width), from_numpy_dtype(buf.dtype)]
+
+    def vectors(self, count: int) -> list[np.ndarray]:
+        """``count`` full-length float64 vectors, zero, for :meth:`allgather_inplace` (here each
+        rank's own; :class:`~mpirl.dist.shared_blocks.SharedBlocks` shares them in a node)."""
+        return list(np.zeros((count, self.n)))
+
+    def free(self) -> None:
+        """Release what the split holds (nothing here; shared windows in the subclass)."""
 
     def allgather_inplace(self, full: np.ndarray) -> None:
         """Every rank has written its own block of ``full`` (shape (n, ...), C-contiguous);

@@ -26,7 +26,7 @@ from mpirl.dist.exchange import allgatherv
 from mpirl.mdp.evaluate import evaluate_in_env, evaluate_in_model
 from mpirl.mdp.mdp import GridWorld, RandomMDP, load_gym, parse_env_kwargs
 from mpirl.mdp.plot import plot_grid
-from mpirl.mdp.solve import METHODS, solve
+from mpirl.mdp.solve import EXCHANGES, METHODS, solve
 
 PROG = "python -m mpirl.mdp"
 
@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     sol = parser.add_argument_group("solving and evaluating")
     sol.add_argument("--method", default="value", choices=METHODS,
                      help="value iteration, Q-value iteration or policy iteration (default value)")
+    sol.add_argument("--exchange", default="shared", choices=EXCHANGES,
+                     help="how ranks see each other's new values every sweep: shared (one V per "
+                     "node in MPI shared memory, Allgatherv between nodes; the default) or "
+                     "allgatherv (every rank its own copy of V)")
     sol.add_argument("--gamma", type=float, default=0.99, help="discount in [0, 1) (default 0.99)")
     sol.add_argument("--tol", type=float, default=1e-8,
                      help="stop when the largest Bellman residual is below this (default 1e-8)")
@@ -154,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if not world.is_root:
         source = make_source(args)
 
-    solution, _ = solve(world, source, args.method, args.gamma, args.tol, args.max_sweeps)
+    solution = solve(world, source, args.method, args.gamma, args.tol, args.max_sweeps,
+                     args.exchange)
     policy = allgatherv(world, solution.policy)[0]  # every rank evaluates some episodes
     Q = allgatherv(world, solution.Q)[0] if solution.Q is not None else None
     n_transitions = sum(world.allgather_obj(solution.transitions))
@@ -188,7 +193,7 @@ def write_run_dir(args, source, solution, policy, Q, evaluation, n_ranks, n_tran
     summary = {
         "mdp": source.name, "states": source.n_states, "actions": source.n_actions,
         "transitions": n_transitions, "method": args.method, "gamma": args.gamma, "tol": args.tol,
-        "ranks": n_ranks, "sweeps": solution.sweeps, "residual": solution.residual,
+        "ranks": n_ranks, "exchange": solution.exchange, "sweeps": solution.sweeps, "residual": solution.residual,
         "converged": solution.converged, "policy_iterations": solution.policy_iterations,
         "seconds": solution.seconds, "seconds_per_sweep": solution.seconds / max(solution.sweeps, 1),
         "comm_seconds": solution.comm_seconds, "value_of_start": start_value(source, solution.V),
@@ -212,8 +217,8 @@ def summary_text(s: dict) -> str:
     lines = [
         f"MDP            {s['mdp']}: {s['states']} states, {s['actions']} actions, "
         f"{s['transitions']} transitions",
-        f"solved by      {s['method']} iteration on {s['ranks']} rank(s), gamma {s['gamma']}, "
-        f"tol {s['tol']:g}",
+        f"solved by      {s['method']} iteration on {s['ranks']} rank(s) (V exchanged by "
+        f"{s['exchange']}), gamma {s['gamma']}, tol {s['tol']:g}",
         f"sweeps         {s['sweeps']}" + (f" ({s['policy_iterations']} policy improvements)"
                                            if s["policy_iterations"] else ""),
         f"residual       {s['residual']:.3g}" + ("" if s["converged"] else

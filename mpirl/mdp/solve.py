@@ -1,10 +1,13 @@
 """Distributed value, Q-value and policy iteration over contiguous slices of states.
 
 Every rank owns the states ``[lo, hi)`` of a :class:`~mpirl.dist.blocks.Blocks` split and holds
-only their rows of P. Each sweep it backs up its slice from the whole value vector V (n_states,),
-then one in-place Allgatherv gives every rank the new V and one Allreduce(MAX) the largest
-Bellman residual; the iteration stops when that falls below ``tol``. Sweeps are Jacobi (every
-state reads the previous sweep's V), so the result is the same at any number of ranks.
+only their rows of P. Each sweep it backs up its slice from the whole value vector V (n_states,)
+into the next V, then the exchange gives every rank the new V and one Allreduce(MAX) the largest
+Bellman residual; the iteration stops when that falls below ``tol``. The exchange is an in-place
+Allgatherv of private copies ("allgatherv"), or, with ``exchange="shared"`` (the default), a
+barrier over V in node-shared memory plus an Allgatherv between nodes
+(:mod:`mpirl.dist.shared_blocks`). Sweeps are Jacobi (every state reads the previous sweep's V,
+which is why there are two V buffers), so the result is the same at any number of ranks.
 
 Stopping at residual ||V_k+1 - V_k||_inf < tol leaves V within gamma * tol of satisfying the
 Bellman optimality equation, and within gamma * tol / (1 - gamma) of V*.
@@ -18,16 +21,18 @@ import numpy as np
 
 from mpirl.dist import World
 from mpirl.dist.blocks import Blocks
+from mpirl.dist.shared_blocks import SharedBlocks
 from mpirl.mdp.backup import Backup, greedy, max_over_actions
 
 METHODS = ("value", "q", "policy")
+EXCHANGES = ("shared", "allgatherv")
 
 
 @dataclass
 class Solution:
     """What a solve returns on every rank.
 
-    ``V`` (n_states,) is whole on every rank; ``policy`` (hi - lo,) and ``Q`` (hi - lo, A) are
+    ``V`` (n_states,) is whole on every rank (its own copy); ``policy`` (hi - lo,) and ``Q`` (hi - lo, A) are
     this rank's slice (``mpirl.dist.exchange.allgatherv`` puts them together); ``Q`` is None
     unless computed. ``residual``: the last sweep's max |change| of V ("value") or of Q ("q");
     for "policy" the Bellman optimality residual max |max_a Q - V| of the final V.
@@ -45,6 +50,7 @@ class Solution:
     policy_iterations: int = 0
     transitions: int = 0      # in this rank's slice
     bytes_per_sweep: int = 0  # of this rank's transition arrays read by one full backup
+    exchange: str = "allgatherv"  # how V went round: "shared" (node memory) or "allgatherv"
 
 
 class _Exchange:
@@ -66,7 +72,7 @@ def value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
                     max_sweeps: int) -> Solution:
     """V <- max_a [rbar + gamma P V] until the largest change of V is below ``tol``."""
     lo, hi, A = blocks.lo, blocks.hi, backup.n_actions
-    V, V_next = np.zeros(blocks.n), np.empty(blocks.n)
+    V, V_next = blocks.vectors(2)
     exchange = _Exchange(blocks)
     t0 = time.perf_counter()
     residual, sweeps = np.inf, 0
@@ -76,7 +82,7 @@ def value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
         sweeps += 1
     seconds = time.perf_counter() - t0
     policy = greedy(backup.q_values(V, gamma), A)  # the greedy policy of the final V
-    return Solution("value", V, policy, None, sweeps, residual, residual < tol, seconds,
+    return Solution("value", V.copy(), policy, None, sweeps, residual, residual < tol, seconds,
                     exchange.seconds)
 
 
@@ -88,18 +94,19 @@ def q_value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
     A times less than the whole Q.
     """
     lo, hi, A = blocks.lo, blocks.hi, backup.n_actions
-    V = np.zeros(blocks.n)
+    V, V_next = blocks.vectors(2)
     q, q_next = np.zeros(backup.n_rows), np.empty(backup.n_rows)
     exchange = _Exchange(blocks)
     t0 = time.perf_counter()
     residual, sweeps = np.inf, 0
     while sweeps < max_sweeps and not residual < tol:
         backup.q_values(V, gamma, out=q_next)
-        max_over_actions(q_next, A, out=V[lo:hi])  # V's other slices are not read again
-        residual = exchange(V, float(np.max(np.abs(q_next - q))))
+        max_over_actions(q_next, A, out=V_next[lo:hi])
+        residual = exchange(V_next, float(np.max(np.abs(q_next - q))))
         q, q_next = q_next, q
+        V, V_next = V_next, V
         sweeps += 1
-    return Solution("q", V, greedy(q, A), q.reshape(-1, A).copy(), sweeps, residual,
+    return Solution("q", V.copy(), greedy(q, A), q.reshape(-1, A).copy(), sweeps, residual,
                     residual < tol, time.perf_counter() - t0, exchange.seconds)
 
 
@@ -113,7 +120,7 @@ def policy_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
     """
     lo, hi, A = blocks.lo, blocks.hi, backup.n_actions
     policy = np.zeros(hi - lo, dtype=np.int64)
-    V, V_next = np.zeros(blocks.n), np.empty(blocks.n)
+    V, V_next = blocks.vectors(2)
     q = np.empty(backup.n_rows)
     exchange = _Exchange(blocks)
     t0 = time.perf_counter()
@@ -134,21 +141,32 @@ def policy_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
         rounds += 1
     optimality = np.abs(max_over_actions(q, A, out=np.empty(hi - lo)) - V[lo:hi])
     residual = blocks.max_over_ranks(float(optimality.max()))
-    return Solution("policy", V, policy, None, sweeps, residual, stable and residual < tol,
+    return Solution("policy", V.copy(), policy, None, sweeps, residual, stable and residual < tol,
                     time.perf_counter() - t0, exchange.seconds, rounds)
 
 
+def split_states(world: World, n_states: int, exchange: str = "shared") -> Blocks:
+    """The split of ``n_states`` over ``world`` whose vectors go round by ``exchange``."""
+    if exchange not in EXCHANGES:
+        raise ValueError(f"exchange must be one of {EXCHANGES}, not {exchange!r}")
+    return SharedBlocks(world, n_states) if exchange == "shared" else Blocks(world, n_states)
+
+
 def solve(world: World, source, method: str = "value", gamma: float = 0.99, tol: float = 1e-8,
-          max_sweeps: int = 100_000) -> tuple[Solution, Blocks]:
+          max_sweeps: int = 100_000, exchange: str = "shared") -> Solution:
     """Split ``source``'s states over ``world``, build this rank's rows and solve.
 
     ``source`` is anything with ``n_states`` and ``rows(lo, hi)`` (see mpirl.mdp.mdp).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    blocks = Blocks(world, source.n_states)
-    backup = Backup(source.rows(blocks.lo, blocks.hi))
-    run = {"value": value_iteration, "q": q_value_iteration, "policy": policy_iteration}[method]
-    solution = run(blocks, backup, gamma, tol, max_sweeps)
+    blocks = split_states(world, source.n_states, exchange)
+    try:
+        backup = Backup(source.rows(blocks.lo, blocks.hi))
+        run = {"value": value_iteration, "q": q_value_iteration, "policy": policy_iteration}[method]
+        solution = run(blocks, backup, gamma, tol, max_sweeps)
+    finally:
+        blocks.free()
     solution.transitions, solution.bytes_per_sweep = len(backup.next_state), backup.bytes_per_sweep
-    return solution, blocks
+    solution.exchange = "shared" if blocks.shared else "allgatherv"
+    return solution

@@ -7,8 +7,11 @@ from mpi4py import MPI
 
 from mpirl.dist import World
 from mpirl.dist.blocks import Blocks
+from mpirl.dist.shared_blocks import SharedBlocks
 from mpirl.dist.exchange import allgatherv
 from mpirl.mdp import GridWorld, RandomMDP, load_gym, solve
+from mpirl.mdp.backup import Backup
+from mpirl.mdp.solve import policy_iteration, q_value_iteration, value_iteration
 from mpirl.mdp.evaluate import evaluate_in_env, evaluate_in_model
 from tests import mdp_reference as ref
 
@@ -29,6 +32,14 @@ def _random():
 CASES = {"frozenlake8x8": _frozenlake8x8, "random": _random}
 
 
+# How ranks are grouped into "nodes" for SharedBlocks: by shared memory (all ranks here), or
+# simulated, so that the leaders' Allgatherv between nodes runs on one machine.
+NODES = {"one-node": None, "pairs": lambda rank: rank // 2, "one-per-rank": lambda rank: rank}
+SPLITS = {"allgatherv": lambda world, n: Blocks(world, n),
+          **{f"shared-{name}": (lambda node_of: lambda world, n: SharedBlocks(world, n, node_of))(f)
+             for name, f in NODES.items()}}
+
+
 @pytest.mark.mpi(min_size=2)
 def test_blocks_split_evenly_in_rank_order_and_allgather_in_place():
     world = World()
@@ -46,13 +57,79 @@ def test_blocks_split_evenly_in_rank_order_and_allgather_in_place():
 
 
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("split", sorted(SPLITS))
+def test_every_rank_sees_every_block_of_the_split_vectors_after_each_exchange(split):
+    world = World()
+    blocks = SPLITS[split](world, 11)
+    assert blocks.shared == split.startswith("shared")
+    V, V_next = blocks.vectors(2)
+    np.testing.assert_array_equal(V, 0.0)
+    for sweep in range(1, 4):  # the two buffers take turns, as in value iteration
+        V_next[blocks.lo:blocks.hi] = sweep * 100 + np.arange(blocks.lo, blocks.hi)
+        blocks.allgather_inplace(V_next)
+        np.testing.assert_array_equal(V_next, sweep * 100 + np.arange(11))
+        V, V_next = V_next, V
+    blocks.free()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_ranks_of_one_node_share_one_vector():
+    world = World()
+    blocks = SharedBlocks(world, 8)
+    (V,) = blocks.vectors(1)
+    if world.is_root:
+        V[-1] = 42.0  # outside rank 0's block: only shared memory carries it to the others
+    blocks.allgather_inplace(V)
+    assert V[-1] == 42.0
+    blocks.free()
+
+
+@pytest.mark.mpi(min_size=3)  # rank % 2 puts ranks 0 and 2 on one node, 1 on another
+def test_nodes_whose_ranks_are_not_consecutive_fall_back_to_allgatherv(capfd):
+    world = World()
+    blocks = SharedBlocks(world, 9, node_of=lambda rank: rank % 2)  # round-robin mapping
+    assert not blocks.shared
+    V, = blocks.vectors(1)
+    V[blocks.lo:blocks.hi] = np.arange(blocks.lo, blocks.hi)
+    blocks.allgather_inplace(V)
+    np.testing.assert_array_equal(V, np.arange(9))
+    blocks.free()
+    warned = "not consecutive" in capfd.readouterr().err
+    assert warned == world.is_root  # once, from rank 0
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("split", sorted(SPLITS))
+@pytest.mark.parametrize("method", ["value", "q", "policy"])
+def test_every_exchange_gives_the_single_process_answer(split, method):
+    world = World()
+    source, (C, R) = _random()
+    gamma, tol = 0.9, 1e-9
+    blocks = SPLITS[split](world, source.n_states)
+    run = {"value": value_iteration, "q": q_value_iteration, "policy": policy_iteration}[method]
+    sol = run(blocks, Backup(source.rows(blocks.lo, blocks.hi)), gamma, tol, 10_000)
+    blocks.free()
+    V_star, _ = ref.optimal_values(C, R, gamma)
+    if method == "policy":
+        np.testing.assert_allclose(sol.V, V_star, rtol=0, atol=tol / (1 - gamma))
+    else:
+        V, _, sweeps, _ = ref.value_iteration(C, R, gamma, tol, on="V" if method == "value" else "Q")
+        assert sol.sweeps == sweeps
+        np.testing.assert_allclose(sol.V, V, rtol=0, atol=1e-10)
+    every = world.allgather_obj(sol.V.tobytes())
+    assert all(v == every[0] for v in every)
+
+
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("method", ["value", "q"])
-def test_distributed_iteration_equals_single_process_reference(case, method):
+@pytest.mark.parametrize("exchange", ["shared", "allgatherv"])
+def test_distributed_iteration_equals_single_process_reference(case, method, exchange):
     world = World()
     source, (C, R) = CASES[case]()
     gamma, tol = 0.9, 1e-9
-    sol, blocks = solve(world, source, method, gamma, tol)
+    sol = solve(world, source, method, gamma, tol, exchange=exchange)
+    assert sol.exchange == exchange
     V, Q, sweeps, residual = ref.value_iteration(C, R, gamma, tol, on="V" if method == "value" else "Q")
     assert sol.converged and sol.sweeps == sweeps
     assert sol.residual == pytest.approx(residual, abs=1e-12)
@@ -72,7 +149,7 @@ def test_distributed_policy_iteration_finds_the_optimal_values(case):
     world = World()
     source, (C, R) = CASES[case]()
     gamma, tol = 0.9, 1e-9
-    sol, _ = solve(world, source, "policy", gamma, tol)
+    sol = solve(world, source, "policy", gamma, tol)
     assert sol.converged and sol.policy_iterations >= 2
     V_star, _ = ref.optimal_values(C, R, gamma)
     np.testing.assert_allclose(sol.V, V_star, rtol=0, atol=tol / (1 - gamma))
@@ -84,7 +161,7 @@ def test_distributed_policy_iteration_finds_the_optimal_values(case):
 def test_evaluation_split_over_ranks_equals_one_rank_doing_every_episode():
     world, alone = World(), World(MPI.COMM_SELF)
     mdp = load_gym("FrozenLake-v1")
-    sol, _ = solve(world, mdp, "value", 0.99, 1e-8)
+    sol = solve(world, mdp, "value", 0.99, 1e-8)
     policy = allgatherv(world, sol.policy)[0]
     split = evaluate_in_env(world, "FrozenLake-v1", {}, policy, 20, 0.99, seed=3,
                             success_reward=1.0)
@@ -92,7 +169,7 @@ def test_evaluation_split_over_ranks_equals_one_rank_doing_every_episode():
                             success_reward=1.0)
     assert split.to_dict() == pytest.approx(whole.to_dict(), abs=1e-12)
     grid = GridWorld(7, seed=2)
-    sol, _ = solve(world, grid, "value", 0.95, 1e-8)
+    sol = solve(world, grid, "value", 0.95, 1e-8)
     policy = allgatherv(world, sol.policy)[0]
     split = evaluate_in_model(world, grid, policy, 8, 0.95, seed=4)
     whole = evaluate_in_model(alone, grid, policy, 8, 0.95, seed=4)

@@ -126,7 +126,7 @@ CASES = {
 def test_single_process_equals_dense_reference(case, method):
     source, (C, R) = CASES[case]()
     gamma, tol = 0.95, 1e-9
-    sol, _ = solve(World(), source, method, gamma, tol)
+    sol = solve(World(), source, method, gamma, tol)
     V, Q, sweeps, residual = ref.value_iteration(C, R, gamma, tol, on="V" if method == "value" else "Q")
     assert sol.converged and sol.sweeps == sweeps
     np.testing.assert_allclose(sol.V, V, rtol=0, atol=1e-10)
@@ -141,7 +141,7 @@ def test_single_process_equals_dense_reference(case, method):
 def test_every_method_satisfies_bellman_optimality_and_finds_an_optimal_policy(case, method):
     source, (C, R) = CASES[case]()
     gamma, tol = 0.9, 1e-8
-    sol, _ = solve(World(), source, method, gamma, tol)
+    sol = solve(World(), source, method, gamma, tol)
     assert sol.converged
     assert ref.bellman_residual(C, R, gamma, sol.V) < tol
     V_star, _ = ref.optimal_values(C, R, gamma)
@@ -153,7 +153,7 @@ def test_every_method_satisfies_bellman_optimality_and_finds_an_optimal_policy(c
 
 
 def test_stops_at_max_sweeps_and_says_so():
-    sol, _ = solve(World(), RandomMDP(50, 2, 3, seed=0), "value", 0.99, 1e-12, max_sweeps=5)
+    sol = solve(World(), RandomMDP(50, 2, 3, seed=0), "value", 0.99, 1e-12, max_sweeps=5)
     assert sol.sweeps == 5 and not sol.converged and sol.residual > 1e-12
 
 
@@ -162,7 +162,7 @@ def test_stops_at_max_sweeps_and_says_so():
 def test_deterministic_frozenlake_greedy_policy_takes_the_shortest_route(map_name, shortest):
     kwargs = {"map_name": map_name, "is_slippery": False}
     gamma = 0.9
-    sol, _ = solve(World(), load_gym("FrozenLake-v1", kwargs), "value", gamma, 1e-10)
+    sol = solve(World(), load_gym("FrozenLake-v1", kwargs), "value", gamma, 1e-10)
     assert sol.V[0] == pytest.approx(gamma ** (shortest - 1), abs=1e-9)
     ev = evaluate_in_env(World(), "FrozenLake-v1", kwargs, sol.policy, 5, gamma,
                          success_reward=1.0)
@@ -174,7 +174,7 @@ def test_slippery_frozenlake_success_rate_matches_value_of_start_within_sampling
     # goal: V = E[gamma^(T-1) 1{goal}], below P(goal) by at most 1 - E[gamma^(T-1)] ~ 0.5%.
     gamma, episodes = 0.9999, 1500
     mdp = load_gym("FrozenLake-v1")
-    sol, _ = solve(World(), mdp, "value", gamma, 1e-10)
+    sol = solve(World(), mdp, "value", gamma, 1e-10)
     v0 = float(mdp.start @ sol.V)
     assert 0.75 < v0 < 0.85
     ev = evaluate_in_env(World(), "FrozenLake-v1", {}, sol.policy, episodes, gamma,
@@ -187,7 +187,7 @@ def test_slippery_frozenlake_success_rate_matches_value_of_start_within_sampling
 def test_sampled_discounted_return_of_generated_mdp_matches_value_of_start():
     source = RandomMDP(200, 3, 4, seed=5)
     gamma = 0.8
-    sol, _ = solve(World(), source, "value", gamma, 1e-10)
+    sol = solve(World(), source, "value", gamma, 1e-10)
     ev = evaluate_in_model(World(), source, sol.policy, 400, gamma, seed=1)
     assert ev.max_steps == math.ceil(math.log(1e-4) / math.log(gamma))
     assert ev.success_rate is None
@@ -196,7 +196,7 @@ def test_sampled_discounted_return_of_generated_mdp_matches_value_of_start():
 
 def test_gridworld_greedy_policy_reaches_the_goal():
     grid = GridWorld(8, seed=0, slip=0.1)
-    sol, _ = solve(World(), grid, "policy", 0.95, 1e-9)
+    sol = solve(World(), grid, "policy", 0.95, 1e-9)
     ev = evaluate_in_model(World(), grid, sol.policy, 50, 0.95, max_steps=500)
     assert ev.success_rate == 1.0 and ev.mean_return == 1.0
 
@@ -209,7 +209,7 @@ def test_grid_layouts_only_where_states_are_cells(tmp_path):
     assert (cliff.layout.nrow, cliff.layout.ncol) == (4, 12) and cliff.layout.labels[3, 0] == "S"
     lake = load_gym("FrozenLake-v1", {"map_name": "8x8"})
     assert lake.layout.labels.shape == (8, 8) and lake.layout.labels[7, 7] == "G"
-    sol, _ = solve(World(), cliff, "value", 0.9, 1e-8)
+    sol = solve(World(), cliff, "value", 0.9, 1e-8)
     assert sol.policy[36] == 0  # not slippery: straight up from the start, away from the cliff
     plot_grid(str(tmp_path / "cliff.png"), cliff.layout, sol.V, sol.policy, "cliff")
     assert (tmp_path / "cliff.png").read_bytes()[:4] == b"\x89PNG"
