@@ -45,13 +45,15 @@ class SharedBlocks(Blocks):
                      else comm.Split(node_of(world.rank), key=world.rank))
         members = self.node.allgather(world.rank)
         consecutive = members == list(range(members[0], members[0] + len(members)))
-        self.shared = world.all(consecutive)
+        # One rank per node has nothing to share: private vectors (and huge pages, which the
+        # shared window's memory does not get) are a little faster then.
+        self.shared = world.all(consecutive) and world.any(self.node.size > 1)
         self.n_nodes = sum(world.allgather_obj(self.node.rank == 0))
         self.leaders = MPI.COMM_NULL
         self._windows: list[MPI.Win] = []
         self._window_at: dict[int, MPI.Win] = {}  # a shared vector's address -> its window
         if not self.shared:
-            if world.is_root:
+            if not world.all(consecutive) and world.is_root:
                 print("mpirl: the ranks of a node are not consecutive (round-robin mapping), so "
                       "V is not shared within nodes but copied with Allgatherv; map ranks by "
                       "slot or core (mpirun's and srun's default) to share it", file=sys.stderr,

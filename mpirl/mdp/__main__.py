@@ -217,8 +217,9 @@ def summary_text(s: dict) -> str:
     lines = [
         f"MDP            {s['mdp']}: {s['states']} states, {s['actions']} actions, "
         f"{s['transitions']} transitions",
-        f"solved by      {s['method']} iteration on {s['ranks']} rank(s) (V exchanged by "
-        f"{s['exchange']}), gamma {s['gamma']}, tol {s['tol']:g}",
+        f"solved by      {s['method']} iteration on {s['ranks']} rank(s)"
+        + (f" (V exchanged by {s['exchange']})" if s["ranks"] > 1 else "")
+        + f", gamma {s['gamma']}, tol {s['tol']:g}",
         f"sweeps         {s['sweeps']}" + (f" ({s['policy_iterations']} policy improvements)"
                                            if s["policy_iterations"] else ""),
         f"residual       {s['residual']:.3g}" + ("" if s["converged"] else

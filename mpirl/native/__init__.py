@@ -9,7 +9,8 @@ numpy twin next to its caller: the reference the tests compare against, and the 
 portable: no ``-march=native``, since a cluster's nodes may differ) into a cache directory, and
 loads it with ctypes. ``make setup`` builds it ahead (``python -m mpirl.native``), so that the
 ranks of a job do not all compile at once. Without a compiler, or with ``MPIRL_NATIVE=0``, it
-returns None and the callers use numpy: slower, never different.
+returns None and the callers use numpy: slower, never different. ``MPIRL_SIMD=0`` keeps the
+kernels but not their AVX2 loop (see :func:`simd_switch`).
 """
 from __future__ import annotations
 
@@ -97,7 +98,20 @@ def kernels() -> ctypes.CDLL | None:
     for name, (result, args) in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = result, args
+    switch = simd_switch(lib)
+    if switch is not None and os.environ.get("MPIRL_SIMD", "1") == "0":
+        switch.value = 0
     return lib
+
+
+def simd_switch(lib: ctypes.CDLL) -> ctypes.c_int | None:
+    """The library's switch for its AVX2 loop: -1 (the default) uses it where the CPU has AVX2,
+    0 never (``MPIRL_SIMD=0``, and the tests that compare both paths); None where the build has
+    no such loop (not x86-64, or not GCC or clang). Both paths give the same bits."""
+    try:
+        return ctypes.c_int.in_dll(lib, "mpirl_simd")
+    except ValueError:
+        return None
 
 
 def _launch_rank() -> int:

@@ -77,9 +77,12 @@ def test_bench_section_quick_counts_the_bytes_of_p_it_reads(tmp_path):
     states, actions, branching = (result["mdp"][k] for k in ("states", "actions", "branching"))
     # per transition: next state (int32) + continuation probability (float64); per row: reward
     expected = states * actions * (branching * (4 + 8) + 8)
-    assert [r["ranks"] for r in result["rows"]] == [1, 2]
+    assert [(r["ranks"], r["exchange"]) for r in result["rows"]] == [
+        (1, "shared"), (2, "allgatherv"), (2, "shared")]
     for r in result["rows"]:
         assert r["p_bytes_per_sweep"] == expected and r["sweeps"] == result["sweeps_timed"]
         assert 0 <= r["comm_seconds_per_sweep"] < r["seconds_per_sweep"]
         assert r["copy_bandwidth_gb_per_s"] > 0.1
-    assert "| 2 |" in (tmp_path / "mdp.md").read_text() and "Targets" in res.output
+    assert result["speedup"] == result["rows"][2]["speedup"]
+    table = (tmp_path / "mdp.md").read_text()
+    assert "| 2 | allgatherv |" in table and "| 2 | shared |" in table and "Targets" in res.output

@@ -77,8 +77,13 @@ def test_sumtree_kernels_draw_and_update_exactly_as_numpy(monkeypatch):
     np.testing.assert_array_equal(c_tree.leaves, np_tree.leaves)   # a refused batch wrote nothing
 
 
-@pytest.mark.parametrize("source", [RandomMDP(5000, 4, 4, seed=3), load_gym("FrozenLake-v1")],
-                         ids=["regular", "irregular"])
+BACKUP_SOURCES = {"regular": RandomMDP(5000, 4, 4, seed=3),       # the AVX2 loop, 4 actions
+                  "3-actions": RandomMDP(3001, 3, 4, seed=4),     # the AVX2 loop, via a buffer
+                  "branching-3": RandomMDP(2000, 4, 3, seed=5),   # scalar, constant row length
+                  "irregular": load_gym("FrozenLake-v1")}          # scalar, rows from indptr
+
+
+@pytest.mark.parametrize("source", BACKUP_SOURCES.values(), ids=BACKUP_SOURCES.keys())
 def test_bellman_kernels_back_up_exactly_as_numpy(source, monkeypatch):
     lo, hi = 2, source.n_states - 1
     c_backup, np_backup = _twins(lambda: backup_module.Backup(source.rows(lo, hi)), monkeypatch)
@@ -90,6 +95,41 @@ def test_bellman_kernels_back_up_exactly_as_numpy(source, monkeypatch):
     np.testing.assert_allclose(c_out, np_out, rtol=0, atol=1e-12)
     assert c_res == pytest.approx(np_res, abs=1e-12)
     assert np_res == pytest.approx(np.abs(np_out - V[lo:hi]).max(), abs=0)
+
+
+def _cpu_has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return " avx2" in fh.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("source", [BACKUP_SOURCES["regular"], BACKUP_SOURCES["3-actions"]],
+                         ids=["4-actions", "3-actions"])
+def test_the_avx2_backup_gives_the_scalar_loops_bits(source):
+    lib = native.kernels()
+    switch = native.simd_switch(lib)
+    if switch is None:
+        pytest.skip("this build has no AVX2 loop (not x86-64 with GCC or clang)")
+    lo, hi = 3, source.n_states - 2   # row groups of four start at odd places
+    backup = backup_module.Backup(source.rows(lo, hi))
+    V = np.random.default_rng(2).normal(size=source.n_states)
+    before = switch.value
+    try:
+        results = []
+        for value in (-1, 0):   # the CPU's choice, then scalar only
+            switch.value = value
+            out = np.empty(hi - lo)
+            results.append((backup.q_values(V, 0.9), backup.state_values(V, 0.9, out), out))
+            if value == -1:
+                assert switch.value == int(_cpu_has_avx2())   # decided on first use
+        (q_simd, res_simd, out_simd), (q_scalar, res_scalar, out_scalar) = results
+        np.testing.assert_array_equal(q_simd, q_scalar)
+        np.testing.assert_array_equal(out_simd, out_scalar)
+        assert res_simd == res_scalar
+    finally:
+        switch.value = before
 
 
 @pytest.mark.parametrize("rank, warned", [("0", True), ("3", False)])
