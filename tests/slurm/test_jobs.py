@@ -3,7 +3,8 @@
 What a user relies on: the job completes, its run directory (named after the job) holds a
 summary.json from a run of the expected number of ranks; an array gives one run per seed; a
 preemptible job stopped mid-run checkpoints, requeues itself, resumes and finishes the whole
-budget; a trainer started without a launcher in a multi-task job is refused.
+budget; a trainer started without a launcher in a multi-task job is refused; the MDP solver runs
+over the allocation with V shared within the node.
 """
 import json
 import sys
@@ -41,6 +42,16 @@ def test_train_job_runs_one_mpi_job_of_n_ranks(jobdir):
     assert run["global_steps"] >= STEPS
     log = (jobdir / f"train_{job}.out").read_text()
     assert "launcher=srun" in log and "done: " in log
+
+
+def test_mdp_job_solves_over_the_allocation_with_v_shared_in_memory(jobdir):
+    job = submit("mdp.sbatch", ["--random-states", "20000", "--eval-episodes", "4"],
+                 ["--ntasks=4"], cwd=jobdir)
+    completed(jobdir, job)
+    run = summary(jobdir / "runs" / f"mdp_{job}")
+    assert run["ranks"] == 4 and run["converged"] and run["exchange"] == "shared"
+    assert (jobdir / "runs" / f"mdp_{job}" / "mdp.npz").exists()
+    assert "launcher=srun" in (jobdir / f"mdp_{job}.out").read_text()
 
 
 # Both launchers: srun --mpi=pmix (the default) and MPIRL_LAUNCHER=mpirun inside the allocation.
