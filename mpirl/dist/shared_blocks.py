@@ -8,9 +8,8 @@ place, and a barrier makes the writes visible to the rest of the node. Between n
 leaders (node rank 0) exchange their nodes' ranges with one in-place Allgatherv.
 
 On one node that turns the per-sweep exchange into a barrier, and it also leaves one copy of V
-in the cache the cores share instead of one per rank: the backup reads V at random, so the
-private copies crowd each other out of the L3 (on the 2-core benchmark machine, a 1e6-state
-sweep at 2 ranks took 16-19 ms shared against 29-38 ms with private copies and Allgatherv).
+in the cache the cores share instead of one per rank: the backup reads V at random, so private
+copies crowd each other out of the L3. (Figures: the README's MDP benchmark, which times both.)
 
 The node's blocks must form one contiguous range, i.e. its ranks must be consecutive world ranks
 (mpirun's and srun's default block mapping). Otherwise every rank falls back to private vectors
@@ -101,6 +100,8 @@ class SharedBlocks(Blocks):
 
     def free(self) -> None:
         """Release the windows and communicators (collective); the vectors die with them."""
+        if self._windows:
+            self.node.Barrier()  # nobody unmaps the memory while a node mate still reads it
         for window in self._windows:
             window.Unlock_all()
             window.Free()

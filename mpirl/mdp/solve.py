@@ -161,12 +161,12 @@ def solve(world: World, source, method: str = "value", gamma: float = 0.99, tol:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     blocks = split_states(world, source.n_states, exchange)
-    try:
-        backup = Backup(source.rows(blocks.lo, blocks.hi))
-        run = {"value": value_iteration, "q": q_value_iteration, "policy": policy_iteration}[method]
-        solution = run(blocks, backup, gamma, tol, max_sweeps)
-    finally:
-        blocks.free()
+    backup = Backup(source.rows(blocks.lo, blocks.hi))
+    run = {"value": value_iteration, "q": q_value_iteration, "policy": policy_iteration}[method]
+    solution = run(blocks, backup, gamma, tol, max_sweeps)
+    # Not in a `finally`: free is collective, and a rank that failed alone would wait in it for
+    # the others forever instead of reaching the excepthook that aborts the job.
+    blocks.free()
     solution.transitions, solution.bytes_per_sweep = len(backup.next_state), backup.bytes_per_sweep
     solution.exchange = "shared" if blocks.shared else "allgatherv"
     return solution

@@ -97,6 +97,24 @@ def test_bellman_kernels_back_up_exactly_as_numpy(source, monkeypatch):
     assert np_res == pytest.approx(np.abs(np_out - V[lo:hi]).max(), abs=0)
 
 
+@pytest.mark.parametrize("simd", [-1, 0], ids=["cpu-choice", "scalar"])
+def test_a_nan_in_v_makes_the_residual_nan_as_in_numpy(simd, monkeypatch):
+    source = BACKUP_SOURCES["regular"]
+    c_backup, np_backup = _twins(lambda: backup_module.Backup(source.rows(0, 5000)), monkeypatch)
+    switch = native.simd_switch(native.kernels())
+    before = None if switch is None else switch.value
+    V = np.random.default_rng(3).normal(size=5000)
+    V[7] = np.nan   # state 7's own change is NaN, whatever its rows read
+    try:
+        if switch is not None:
+            switch.value = simd
+        residuals = [b.state_values(V, 0.9, np.empty(5000)) for b in (c_backup, np_backup)]
+    finally:
+        if switch is not None:
+            switch.value = before
+    assert np.isnan(residuals).all(), residuals
+
+
 def _cpu_has_avx2() -> bool:
     try:
         with open("/proc/cpuinfo") as fh:
