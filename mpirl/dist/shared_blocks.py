@@ -13,10 +13,13 @@ copies crowd each other out of the L3. (Figures: the README's MDP benchmark, whi
 
 The node's blocks must form one contiguous range, i.e. its ranks must be consecutive world ranks
 (mpirun's and srun's default block mapping). Otherwise every rank falls back to private vectors
-and Allgatherv, and rank 0 warns once: :attr:`SharedBlocks.shared` tells which is in use.
+and Allgatherv, and rank 0 warns once: :attr:`SharedBlocks.shared` tells which is in use. The
+same happens when /dev/shm, where MPI keeps the window on Linux, has no room for the vectors (a
+container's default 64 MB, say): touching a window beyond it would kill the ranks with SIGBUS.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -27,6 +30,16 @@ from mpirl.dist.blocks import Blocks
 from mpirl.dist.world import World
 
 _ITEM = np.dtype(np.float64).itemsize
+
+
+def shm_room() -> float:
+    """Free bytes in /dev/shm, where Open MPI and MPICH keep shared windows on Linux (infinite
+    where there is no /dev/shm: the MPI library then knows its own place)."""
+    try:
+        fs = os.statvfs("/dev/shm")
+    except OSError:
+        return float("inf")
+    return float(fs.f_bavail * fs.f_frsize)
 
 
 class SharedBlocks(Blocks):
@@ -52,11 +65,9 @@ class SharedBlocks(Blocks):
         self._windows: list[MPI.Win] = []
         self._window_at: dict[int, MPI.Win] = {}  # a shared vector's address -> its window
         if not self.shared:
-            if not world.all(consecutive) and world.is_root:
-                print("mpirl: the ranks of a node are not consecutive (round-robin mapping), so "
-                      "V is not shared within nodes but copied with Allgatherv; map ranks by "
-                      "slot or core (mpirun's and srun's default) to share it", file=sys.stderr,
-                      flush=True)
+            if not world.all(consecutive):
+                self._warn("the ranks of a node are not consecutive (round-robin mapping); map "
+                           "ranks by slot or core (mpirun's and srun's default) to share it")
             return
         # The node leaders, and each node's range [first item, last item) for their Allgatherv.
         is_leader = self.node.rank == 0
@@ -71,8 +82,15 @@ class SharedBlocks(Blocks):
         """``count`` full-length float64 vectors, zero, in one new shared window of the node."""
         if not self.shared:
             return super().vectors(count)
-        nbytes = count * self.n * _ITEM if self.node.rank == 0 else 0
-        window = MPI.Win.Allocate_shared(nbytes, _ITEM, comm=self.node)
+        nbytes = count * self.n * _ITEM
+        room = self.node.bcast(shm_room() if self.node.rank == 0 else None)
+        if not self.world.all(room >= nbytes):
+            self.shared = False
+            self._warn(f"/dev/shm has no room for {nbytes / 2**20:.0f} MiB on some node (give "
+                       "a container more with --shm-size)")
+            return super().vectors(count)
+        window = MPI.Win.Allocate_shared(nbytes if self.node.rank == 0 else 0, _ITEM,
+                                         comm=self.node)
         window.Lock_all(MPI.MODE_NOCHECK)  # a passive epoch for the whole run: Sync orders memory
         self._windows.append(window)
         buffer, _ = window.Shared_query(0)
@@ -111,6 +129,11 @@ class SharedBlocks(Blocks):
             if comm != MPI.COMM_NULL:
                 comm.Free()
         self.leaders = self.node = MPI.COMM_NULL
+
+    def _warn(self, why: str) -> None:
+        if self.world.is_root:   # once, not once per rank
+            print(f"mpirl: V is copied to every rank with Allgatherv, not shared within nodes: "
+                  f"{why}", file=sys.stderr, flush=True)
 
     def _node_sync(self, window: MPI.Win) -> None:
         """Make this rank's stores to ``window`` visible to its node, and theirs to it."""

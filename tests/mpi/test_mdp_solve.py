@@ -100,6 +100,22 @@ def test_nodes_whose_ranks_are_not_consecutive_fall_back_to_allgatherv(capfd):
 
 
 @pytest.mark.mpi(min_size=2)
+def test_without_room_in_dev_shm_the_vectors_are_private_and_still_exchanged(monkeypatch, capfd):
+    from mpirl.dist import shared_blocks
+    world = World()
+    blocks = SharedBlocks(world, 9)
+    assert blocks.shared
+    monkeypatch.setattr(shared_blocks, "shm_room", lambda: 9 * 8 - 1.0)  # a byte short of one
+    V, = blocks.vectors(1)
+    assert not blocks.shared
+    V[blocks.lo:blocks.hi] = np.arange(blocks.lo, blocks.hi)
+    blocks.allgather_inplace(V)
+    np.testing.assert_array_equal(V, np.arange(9))
+    blocks.free()
+    assert ("no room" in capfd.readouterr().err) == world.is_root
+
+
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("split", sorted(SPLITS))
 @pytest.mark.parametrize("method", ["value", "q", "policy"])
 def test_every_exchange_gives_the_single_process_answer(split, method):
