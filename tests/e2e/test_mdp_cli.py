@@ -77,8 +77,8 @@ def test_bench_section_quick_counts_the_bytes_of_p_it_reads(tmp_path):
     states, actions, branching = (result["mdp"][k] for k in ("states", "actions", "branching"))
     # per transition: next state (int32) + continuation probability (float64); per row: reward
     expected = states * actions * (branching * (4 + 8) + 8)
-    assert [(r["ranks"], r["exchange"]) for r in result["rows"]] == [
-        (1, "shared"), (2, "allgatherv"), (2, "shared")]
+    assert [(r["ranks"], r["exchange"], r["exchange_used"]) for r in result["rows"]] == [
+        (1, "shared", "allgatherv"), (2, "allgatherv", "allgatherv"), (2, "shared", "shared")]
     for r in result["rows"]:
         assert r["p_bytes_per_sweep"] == expected and r["sweeps"] == result["sweeps_timed"]
         assert 0 <= r["comm_seconds_per_sweep"] < r["seconds_per_sweep"]
