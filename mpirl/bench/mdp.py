@@ -89,13 +89,12 @@ def worker(argv: list[str]) -> None:
     V[blocks.lo:blocks.hi] = sol.V[blocks.lo:blocks.hi]
     blocks.allgather_inplace(V)
     probe = probe_seconds(world, backup, V, a.states // 4)
-    used = "shared" if blocks.shared else "allgatherv"  # one rank alone keeps private vectors
     blocks.free()
     p_bytes = sum(world.allgather_obj(backup.bytes_per_sweep))
     if world.is_root:
         per_sweep = seconds / sol.sweeps
         print(json.dumps({
-            "ranks": world.size, "exchange_used": used, "states": a.states,
+            "ranks": world.size, "exchange_used": sol.exchange, "states": a.states,
             "sweeps": sol.sweeps, "rounds": a.rounds,
             "seconds_per_sweep": per_sweep, "comm_seconds_per_sweep": comm / sol.sweeps,
             "cpu_seconds_per_sweep": cpu / sol.sweeps, "load_average": os.getloadavg()[0],

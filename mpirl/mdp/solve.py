@@ -32,9 +32,9 @@ EXCHANGES = ("shared", "allgatherv")
 class Solution:
     """What a solve returns on every rank.
 
-    ``V`` (n_states,) is whole on every rank (its own copy); ``policy`` (hi - lo,) and ``Q`` (hi - lo, A) are
-    this rank's slice (``mpirl.dist.exchange.allgatherv`` puts them together); ``Q`` is None
-    unless computed. ``residual``: the last sweep's max |change| of V ("value") or of Q ("q");
+    ``V`` (n_states,) is whole on every rank (its own copy); ``policy`` (hi - lo,) and ``Q``
+    (hi - lo, A) are this rank's slice (``mpirl.dist.exchange.allgatherv`` puts them together);
+    ``Q`` is None unless computed. ``residual``: the last sweep's max |change| of V ("value") or of Q ("q");
     for "policy" the Bellman optimality residual max |max_a Q - V| of the final V.
     """
 
@@ -78,6 +78,11 @@ class _Exchange:
         self.seconds += time.perf_counter() - t0
         return residual
 
+    @property
+    def kind(self) -> str:
+        """How V went round: "shared" (node memory) or "allgatherv" (private copies)."""
+        return "shared" if self.blocks.shared else "allgatherv"
+
 
 def value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
                     max_sweeps: int) -> Solution:
@@ -93,7 +98,7 @@ def value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
     seconds, cpu_seconds = clock.read()
     policy = greedy(backup.q_values(V, gamma), A)  # the greedy policy of the final V
     return Solution("value", V.copy(), policy, None, sweeps, residual, residual < tol, seconds,
-                    exchange.seconds, cpu_seconds)
+                    exchange.seconds, cpu_seconds, exchange=exchange.kind)
 
 
 def q_value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
@@ -117,7 +122,8 @@ def q_value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
         sweeps += 1
     seconds, cpu_seconds = clock.read()
     return Solution("q", V.copy(), greedy(q, A), q.reshape(-1, A).copy(), sweeps, residual,
-                    residual < tol, seconds, exchange.seconds, cpu_seconds)
+                    residual < tol, seconds, exchange.seconds, cpu_seconds,
+                    exchange=exchange.kind)
 
 
 def policy_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
@@ -152,7 +158,7 @@ def policy_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
     residual = blocks.max_over_ranks(float(optimality.max()))
     seconds, cpu_seconds = clock.read()
     return Solution("policy", V.copy(), policy, None, sweeps, residual, stable and residual < tol,
-                    seconds, exchange.seconds, cpu_seconds, rounds)
+                    seconds, exchange.seconds, cpu_seconds, rounds, exchange=exchange.kind)
 
 
 def split_states(world: World, n_states: int, exchange: str = "shared") -> Blocks:
@@ -178,5 +184,4 @@ def solve(world: World, source, method: str = "value", gamma: float = 0.99, tol:
     # the others forever instead of reaching the excepthook that aborts the job.
     blocks.free()
     solution.transitions, solution.bytes_per_sweep = len(backup.next_state), backup.bytes_per_sweep
-    solution.exchange = "shared" if blocks.shared else "allgatherv"
     return solution

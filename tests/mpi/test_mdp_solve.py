@@ -125,6 +125,7 @@ def test_every_exchange_gives_the_single_process_answer(split, method):
     blocks = SPLITS[split](world, source.n_states)
     run = {"value": value_iteration, "q": q_value_iteration, "policy": policy_iteration}[method]
     sol = run(blocks, Backup(source.rows(blocks.lo, blocks.hi)), gamma, tol, 10_000)
+    assert sol.exchange == ("shared" if blocks.shared else "allgatherv")
     blocks.free()
     V_star, _ = ref.optimal_values(C, R, gamma)
     if method == "policy":
