@@ -33,6 +33,7 @@ class Blocks:
         self.lo = int(self.displs[world.rank])
         self.hi = self.lo + int(self.counts[world.rank])
         self._scalar = np.zeros(1)
+        self._vectors: dict[int, list[np.ndarray]] = {}   # see vectors()
 
     @property
     def size(self) -> int:
@@ -44,12 +45,25 @@ class Blocks:
         return [buf, (self.counts * width, self.displs * width), from_numpy_dtype(buf.dtype)]
 
     def vectors(self, count: int) -> list[np.ndarray]:
-        """``count`` full-length float64 vectors, zero, for :meth:`allgather_inplace` (here each
-        rank's own; :class:`~mpirl.dist.shared_blocks.SharedBlocks` shares them in a node)."""
-        return list(np.zeros((count, self.n)))
+        """``count`` full-length float64 vectors, zero, for :meth:`allgather_inplace` (collective).
+
+        The same arrays come back, zeroed again, on every call with the same ``count``, so that
+        repeated solves on one split touch their memory once (a first touch costs a page fault
+        per page): one user of them at a time. Here each rank's own;
+        :class:`~mpirl.dist.shared_blocks.SharedBlocks` shares them within a node."""
+        if count not in self._vectors:
+            self._vectors[count] = self._allocate(count)
+        for v in self._vectors[count]:
+            v[self.lo:self.hi] = 0.0
+            self.allgather_inplace(v)
+        return self._vectors[count]
+
+    def _allocate(self, count: int) -> list[np.ndarray]:
+        return list(np.empty((count, self.n)))
 
     def free(self) -> None:
-        """Release what the split holds (nothing here; shared windows in the subclass)."""
+        """Release what the split holds: its vectors (and, in the subclass, its windows)."""
+        self._vectors.clear()
 
     def allgather_inplace(self, full: np.ndarray) -> None:
         """Every rank has written its own block of ``full`` (shape (n, ...), C-contiguous);

@@ -78,27 +78,25 @@ class SharedBlocks(Blocks):
             spans = np.array(self.leaders.allgather(span), dtype=np.int64)
             self._node_displs, self._node_counts = spans[:, 0], spans[:, 1] - spans[:, 0]
 
-    def vectors(self, count: int) -> list[np.ndarray]:
-        """``count`` full-length float64 vectors, zero, in one new shared window of the node."""
+    def _allocate(self, count: int) -> list[np.ndarray]:
+        """``count`` full-length float64 vectors in one new shared window of the node."""
         if not self.shared:
-            return super().vectors(count)
+            return super()._allocate(count)
         nbytes = count * self.n * _ITEM
         room = self.node.bcast(shm_room() if self.node.rank == 0 else None)
         if not self.world.all(room >= nbytes):
             self.shared = False
             self._warn(f"/dev/shm has no room for {nbytes / 2**20:.0f} MiB on some node (give "
                        "a container more with --shm-size)")
-            return super().vectors(count)
+            return super()._allocate(count)
         window = MPI.Win.Allocate_shared(nbytes if self.node.rank == 0 else 0, _ITEM,
                                          comm=self.node)
         window.Lock_all(MPI.MODE_NOCHECK)  # a passive epoch for the whole run: Sync orders memory
         self._windows.append(window)
         buffer, _ = window.Shared_query(0)
         vectors = list(np.ndarray((count, self.n), np.float64, buffer=buffer))
-        for v in vectors:
+        for v in vectors:   # (each rank first touches its own block: pages land near it)
             self._window_at[v.ctypes.data] = window
-            v[self.lo:self.hi] = 0.0  # each rank its own block: pages land near their writer
-            self.allgather_inplace(v)  # and the other nodes' blocks
         return vectors
 
     def allgather_inplace(self, full: np.ndarray) -> None:
@@ -118,6 +116,7 @@ class SharedBlocks(Blocks):
 
     def free(self) -> None:
         """Release the windows and communicators (collective); the vectors die with them."""
+        super().free()
         if self._windows:
             self.node.Barrier()  # nobody unmaps the memory while a node mate still reads it
         for window in self._windows:

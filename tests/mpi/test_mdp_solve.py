@@ -70,6 +70,9 @@ def test_every_rank_sees_every_block_of_the_split_vectors_after_each_exchange(sp
         blocks.allgather_inplace(V_next)
         np.testing.assert_array_equal(V_next, sweep * 100 + np.arange(11))
         V, V_next = V_next, V
+    again = blocks.vectors(2)   # the same memory, zero again: a second solve touches no new pages
+    assert {v.ctypes.data for v in again} == {V.ctypes.data, V_next.ctypes.data}
+    np.testing.assert_array_equal(again, 0.0)
     blocks.free()
 
 
