@@ -214,7 +214,8 @@ static void q_rows4_avx2(const int32_t *next, const double *cont, const double *
  * P's arrays are prefetched 8 states ahead with the non-temporal hint: read plainly, each line
  * of P passes through the L3 on its way out of L2 (AMD's L3 is a victim cache) and pushes out of
  * it the V this sweep writes, which the next sweep reads at random; with the hint a sweep takes
- * about 8% less time. */
+ * about 10% less time (21.6 against 24.3 ms). Altogether this path takes a sweep of the benchmark
+ * MDP in 21.9 ms, the scalar loop in 27.2 (medians, one process). */
 __attribute__((target("avx2")))
 static double max_states4x4_avx2(const int32_t *next, const double *cont, const double *rbar,
                                  const double *V, double gamma, int64_t n_states,
