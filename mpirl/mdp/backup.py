@@ -105,6 +105,7 @@ class Backup:
 
     def state_values(self, V: np.ndarray, gamma: float, out: np.ndarray) -> float:
         """max_a Q (hi - lo,) into ``out``; returns the largest change ``|out - V[lo:hi]|``.
+        ``out`` must not share memory with ``V`` (a sweep reads only the previous sweep's V).
 
         Each chunk's Q is maximised, and compared with the old values, while still in cache
         (never writing the whole Q: A times the size of V)."""

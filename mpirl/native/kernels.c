@@ -308,7 +308,8 @@ void bellman_q(const int64_t *indptr, int64_t branching, const int32_t *next, co
 }
 
 /* out[s] = max over the n_actions rows of state s of q, for states [0, n_states); returns the
- * largest change max |out[s] - V_old[s]| (the sweep's Bellman residual, while out is in cache). */
+ * largest change max |out[s] - V_old[s]| (the sweep's Bellman residual, while out is in cache).
+ * out must not overlap V or V_old: a sweep reads only the previous sweep's values (Jacobi). */
 double bellman_max(const int64_t *indptr, int64_t branching, const int32_t *next,
                    const double *cont, const double *rbar, const double *V, double gamma,
                    int64_t n_actions, int64_t n_states, const double *V_old, double *out)
