@@ -109,6 +109,8 @@ class Backup:
 
         Each chunk's Q is maximised, and compared with the old values, while still in cache
         (never writing the whole Q: A times the size of V)."""
+        if np.may_share_memory(out, V):   # a bounds check, O(1)
+            raise ValueError("state_values: out overlaps V; sweeps need a second buffer")
         A, old = self.n_actions, V[self.lo:self.hi]
         if self._native is not None and _writable_c(out) and _plain(V):
             return self._native.bellman_max(*self._c_rows, V.ctypes.data, gamma, A,

@@ -115,6 +115,14 @@ def test_a_nan_in_v_makes_the_residual_nan_as_in_numpy(simd, monkeypatch):
     assert np.isnan(residuals).all(), residuals
 
 
+def test_a_backup_into_v_itself_is_refused():
+    source = BACKUP_SOURCES["regular"]
+    backup = backup_module.Backup(source.rows(0, 5000))
+    V = np.zeros(5000)
+    with pytest.raises(ValueError, match="overlaps V"):
+        backup.state_values(V, 0.9, V[:])
+
+
 def _cpu_has_avx2() -> bool:
     try:
         with open("/proc/cpuinfo") as fh:
