@@ -193,7 +193,8 @@ def write_run_dir(args, source, solution, policy, Q, evaluation, n_ranks, n_tran
     summary = {
         "mdp": source.name, "states": source.n_states, "actions": source.n_actions,
         "transitions": n_transitions, "method": args.method, "gamma": args.gamma, "tol": args.tol,
-        "ranks": n_ranks, "exchange": solution.exchange, "sweeps": solution.sweeps, "residual": solution.residual,
+        "ranks": n_ranks, "exchange": solution.exchange, "sweeps": solution.sweeps,
+        "residual": solution.residual,
         "converged": solution.converged, "policy_iterations": solution.policy_iterations,
         "seconds": solution.seconds, "seconds_per_sweep": solution.seconds / max(solution.sweeps, 1),
         "comm_seconds": solution.comm_seconds, "value_of_start": start_value(source, solution.V),

@@ -34,8 +34,8 @@ class Solution:
 
     ``V`` (n_states,) is whole on every rank (its own copy); ``policy`` (hi - lo,) and ``Q``
     (hi - lo, A) are this rank's slice (``mpirl.dist.exchange.allgatherv`` puts them together);
-    ``Q`` is None unless computed. ``residual``: the last sweep's max |change| of V ("value") or of Q ("q");
-    for "policy" the Bellman optimality residual max |max_a Q - V| of the final V.
+    ``Q`` is None unless computed. ``residual``: the last sweep's max |change| of V ("value") or
+    of Q ("q"); for "policy" the Bellman optimality residual max |max_a Q - V| of the final V.
     """
 
     method: str

@@ -258,10 +258,9 @@ static double max_rows4_avx2(const int32_t *next, const double *cont, const doub
                              const double *V, double gamma, int64_t n_actions, int64_t n_states,
                              const double *V_old, double *out)
 {
-    double residual = 0.0;
     if (n_actions == 4)
         return max_states4x4_avx2(next, cont, rbar, V, gamma, n_states, V_old, out);
-    double q[1024];
+    double q[1024], residual = 0.0;
     const int64_t per_run = 1024 / n_actions;   /* the caller checks n_actions <= 1024 */
     for (int64_t s0 = 0; s0 < n_states; s0 += per_run) {
         int64_t states = n_states - s0 < per_run ? n_states - s0 : per_run;

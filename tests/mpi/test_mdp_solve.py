@@ -134,7 +134,8 @@ def test_every_exchange_gives_the_single_process_answer(split, method):
     if method == "policy":
         np.testing.assert_allclose(sol.V, V_star, rtol=0, atol=tol / (1 - gamma))
     else:
-        V, _, sweeps, _ = ref.value_iteration(C, R, gamma, tol, on="V" if method == "value" else "Q")
+        on = "V" if method == "value" else "Q"
+        V, _, sweeps, _ = ref.value_iteration(C, R, gamma, tol, on=on)
         assert sol.sweeps == sweeps
         np.testing.assert_allclose(sol.V, V, rtol=0, atol=1e-10)
     every = world.allgather_obj(sol.V.tobytes())
