@@ -83,6 +83,8 @@ def test_bench_section_quick_counts_the_bytes_of_p_it_reads(tmp_path):
         assert r["p_bytes_per_sweep"] == expected and r["sweeps"] == result["sweeps_timed"]
         assert 0 <= r["comm_seconds_per_sweep"] < r["seconds_per_sweep"]
         assert r["copy_bandwidth_gb_per_s"] > 0.1
+        assert r["cached_v_seconds_per_sweep"] > 0 and r["cached_v_bound_ratio"] == pytest.approx(
+            r["cached_v_seconds_per_sweep"] / r["bound_seconds_per_sweep"])
     assert result["speedup"] == result["rows"][2]["speedup"]
     table = (tmp_path / "mdp.md").read_text()
     assert "| 2 | allgatherv |" in table and "| 2 | shared |" in table and "Targets" in res.output
