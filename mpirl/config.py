@@ -217,7 +217,8 @@ def convert(name: str, value: Any) -> Any:
                 raise ValueError("not a string")
             return str(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not a valid {kind} ({exc})")
+        wanted = kind.replace(" | None", "")   # "int | None" reads as jargon in a message
+        raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not a valid {wanted} ({exc})")
     return value
 
 

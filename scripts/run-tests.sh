@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make test`: the whole suite in one pytest run. As root (CI, a dev box), a one-node Slurm
-# cluster is stood up first for the tests/slurm jobs and taken down afterwards; elsewhere those
+# `make test`: the whole suite in one pytest run. As root (CI, a dev box), a local Slurm
+# cluster (scripts/slurm-local.sh) is stood up first for the tests/slurm jobs and taken down afterwards; elsewhere those
 # tests skip with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
