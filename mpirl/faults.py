@@ -4,6 +4,7 @@
 
 KIND is one of:
   raise       a Python exception at the start of the update
+  interrupt   KeyboardInterrupt at the start of the update, as Ctrl-C on that rank
   env         the environment raises during the rollout
   nan         the loss becomes NaN
   kill        the rank SIGKILLs itself (no Python cleanup, no MPI_Abort)
@@ -21,8 +22,8 @@ import signal
 import time
 from dataclasses import dataclass
 
-KINDS = ("raise", "env", "nan", "kill", "ckpt", "ckpt-kill", "hang")
-POINT_OF = {"raise": "update", "kill": "update", "hang": "update", "env": "rollout",
+KINDS = ("raise", "interrupt", "env", "nan", "kill", "ckpt", "ckpt-kill", "hang")
+POINT_OF = {"raise": "update", "interrupt": "update", "kill": "update", "hang": "update", "env": "rollout",
             "nan": "loss", "ckpt": "checkpoint", "ckpt-kill": "checkpoint"}
 
 
@@ -62,6 +63,8 @@ def at(point: str, rank: int, update: int) -> bool:
         return False
     if f.kind == "raise":
         raise InjectedFault(f"injected exception at update {update}")
+    if f.kind == "interrupt":
+        raise KeyboardInterrupt
     if f.kind == "env":
         raise InjectedFault(f"injected environment failure: env.step raised at update {update}")
     if f.kind == "ckpt":

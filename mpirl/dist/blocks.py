@@ -35,11 +35,6 @@ class Blocks:
         self._scalar = np.zeros(1)
         self._vectors: dict[int, list[np.ndarray]] = {}   # see vectors()
 
-    @property
-    def size(self) -> int:
-        """How many items this rank owns."""
-        return self.hi - self.lo
-
     def _spec(self, buf: np.ndarray) -> list:
         width = int(np.prod(buf.shape[1:], dtype=np.int64))  # items may be rows, e.g. Q (n, A)
         return [buf, (self.counts * width, self.displs * width), from_numpy_dtype(buf.dtype)]
@@ -53,13 +48,18 @@ class Blocks:
         :class:`~mpirl.dist.shared_blocks.SharedBlocks` shares them within a node."""
         if count not in self._vectors:
             self._vectors[count] = self._allocate(count)
-        for v in self._vectors[count]:
+        else:
+            self._wait_for_readers()
+        for v in self._vectors[count]:   # each rank first touches its own block
             v[self.lo:self.hi] = 0.0
             self.allgather_inplace(v)
         return self._vectors[count]
 
     def _allocate(self, count: int) -> list[np.ndarray]:
         return list(np.empty((count, self.n)))
+
+    def _wait_for_readers(self) -> None:
+        """Before vectors are zeroed for reuse: private ones have no other reader."""
 
     def free(self) -> None:
         """Release what the split holds: its vectors (and, in the subclass, its windows)."""
@@ -73,9 +73,10 @@ class Blocks:
 
     def max_over_ranks(self, value: float) -> float:
         """The largest ``value`` of all ranks (the per-sweep residual): one Allreduce(MAX) of a
-        preallocated float64."""
+        preallocated float64. A NaN counts as +inf: MPI's MAX may drop a NaN, and a rank's NaN
+        residual must keep every rank from calling the solve converged."""
         if self.world.size == 1:
             return float(value)
-        self._scalar[0] = value
+        self._scalar[0] = np.inf if value != value else value
         self.world.comm.Allreduce(MPI.IN_PLACE, self._scalar, op=MPI.MAX)
         return float(self._scalar[0])

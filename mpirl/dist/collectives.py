@@ -23,16 +23,18 @@ class DesyncError(RuntimeError):
 # -- small numeric reductions -------------------------------------------------------------------
 def allreduce_sum(world: World, values) -> np.ndarray:
     """Element-wise sum over ranks of a small float64 vector (a copy; the input is untouched)."""
-    buf = np.array(values, dtype=np.float64, copy=True).reshape(-1)
-    if world.size > 1:
-        world.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-    return buf
+    return _allreduce(world, values, MPI.SUM)
 
 
 def allreduce_max(world: World, values) -> np.ndarray:
+    """Element-wise maximum over ranks of a small float64 vector (a copy)."""
+    return _allreduce(world, values, MPI.MAX)
+
+
+def _allreduce(world: World, values, op: MPI.Op) -> np.ndarray:
     buf = np.array(values, dtype=np.float64, copy=True).reshape(-1)
     if world.size > 1:
-        world.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
+        world.comm.Allreduce(MPI.IN_PLACE, buf, op=op)
     return buf
 
 

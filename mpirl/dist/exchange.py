@@ -1,9 +1,10 @@
 """Variable-length exchanges of fixed-dtype rows: Allgatherv and Alltoallv on numpy buffers.
 
 A "row" is ``array[i]``: a scalar, a record of a structured dtype, or a sub-array. Rows travel as
-raw bytes (``MPI.BYTE``, counts and displacements scaled by the row's size), so any fixed numpy
-dtype works, structured ones included, without pickling. Every rank must pass the same dtype and
-row shape.
+raw bytes in an MPI datatype of one row's size (``MPI.BYTE`` contiguous), so any fixed numpy dtype
+works, structured ones included, without pickling, and counts and displacements count rows: in
+bytes they would pass MPI's 32-bit limit at 2 GiB (the policy of 268M states). Every rank must
+pass the same dtype and row shape.
 """
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ def _row_bytes(array: np.ndarray) -> int:
 
 def _byte_view(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+
+
+def _row_type(array: np.ndarray) -> MPI.Datatype:
+    """One row of ``array`` as a committed MPI datatype (the caller frees it)."""
+    return MPI.BYTE.Create_contiguous(_row_bytes(array)).Commit()
 
 
 def _displacements(counts: np.ndarray) -> np.ndarray:
@@ -47,10 +53,14 @@ def allgatherv(world: World, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return rows.copy(), np.array([rows.shape[0]], dtype=np.int64)
     counts = allgather_fixed(world, np.array([rows.shape[0]], dtype=np.int64))[:, 0]
     out = np.empty((int(counts.sum()),) + rows.shape[1:], dtype=rows.dtype)
-    unit = _row_bytes(rows)
-    world.comm.Allgatherv(_byte_view(rows),
-                          [out.reshape(-1).view(np.uint8), counts * unit,
-                           _displacements(counts) * unit, MPI.BYTE])
+    if out.nbytes:
+        row = _row_type(rows)
+        try:
+            world.comm.Allgatherv([_byte_view(rows), rows.shape[0], row],
+                                  [out.reshape(-1).view(np.uint8), counts, _displacements(counts),
+                                   row])
+        finally:
+            row.Free()
     return out, counts
 
 
@@ -74,10 +84,14 @@ def alltoallv(world: World, rows: np.ndarray, send_counts: np.ndarray,
         world.comm.Alltoall(send_counts, recv_counts)
     recv_counts = np.asarray(recv_counts, dtype=np.int64)
     out = np.empty((int(recv_counts.sum()),) + rows.shape[1:], dtype=rows.dtype)
-    unit = _row_bytes(rows)
-    world.comm.Alltoallv(
-        [_byte_view(rows), send_counts * unit, _displacements(send_counts) * unit, MPI.BYTE],
-        [out.reshape(-1).view(np.uint8), recv_counts * unit, _displacements(recv_counts) * unit,
-         MPI.BYTE])
+    if _row_bytes(rows) == 0:
+        return out
+    row = _row_type(rows)
+    try:
+        world.comm.Alltoallv([_byte_view(rows), send_counts, _displacements(send_counts), row],
+                             [out.reshape(-1).view(np.uint8), recv_counts,
+                              _displacements(recv_counts), row])
+    finally:
+        row.Free()
     return out
 

@@ -95,9 +95,15 @@ class SharedBlocks(Blocks):
         self._windows.append(window)
         buffer, _ = window.Shared_query(0)
         vectors = list(np.ndarray((count, self.n), np.float64, buffer=buffer))
-        for v in vectors:   # (each rank first touches its own block: pages land near it)
+        for v in vectors:
             self._window_at[v.ctypes.data] = window
         return vectors
+
+    def _wait_for_readers(self) -> None:
+        """Shared vectors are about to be zeroed for reuse: a node mate may still be reading
+        the last solve's V (its greedy policy, its copy of V), so wait for all of them."""
+        if self._windows:
+            self.node.Barrier()
 
     def allgather_inplace(self, full: np.ndarray) -> None:
         """After every rank has written its block of ``full``, every rank sees every block.

@@ -83,7 +83,8 @@ class World:
         """This rank's share of the node's cores.
 
         SLURM_CPUS_PER_TASK or OMP_NUM_THREADS win when set; otherwise cores / ranks on the node,
-        at least 1. Oversubscribed ranks that each spin up all cores' worth of threads are much
+        at least 1, which is collective (it splits the world by node): every rank must call it,
+        and see the same variables. Oversubscribed ranks that each spin up all cores' worth of threads are much
         slower than ranks that share fairly.
         """
         for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
@@ -115,13 +116,14 @@ def install_abort_on_error(code: int = 1) -> None:
     """
     if MPI.COMM_WORLD.Get_size() == 1:
         return
-    previous = sys.excepthook
 
     def hook(exc_type, exc, tb):
-        if issubclass(exc_type, KeyboardInterrupt):
-            previous(exc_type, exc, tb)
-        text = "".join(traceback.format_exception(exc_type, exc, tb))
         rank = MPI.COMM_WORLD.Get_rank()
+        if issubclass(exc_type, KeyboardInterrupt):   # Ctrl-C: no traceback, but end the job
+            sys.stderr.write(f"[mpirl rank {rank}] interrupted\n")
+            sys.stderr.flush()
+            MPI.COMM_WORLD.Abort(130)
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
         sys.stderr.write(f"[mpirl rank {rank}] failed: {exc_type.__name__}: {exc}\n{text}")
         sys.stderr.flush()
         MPI.COMM_WORLD.Abort(code)

@@ -40,9 +40,11 @@ class Backup:
                chunk_nnz):
         self.n_states, self.n_actions, self.lo, self.hi = n_states, n_actions, lo, hi
         self.n_rows = len(indptr) - 1
-        # contiguous, as the C kernels read them (views of contiguous slices stay views)
+        # contiguous, as the C kernels read them (views of contiguous slices stay views); state
+        # ids as int32, which the kernels take, wherever they fit
+        ids = np.int32 if n_states < 2**31 else np.int64
         self.indptr = np.ascontiguousarray(indptr, np.int64)                # (rows + 1,)
-        self.next_state = np.ascontiguousarray(next_state)                  # (nnz,)
+        self.next_state = np.ascontiguousarray(next_state, ids)             # (nnz,)
         self.cont_prob = np.ascontiguousarray(cont_prob, np.float64)        # (nnz,) p (1 - done)
         self.expected_reward = np.ascontiguousarray(expected_reward, np.float64)  # (rows,) sum p r
         self.chunk_nnz = chunk_nnz
@@ -56,7 +58,7 @@ class Backup:
                                  self.n_rows)]
         self._buf = np.empty(int((ends - starts).max()) if len(starts) else 0)
         self._q_buf = np.empty(min(self.chunk_rows, self.n_rows))
-        self._native = kernels() if next_state.dtype == np.int32 else None   # C takes int32 ids
+        self._native = kernels() if ids == np.int32 else None   # C takes int32 ids
         if self._native is not None:
             # the row layout and transition arrays as the kernels take them (addresses)
             self._c_rows = (0 if self.branching else self.indptr.ctypes.data, self.branching or 0,
@@ -95,6 +97,7 @@ class Backup:
     def q_values(self, V: np.ndarray, gamma: float, out: np.ndarray | None = None) -> np.ndarray:
         """Q (rows,) = rbar + gamma * P V for this slice's rows, from V (n_states,)."""
         out = np.empty(self.n_rows) if out is None else out
+        self._check_lengths(V, out, self.n_rows)
         if self._native is not None and _writable_c(out) and _plain(V):
             self._native.bellman_q(*self._c_rows, V.ctypes.data, gamma, self.n_rows,
                                    out.ctypes.data)
@@ -111,6 +114,7 @@ class Backup:
         (never writing the whole Q: A times the size of V)."""
         if np.may_share_memory(out, V):   # a bounds check, O(1)
             raise ValueError("state_values: out overlaps V; sweeps need a second buffer")
+        self._check_lengths(V, out, self.hi - self.lo)
         A, old = self.n_actions, V[self.lo:self.hi]
         if self._native is not None and _writable_c(out) and _plain(V):
             return self._native.bellman_max(*self._c_rows, V.ctypes.data, gamma, A,
@@ -121,6 +125,12 @@ class Backup:
             new = max_over_actions(q, A, out[s0:s1])
             changes.append(np.max(np.abs(new - old[s0:s1]), initial=0.0))
         return float(np.max(changes))   # NaN, should one appear, propagates
+
+    def _check_lengths(self, V: np.ndarray, out: np.ndarray, n_out: int) -> None:
+        """The C kernels trust these lengths (a short ``out`` would be written past its end)."""
+        if V.shape != (self.n_states,) or out.shape != (n_out,):
+            raise ValueError(f"backup: V must have shape ({self.n_states},) and out ({n_out},), "
+                             f"not {V.shape} and {out.shape}")
 
     def first(self, states: int) -> "Backup":
         """The backup of this slice's first ``states`` states (views, no copies)."""

@@ -1,6 +1,7 @@
 """Running a greedy tabular policy: in the real gymnasium environment, or in a generated MDP.
 
-Episode i is seeded with (seed, i) and run by rank i % size, so the figures are the same at any
+Episode i is seeded from seed and i (gymnasium's ``reset(seed=seed + i)``, or a generator seeded
+with (seed, i) in a generated MDP) and run by rank i % size, so the figures are the same at any
 number of ranks; the per-episode sums are gathered as a small control message.
 """
 from __future__ import annotations
@@ -70,8 +71,9 @@ def evaluate_in_env(world: World, env_id: str, env_kwargs: dict, policy: np.ndar
     extra = {"max_episode_steps": max_steps} if max_steps else {}
     env = make_env(env_id, env_kwargs, **extra)
     limit = env.spec.max_episode_steps if env.spec else None
-    if limit is None:
+    if limit is None:   # no time limit of its own: remake it with one
         limit = 1000
+        env.close()
         env = make_env(env_id, env_kwargs, max_episode_steps=limit)
     totals = _Totals()
     try:

@@ -46,7 +46,7 @@ class Solution:
     residual: float
     converged: bool
     seconds: float            # wall time of the sweeps
-    comm_seconds: float       # of which in Allgatherv + Allreduce
+    comm_seconds: float       # of which in the exchange: V going round + the residual's max
     cpu_seconds: float        # this process's CPU time over the same span
     policy_iterations: int = 0
     transitions: int = 0      # in this rank's slice
@@ -176,6 +176,12 @@ def solve(world: World, source, method: str = "value", gamma: float = 0.99, tol:
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    if not 0 <= gamma < 1:
+        raise ValueError(f"gamma must be in [0, 1), not {gamma}")   # else V may not converge
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, not {tol}")
+    if max_sweeps < 1:
+        raise ValueError(f"max_sweeps must be >= 1, not {max_sweeps}")
     blocks = split_states(world, source.n_states, exchange)
     backup = Backup(source.rows(blocks.lo, blocks.hi))
     run = {"value": value_iteration, "q": q_value_iteration, "policy": policy_iteration}[method]

@@ -2,8 +2,8 @@
  * memory. Each has a numpy twin, which is the reference the tests compare against and the
  * fallback when no C compiler is found (see mpirl/native/__init__.py).
  *
- * C99 and the C library, built with `cc -O2 -shared -fPIC`; on x86-64 with GCC or clang, one
- * loop also has an AVX2 version, chosen at run time when the CPU has AVX2. */
+ * C99 and the C library, built with `cc -O2 -shared -fPIC -ffp-contract=off`; on x86-64 with
+ * GCC or clang, one loop also has an AVX2 version, chosen at run time when the CPU has AVX2. */
 #include <math.h>
 #include <stdint.h>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))

@@ -14,6 +14,7 @@ from tests.launch import train
 # kind -> (rank that fails, what the job's output must say). Rank -1 = the last rank.
 FAILURES = {
     "raise": (-1, "failed: InjectedFault: injected exception at update 5"),
+    "interrupt": (-1, "interrupted"),
     "env": (-1, "failed: InjectedFault: injected environment failure"),
     "nan": (-1, "failed: FloatingPointError: non-finite loss"),
     "kill": (-1, "exited on signal 9"),
@@ -42,6 +43,8 @@ def test_any_failure_on_any_rank_ends_the_job_fast_and_keeps_earlier_checkpoints
         assert f"[mpirl rank {rank}]" in res.output
     else:  # SIGKILL leaves no Python to speak: Open MPI names the rank
         assert f"rank {rank}" in res.output
+    if kind == "interrupt":   # Ctrl-C is not a crash: one line, no traceback
+        assert "Traceback" not in res.output, res.output[-3000:]
     assert res.seconds < 30   # start-up included: the fault itself is answered within seconds
     state, path = Checkpoints(str(run_dir)).load_latest(warn=pytest.fail)
     assert state["meta"]["update"] == 4 and path.endswith("ckpt_00000004.pt")

@@ -92,3 +92,35 @@ def test_rank_seeds_differ_and_are_reproducible():
     assert len(set(seeds)) == world.size
     assert world.rank_seed(7) == World().rank_seed(7)
     assert world.rank_seed(8) != world.rank_seed(7)
+
+
+# Rows of every kind the exchanges carry: scalars, sub-arrays, records of a structured dtype.
+ROW_KINDS = {"scalar": ((), np.int64), "subarray": ((3,), np.float64),
+             "record": ((), np.dtype([("obs", np.float32, (2,)), ("action", np.int8)]))}
+
+
+def _rows(rank, n, kind):
+    """n rows of arbitrary bytes (compared as bytes: a float field may hold a NaN pattern)."""
+    shape, dtype = ROW_KINDS[kind]
+    nbytes = n * np.dtype(dtype).itemsize * int(np.prod(shape))
+    raw = np.random.default_rng(rank).integers(0, 256, nbytes, dtype=np.uint8)
+    return raw.view(dtype).reshape((n, *shape))
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("kind", sorted(ROW_KINDS))
+def test_allgatherv_and_alltoallv_deliver_the_rows_a_naive_pickled_exchange_does(kind):
+    from mpirl.dist.exchange import allgatherv, alltoallv
+    world = World()
+    mine = _rows(world.rank, world.rank % 3, kind)   # uneven counts, rank 0 sends none
+    everyone, counts = allgatherv(world, mine)
+    expected = world.comm.allgather(mine)
+    assert counts.tolist() == [len(rows) for rows in expected]
+    assert everyone.tobytes() == np.concatenate(expected).tobytes()
+    # Alltoallv: rank r sends its k-th row to rank k % size
+    send = np.concatenate([mine[[i for i in range(len(mine)) if i % world.size == k]]
+                           for k in range(world.size)])
+    send_counts = np.array([len(range(k, len(mine), world.size)) for k in range(world.size)])
+    received = alltoallv(world, send, send_counts)
+    per_source = world.comm.alltoall([mine[k::world.size] for k in range(world.size)])
+    assert received.tobytes() == np.concatenate(per_source).tobytes()

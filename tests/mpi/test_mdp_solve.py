@@ -1,5 +1,7 @@
 """Distributed value / Q-value / policy iteration under pytest-mpi: every rank count gives the
 single-process reference's answer (1 rank is covered in tests/unit/test_mdp.py)."""
+import time
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -72,6 +74,22 @@ def test_every_rank_sees_every_block_of_the_split_vectors_after_each_exchange(sp
         V, V_next = V_next, V
     again = blocks.vectors(2)   # the same memory, zero again: a second solve touches no new pages
     assert {v.ctypes.data for v in again} == {V.ctypes.data, V_next.ctypes.data}
+    np.testing.assert_array_equal(again, 0.0)
+    blocks.free()
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("split", sorted(SPLITS))
+def test_vectors_are_not_zeroed_for_reuse_while_a_rank_still_reads_them(split):
+    world = World()
+    blocks = SPLITS[split](world, 8)
+    (V,) = blocks.vectors(1)
+    V[blocks.lo:blocks.hi] = 1.0 + np.arange(blocks.lo, blocks.hi)
+    blocks.allgather_inplace(V)
+    if world.is_root:
+        time.sleep(0.3)   # a slow reader: the others ask for the vectors again meanwhile
+        np.testing.assert_array_equal(V, 1.0 + np.arange(8))
+    (again,) = blocks.vectors(1)
     np.testing.assert_array_equal(again, 0.0)
     blocks.free()
 

@@ -152,6 +152,14 @@ def test_every_method_satisfies_bellman_optimality_and_finds_an_optimal_policy(c
     np.testing.assert_allclose(V_greedy, V_star, rtol=0, atol=2 * tol / (1 - gamma))
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    ({"gamma": 1.0}, "gamma must be in"), ({"gamma": -0.1}, "gamma must be in"),
+    ({"tol": 0.0}, "tol must be > 0"), ({"max_sweeps": 0}, "max_sweeps must be >= 1")])
+def test_solve_refuses_settings_under_which_it_cannot_converge(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        solve(World(), RandomMDP(50, 2, 3, seed=0), **kwargs)
+
+
 def test_stops_at_max_sweeps_and_says_so():
     sol = solve(World(), RandomMDP(50, 2, 3, seed=0), "value", 0.99, 1e-12, max_sweeps=5)
     assert sol.sweeps == 5 and not sol.converged and sol.residual > 1e-12

@@ -1,5 +1,6 @@
 """mpirl's C kernels: built and loaded once, refused loudly, and equal to their numpy twins."""
 import ctypes
+import dataclasses
 
 import numpy as np
 import pytest
@@ -121,6 +122,24 @@ def test_a_backup_into_v_itself_is_refused():
     V = np.zeros(5000)
     with pytest.raises(ValueError, match="overlaps V"):
         backup.state_values(V, 0.9, V[:])
+
+
+@pytest.mark.parametrize("V_len,out_len", [(4999, 5000), (5000, 4999), (5001, 5000)])
+def test_a_backup_with_vectors_of_the_wrong_length_is_refused(V_len, out_len):
+    backup = backup_module.Backup(BACKUP_SOURCES["regular"].rows(0, 5000))
+    with pytest.raises(ValueError, match="must have shape"):
+        backup.state_values(np.zeros(V_len), 0.9, np.empty(out_len))
+    with pytest.raises(ValueError, match="must have shape"):   # Q: one entry per row
+        backup.q_values(np.zeros(V_len), 0.9, np.empty(backup.n_rows + out_len - 5000))
+
+
+def test_state_ids_given_as_int64_reach_the_kernels_as_int32():
+    rows = BACKUP_SOURCES["regular"].rows(0, 5000)
+    wide = dataclasses.replace(rows, next_state=rows.next_state.astype(np.int64))
+    narrow, widened = backup_module.Backup(rows), backup_module.Backup(wide)
+    assert widened.next_state.dtype == np.int32 and widened._native is not None
+    V = np.random.default_rng(4).normal(size=5000)
+    np.testing.assert_array_equal(widened.q_values(V, 0.9), narrow.q_values(V, 0.9))
 
 
 def _cpu_has_avx2() -> bool:
