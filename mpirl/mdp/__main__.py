@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start_value(source, V: np.ndarray) -> float:
+    """V at the start: gymnasium's tables start from a distribution over states (Taxi's is
+    spread over hundreds), the generated MDPs from one state."""
     start = source.start
     return float(np.dot(start, V)) if isinstance(start, np.ndarray) else float(V[int(start)])
 
