@@ -81,7 +81,8 @@ class Config:
     gae_lambda: float = opt(0.8, "GAE lambda", "ppo")
     num_minibatches: int = opt(1, "minibatches per epoch", "ppo")
     update_epochs: int = opt(10, "epochs over each rollout", "ppo")
-    norm_adv: bool = opt(True, "normalise advantages (global mean/std over all ranks)", "ppo")
+    norm_adv: bool = opt(True, "normalise advantages (global mean/std over all ranks; "
+                              "with --tasks, over the task's ranks)", "ppo")
     clip_coef: float = opt(0.2, "surrogate clipping coefficient", "ppo")
     clip_vloss: bool = opt(False, "clip the value loss", "ppo")
     ent_coef: float = opt(0.0, "entropy bonus coefficient", "ppo")
@@ -205,7 +206,14 @@ def convert(name: str, value: Any) -> Any:
         if kind.startswith("int"):
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError("not an integer")
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+            if isinstance(value, str) and "e" in value.lower():   # "1e6": a float that is whole
+                number = float(value)
+                if not math.isfinite(number):
+                    raise ValueError("out of range")
+                if not number.is_integer():
+                    raise ValueError("not an integer")
+                return int(number)
+            return int(value)
         if kind.startswith("float"):
             if isinstance(value, bool):
                 raise ValueError("not a number")
@@ -216,7 +224,7 @@ def convert(name: str, value: Any) -> Any:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError("not a string")
             return str(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         wanted = kind.replace(" | None", "")   # "int | None" reads as jargon in a message
         raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not a valid {wanted} ({exc})")
     return value
@@ -318,6 +326,7 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, name)
         need(math.isfinite(value) and value > 0, f"--learning-rate must be > 0, not {value}")
     need(0 <= cfg.learning_starts, f"--learning-starts must be >= 0, not {cfg.learning_starts}")
+    need(cfg.seed >= 0, f"--seed must be >= 0, not {cfg.seed}")
     for name in ("gamma", "gae_lambda"):
         value = getattr(cfg, name)
         need(0 <= value <= 1, f"--{name.replace('_', '-')} must lie in [0, 1], not {value}")
@@ -325,6 +334,11 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, name)
         need(0 <= value <= 1, f"--{name.replace('_', '-')} must lie in [0, 1], not {value}")
     need(0 < cfg.tau <= 1, f"--tau must lie in (0, 1], not {cfg.tau}")
+    # PopArt's moving-average step (mpirl/models/popart.py): 1 = the latest batch only; above 1
+    # overshoots, and <= 0 is no moving average. (Same message as the --tasks check: listed once.)
+    need(0 < cfg.popart_beta <= 1, f"--popart-beta must lie in (0, 1], not {cfg.popart_beta}")
+    need(cfg.target_kl is None or (math.isfinite(cfg.target_kl) and cfg.target_kl > 0),
+         f"--target-kl must be a finite number > 0 (or none), not {cfg.target_kl}")
     for name in ("clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "apex_alpha",
                  "samples_per_insert", "spi_tolerance"):
         value = getattr(cfg, name)
@@ -342,6 +356,13 @@ def validate(cfg: Config) -> None:
          f"(--algo {cfg.algo} averages every gradient: use --sync-mode allreduce)")
     need(len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
          f"--hidden-sizes needs one or more positive widths, not {cfg.hidden_sizes}")
+    if cfg.algo == "ppo" and cfg.pipeline_stages == 1 and cfg.num_envs is not None \
+            and min(cfg.num_steps, cfg.num_envs, cfg.num_minibatches) >= 1:
+        # (a pipeline cuts the rows of all its stages: pipeline/checks.py checks that minibatch)
+        rows = cfg.num_steps * cfg.num_envs
+        need(cfg.num_minibatches <= rows,
+             f"--num-minibatches ({cfg.num_minibatches}) must be at most --num-steps x --num-envs "
+             f"({cfg.num_steps} x {cfg.num_envs} = {rows}), the rows one rank collects per update")
     if cfg.algo == "dqn":
         need(cfg.buffer_size >= cfg.batch_size,
              f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
@@ -357,6 +378,7 @@ def validate(cfg: Config) -> None:
     if cfg.resume:
         need(cfg.run_dir is not None, "--resume needs --run-dir: the run to continue")
     if problems:
+        problems = list(dict.fromkeys(problems))   # a problem two checks find is listed once
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 

@@ -197,7 +197,8 @@ def global_episode_stats(world: World, returns: list, lengths: list) -> dict:
 
 
 class VecEnv:
-    """A rank's vector env: actions in, (normalised obs, reward, terminated, truncated) out.
+    """A rank's vector env: :meth:`step` takes actions and returns (reward, terminated,
+    truncated, valid); :meth:`observe` gives the normalised observations.
 
     ``valid`` holds, for the step about to be taken, which sub-envs will really act (False right
     after an episode ended: that step only resets).
@@ -239,10 +240,12 @@ class VecEnv:
                 "running_length": torch.from_numpy(self.stats.running_length.copy())}
 
     def load_state_dict(self, state: dict) -> bool:
-        """Restore a saved state; False (fresh episodes) where the env's state was not saved."""
+        """Restore a saved state; False (fresh episodes) where the env's state was not saved, or
+        was saved from another kind of vector env."""
         if state.get("env") is None or len(state["valid"]) != self.num_envs:
             return False
-        envstate.restore(self.envs, state["env"])
+        if not envstate.restore(self.envs, state["env"]):
+            return False
         self.raw_obs = state["raw_obs"].numpy().copy()
         self.valid = state["valid"].numpy().copy()
         self.stats.running_return = state["running_return"].numpy().copy()
@@ -258,13 +261,20 @@ class Evaluator:
     """Runs ``episodes`` evaluation episodes split over the ranks, with a deterministic policy.
 
     Each rank keeps its own vector env (one sub-env per episode it runs), re-seeded identically
-    for every evaluation so evaluations are comparable across updates.
+    for every evaluation so evaluations are comparable across updates. The ranks' episodes are
+    consecutive slices of ``episodes`` global ones, and a rank's env is reset with ``seed`` plus
+    the global index of its first episode, so no two ranks run the same episodes: sync/async
+    envs seed sub-env ``i`` with ``seed + offset + i`` (episode ``k`` always gets ``seed + k``,
+    whatever the rank count), and native vector envs (one RNG for all sub-envs, e.g. CartPole's)
+    draw every rank's start states from a different seed.
     """
 
     def __init__(self, world: World, env_id: str, episodes: int, seed: int, mode: str = "auto"):
         self.world = world
-        self.local = episodes // world.size + (1 if world.rank < episodes % world.size else 0)
-        self.seed = seed
+        base, extra = divmod(episodes, world.size)
+        self.local = base + (1 if world.rank < extra else 0)
+        self.offset = world.rank * base + min(world.rank, extra)  # global index of 1st episode
+        self.seed = seed + self.offset
         self.envs = make_vec(env_id, self.local, mode) if self.local else None
 
     def run(self, act, normalizer: ObsNormalizer | None = None) -> float:

@@ -69,11 +69,17 @@ def capture(vec: gym.vector.VectorEnv) -> dict | None:
     return {"kind": "native", "env": _capture_env(vec)}
 
 
-def restore(vec: gym.vector.VectorEnv, state: dict) -> None:
-    """Put ``vec`` (freshly made and reset, of the same kind and size) into ``state``."""
+def restore(vec: gym.vector.VectorEnv, state: dict) -> bool:
+    """Put ``vec`` (freshly made and reset, of the same size) into ``state``. False, touching
+    nothing, when ``state`` was saved from another kind of vector env (a run resumed with another
+    --vector-mode): its episodes then start afresh."""
+    kind = "sync" if isinstance(vec, gym.vector.SyncVectorEnv) else "native"
+    if state["kind"] != kind or isinstance(vec, gym.vector.AsyncVectorEnv):
+        return False
     if state["kind"] == "sync":
         for env, s in zip(vec.envs, state["envs"]):
             _restore_env(env, s)
         vec._autoreset_envs = _from_plain(state["autoreset"])
     else:
         _restore_env(vec, state["env"])
+    return True

@@ -242,7 +242,7 @@ class SingleTask:
     def tag(self, records: np.ndarray) -> np.ndarray:
         return records  # (multi-task: each record's task id)
 
-    def weighted_sync(self, sync, grads, model):
+    def weighted_sync(self, sync, grads, model, optimizer=None):
         return sync  # every gradient is the plain mean over ranks
 
     def sample_weights(self, records: np.ndarray) -> float:
@@ -359,9 +359,9 @@ class MultiTask:
         records["task"] = self.task
         return records
 
-    def weighted_sync(self, sync, grads, model) -> TaskWeightedSync:
+    def weighted_sync(self, sync, grads, model, optimizer=None) -> TaskWeightedSync:
         self._sync = TaskWeightedSync(sync, grads, model.owner(), self.task, self.counts,
-                                      self.cfg.task_weighting)
+                                      self.cfg.task_weighting, optimizer)
         self._sync.set_parked(self.parked)
         return self._sync
 

@@ -32,6 +32,11 @@ class FlatAdam:
     Quacks like a torch optimizer where the trainer needs it: ``param_groups[0]["lr"]`` for
     annealing, ``step()``, ``state_dict()`` / ``load_state_dict()``, and :meth:`state_tensors`
     for broadcasting the state from rank 0.
+
+    ``frozen`` (a bool mask over the flat vector, or None) holds elements still: a parked task's
+    head. A zero gradient is not enough, since Adam's momentum would keep moving them; their
+    first moment is cleared instead, so each step moves them by exactly 0, and a task that
+    trains again starts its head's momentum afresh.
     """
 
     def __init__(self, grads: FlatGradients, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
@@ -41,6 +46,7 @@ class FlatAdam:
         self.step_count = torch.zeros(1, dtype=torch.float64)  # a tensor, so it can be broadcast
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.frozen: torch.Tensor | None = None
 
     @torch.no_grad()
     def step(self) -> None:
@@ -50,6 +56,8 @@ class FlatAdam:
         step = float(self.step_count[0])
         grad = self.grads.flat
         self.exp_avg.lerp_(grad, 1 - beta1)
+        if self.frozen is not None:
+            self.exp_avg.masked_fill_(self.frozen, 0.0)
         self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step_size = group["lr"] / (1 - beta1 ** step)
         denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])

@@ -3,7 +3,7 @@
 Algorithms receive a :class:`Run` and never touch files or signals themselves:
 
     run.log.metrics(record) / run.log.progress(record)   (rank 0 writes; other ranks no-op)
-    run.save(update, shared, local)       checkpoint: ``shared`` from rank 0, ``local`` per rank
+    run.save(update, shared, local, meta) checkpoint: ``shared`` from rank 0, ``local`` per rank
     run.restore() -> Restored | None      the latest good checkpoint when --resume
     run.stop_requested()                  all ranks agree a SIGUSR1/SIGTERM arrived
     run.record_eval(step, value)          tracks when the target was first reached

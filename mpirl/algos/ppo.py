@@ -4,6 +4,7 @@ Every rank steps its own vector env and holds a replica of the actor-critic. Eac
 
     rollout    T steps x E envs on this rank (T*E*N steps over all N ranks)
     GAE        advantages per rank; normalised with the mean/std of ALL ranks' advantages
+               (with --tasks: of the ranks of the rank's task)
     epochs     for each minibatch: loss -> backward -> Allreduce-average the flat gradient
                -> clip by the global norm of the averaged gradient -> identical Adam step
     bookkeeping  merged observation statistics, global episode stats, evaluation, checkpoints
@@ -108,7 +109,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     optimizer = FlatAdam(grads, lr=cfg.learning_rate, eps=1e-5)
     sync = make_sync(cfg.sync_mode, shard.data, grads, shard.module, optimizer, cfg.sync_every,
                      cfg.bucket_mb)
-    sync = tasks.weighted_sync(sync, grads, model)  # multi-task: trunk and heads weighted
+    sync = tasks.weighted_sync(sync, grads, model, optimizer)  # multi-task: heads weighted
     value_norm = tasks.value_norm(model)  # multi-task: PopArt per task; otherwise identity
     hand = hand_gradients(model, cfg)  # the loss gradient by hand where it applies; else autograd
     sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))
@@ -239,11 +240,11 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             # Diagnostics where they are read: the logged last epoch, or each under --target-kl.
             want_stats = epoch == cfg.update_epochs - 1 or cfg.target_kl is not None
             for mb in np.array_split(shuffler.permutation(len(b_obs)), cfg.num_minibatches):
-                if training:
+                if training and len(mb):
                     loss, stats = learn(mb)
                     if not math.isfinite(loss):
                         raise FloatingPointError(f"non-finite loss ({loss}) at update {update}")
-                else:  # parked: nothing to learn from
+                else:  # parked, or a minibatch emptied by dropped reset steps: nothing to learn
                     grads.zero()
                 sync.gradients_ready()
                 stats["grad_norm"] = shard.clip_(cfg.max_grad_norm)

@@ -113,10 +113,16 @@ def init_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
 
 def sync_params(world: World, module: torch.nn.Module,
                 optimizer: torch.optim.Optimizer | None = None, root: int = 0) -> None:
-    """Broadcast parameters, buffers and (if given) optimizer state from ``root``."""
+    """Broadcast parameters, buffers and (if given) optimizer state from ``root``, the learning
+    rate included: a checkpoint restores it on ``root`` only (with a constant learning rate the
+    ranks would otherwise step at different rates after a resume)."""
     tensors = [p.data for p in module.parameters()] + [b for b in module.buffers()]
     if optimizer is not None:
         tensors += optimizer_state_tensors(optimizer)
+        for group, lr in zip(optimizer.param_groups, world.bcast_obj(
+                [g["lr"] for g in optimizer.param_groups] if world.rank == root else None,
+                root=root)):
+            group["lr"] = lr
     broadcast_tensors(world, tensors, root=root)
 
 

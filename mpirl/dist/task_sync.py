@@ -134,13 +134,15 @@ class TaskWeightedSync:
     scales this rank's segments first (see the module docstring), then lets it average.
 
     :meth:`set_parked` changes which tasks train; it must be called with the same flags on
-    every rank at the same point (MultiTask does, from evaluation results).
+    every rank at the same point (MultiTask does, from evaluation results). It also tells
+    ``optimizer`` (a :class:`~mpirl.optim.FlatAdam`, when given) to hold the parked tasks'
+    heads still: a zero gradient alone would leave them drifting on Adam's momentum.
     """
 
     def __init__(self, inner, grads: FlatGradients, owner: dict[int, int | None], task: int,
-                 rank_counts: list[int], weighting: str):
+                 rank_counts: list[int], weighting: str, optimizer=None):
         self.inner = inner
-        self.grads = grads
+        self.grads, self.optimizer = grads, optimizer
         self.task, self.rank_counts, self.weighting = task, list(rank_counts), weighting
         self._owners = [owner[id(p)] for p in grads.params]
         self._sizes = [p.numel() for p in grads.params]
@@ -152,6 +154,10 @@ class TaskWeightedSync:
         self.idle = self.parked[self.task]
         self.scale = task_gradient_scale(self._owners, self._sizes, self.task, self.rank_counts,
                                          self.weighting, self.parked).to(self.grads.flat.dtype)
+        if self.optimizer is not None:
+            self.optimizer.frozen = torch.cat([
+                torch.full((size,), owner is not None and self.parked[owner])
+                for owner, size in zip(self._owners, self._sizes)]) if self.any_parked else None
 
     def weigh_batch(self, counts) -> np.ndarray:
         """A batch that mixes tasks (DQN): ``counts[k]`` of the global batch's transitions are

@@ -5,7 +5,7 @@ parallelism share one training loop:
 
     grads, data, module     the gradients this rank owns, the ranks it averages them with
                             (for --sync-mode), and the module local-SGD averages
-    shuffle_seed(seed)      minibatch order: per rank, or per pipeline (its stages must agree)
+    shuffle_seed(seed)      minibatch order: per rank, or per pipeline (its stages shuffle alike)
     pool(*tensors)          the update's batch: this rank's rollout, or its whole pipeline's
     forward_backward(obs, rows, loss_fn) -> (loss, stats)   gradients of one minibatch
     clip_(max_norm)         clip by the norm of the WHOLE model's gradient

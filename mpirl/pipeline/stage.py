@@ -26,7 +26,7 @@ class Stage:
         self.index, self.stages = index, stages
         self._inputs: dict[int, torch.Tensor] = {}
         self._outputs: dict[int, torch.Tensor] = {}
-        self.peak_stash = 0  # most micro-batches stashed at once since the last reset
+        self.peak_stash = 0  # most micro-batches stashed at once, over this stage's life
 
     @property
     def is_first(self) -> bool:

@@ -5,7 +5,9 @@ Each env keeps its last ``n`` steps. Once a step is ``n`` steps old it leaves as
 truncated) every step still waiting leaves at once with its shorter return and discount g^k.
 A truncated episode keeps ``done = False``, so its last observation is bootstrapped from.
 
-Every env step yields exactly one record sooner or later, so counting env steps counts inserts.
+Every step that acted yields exactly one record sooner or later. The reset steps of next-step
+autoreset (``valid`` False) yield none, so counting env steps, as DQN's rate limiter does to
+stay free of communication, over-counts inserts by one step per finished episode.
 """
 from __future__ import annotations
 

@@ -30,6 +30,15 @@ def test_trainer_runs_at_each_rank_count_and_writes_a_well_formed_run_dir(nprocs
     assert res.output.count("done:") == 1   # rank 0 alone reports
 
 
+def test_a_minibatch_emptied_by_dropped_reset_steps_is_skipped_not_a_crash(tmp_path, tiny):
+    # 2 rows per update in 2 minibatches: after each episode's end the reset step is dropped,
+    # leaving 1 row, so one minibatch is empty (CartPole's random episodes end every ~20 steps)
+    run_dir = tmp_path / "run"
+    train(0, [*tiny, "--num-envs", "1", "--num-steps", "2", "--num-minibatches", "2",
+              "--total-timesteps", "400", "--run-dir", str(run_dir)], timeout=120).check()
+    assert read_summary(run_dir)["global_steps"] == 400
+
+
 def test_exception_on_one_rank_ends_the_job_promptly_naming_the_rank(tmp_path, tiny):
     res = train(2, ["--total-timesteps", "100000", "--run-dir", str(tmp_path / "run"), *tiny],
                 env={"MPIRL_FAULT": "raise@1:3"}, timeout=60)

@@ -42,10 +42,11 @@ def test_averaged_gradient_equals_single_process_gradient_of_concatenated_batch(
 def test_params_and_optimizer_state_broadcast_then_stay_identical():
     world = World()
     model = _model(world.rank)  # deliberately different on each rank
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2 * (1 + world.rank))  # as after a resume
     init_optimizer_state(opt)
     sync_params(world, model, opt)
     check_in_sync(world, model)
+    assert opt.param_groups[0]["lr"] == 1e-2   # root's: the ranks step alike
     grads = FlatGradients(model.parameters(), world)
     for step in range(5):
         grads.zero()

@@ -140,6 +140,41 @@ def test_parked_tasks_add_zero_gradient_and_the_rest_keep_their_exact_weighted_m
 
 
 @pytest.mark.mpi(min_size=2)
+def test_a_parked_tasks_head_holds_still_while_adams_momentum_would_move_it():
+    from mpirl.optim import FlatAdam
+    world = World()
+    tasks = assign_tasks(world.size, [1] * len(ACTIONS))
+    model = _model(tasks[world.rank])
+    grads = FlatGradients(model.parameters(), world)
+    optimizer = FlatAdam(grads, lr=1e-2)
+    sync = TaskWeightedSync(AllreduceSync(world, grads), grads, model.owner(), tasks[world.rank],
+                            [tasks.count(k) for k in range(len(ACTIONS))], "equal", optimizer)
+
+    def update(parked):
+        sync.set_parked(parked)
+        grads.zero()
+        if not parked[tasks[world.rank]]:
+            _loss(model, world.rank).backward()
+        sync.gradients_ready()
+        optimizer.step()
+
+    heads = {name: p for name, p in model.named_parameters() if name.startswith("heads.")}
+    for _ in range(3):   # momentum builds up in every head
+        update([False] * len(ACTIONS))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for _ in range(3):   # task 1 parked: its head gets a zero gradient
+        update([False, True, False])
+    for name, p in heads.items():
+        moved = not torch.equal(p, before[name])
+        assert moved == (not name.startswith("heads.1.")), name
+    assert not torch.equal(dict(model.named_parameters())["trunk.0.0.weight"],
+                           before["trunk.0.0.weight"])
+    check_in_sync(world, model)
+    update([False] * len(ACTIONS))   # trains again: moves again
+    assert all(not torch.equal(p, before[n]) for n, p in heads.items() if n.startswith("heads.1."))
+
+
+@pytest.mark.mpi(min_size=2)
 def test_parked_ranks_wait_for_the_others_without_spinning_a_core():
     """The training ranks take 1 s to arrive (a rollout); the parked ranks, there at once, spend
     that second asleep rather than polling MPI (a blocking Allreduce with yield_when_idle burns

@@ -34,11 +34,38 @@ def test_command_line_conversions():
     (["--per-alpha", "2"], "--per-alpha must lie in [0, 1]"),
     (["--resume"], "--resume needs --run-dir"),
     (["--hidden-sizes", "0"], "--hidden-sizes needs one or more positive widths"),
+    (["--seed", "-1"], "--seed must be >= 0, not -1"),
+    (["--total-timesteps", "1e400"], "--total-timesteps: '1e400' is not a valid int"),
+    (["--num-steps", "1.5e0"], "--num-steps: '1.5e0' is not a valid int (not an integer)"),
+    (["--target-kl", "0"], "--target-kl must be a finite number > 0 (or none), not 0.0"),
+    (["--target-kl", "nan"], "--target-kl must be a finite number > 0 (or none), not nan"),
+    (["--popart-beta", "0"], "--popart-beta must lie in (0, 1], not 0.0"),
+    (["--popart-beta", "1.5"], "--popart-beta must lie in (0, 1], not 1.5"),
+    (["--num-steps", "2", "--num-envs", "2", "--num-minibatches", "5"],
+     "--num-minibatches (5) must be at most --num-steps x --num-envs (2 x 2 = 4)"),
+    (["--num-steps", "4", "--num-minibatches", "200"],   # --num-envs resolved: 32 for ppo
+     "--num-minibatches (200) must be at most --num-steps x --num-envs (4 x 32 = 128)"),
 ])
 def test_bad_values_give_one_clear_message(argv, message):
     with pytest.raises(ConfigError) as err:
         parse_args(argv)
     assert message in str(err.value)
+
+
+def test_values_at_the_edge_of_the_new_checks_pass():
+    cfg = parse_args(["--seed", "0", "--num-steps", "1e1", "--total-timesteps", "2.5e5",
+                      "--target-kl", "none", "--popart-beta", "1", "--num-envs", "2",
+                      "--num-minibatches", "20"])
+    assert (cfg.seed, cfg.num_steps, cfg.total_timesteps) == (0, 10, 250_000)
+    assert cfg.target_kl is None and cfg.popart_beta == 1.0 and cfg.num_minibatches == 20
+    # --num-minibatches is a PPO option: DQN ignores it
+    assert parse_args(["--algo", "dqn", "--num-minibatches", "1000"]).num_minibatches == 1000
+
+
+def test_a_problem_found_by_two_checks_is_listed_once():
+    with pytest.raises(ConfigError) as err:
+        parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--popart-beta", "2"])
+    assert str(err.value).count("--popart-beta must lie in (0, 1]") == 1
 
 
 def test_every_problem_is_listed_at_once():

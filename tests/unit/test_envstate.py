@@ -48,3 +48,13 @@ def test_async_env_state_is_not_restorable_and_says_so():
         assert VecEnv("CartPole-v1", 2, seed=0, mode="sync").load_state_dict(env.state_dict()) is False
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("saved_mode,resumed_mode", [("native", "sync"), ("sync", "native")])
+def test_a_state_saved_from_another_vector_mode_is_declined_not_a_crash(saved_mode, resumed_mode):
+    original = VecEnv("CartPole-v1", 2, seed=1, mode=saved_mode)
+    original.step(np.array([0, 1]))
+    resumed = VecEnv("CartPole-v1", 2, seed=1, mode=resumed_mode)
+    fresh = resumed.raw_obs.copy()
+    assert resumed.load_state_dict(original.state_dict()) is False   # fresh episodes instead
+    np.testing.assert_array_equal(resumed.raw_obs, fresh)
