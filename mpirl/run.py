@@ -87,6 +87,8 @@ class Run:
         """Training begins (or resumes) at ``start_update``; an update is ``steps_per_update``
         global environment steps (all ranks together)."""
         self.start_update, self.steps_per_update = start_update, steps_per_update
+        if start_update > 0:   # resumed: what the interrupted run logged later is redone
+            self.log.resume_at(start_update, start_update * steps_per_update)
         self.session_start = time.perf_counter()
         self.watchdog.beat()
 

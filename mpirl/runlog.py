@@ -19,6 +19,14 @@ def _clean(value):
     return value
 
 
+def _update_of(line: str) -> int | None:
+    """The update a metrics line records (0 for a line without one), None if it is cut short."""
+    try:
+        return int(json.loads(line).get("update", 0))
+    except (ValueError, AttributeError):
+        return None
+
+
 class RunLog:
     def __init__(self, run_dir: str, enabled: bool, tensorboard: bool = True,
                  total_steps: int | None = None, stream=None):
@@ -34,6 +42,27 @@ class RunLog:
                 # Imported lazily: TensorBoard costs ~1 s of start-up that runs without it skip.
                 from torch.utils.tensorboard import SummaryWriter
                 self._writer = SummaryWriter(log_dir=os.path.join(run_dir, "tensorboard"))
+
+    def resume_at(self, update: int, global_step: int) -> None:
+        """A resumed run goes on from ``update``: drop what the interrupted run logged past it
+        (metrics lines, and TensorBoard's events through ``purge_step``), so that each update
+        appears once. A line the interruption cut short is dropped too."""
+        if not self.enabled:
+            return
+        path = os.path.join(self.run_dir, "metrics.jsonl")
+        self._metrics.close()
+        with open(path) as fh:
+            kept = [line for line in fh if _update_of(line) is not None
+                    and _update_of(line) <= update]
+        with open(path + ".tmp", "w") as fh:
+            fh.writelines(kept)
+        os.replace(path + ".tmp", path)
+        self._metrics = open(path, "a", buffering=1)
+        if self._writer is not None:
+            from torch.utils.tensorboard import SummaryWriter
+            self._writer.close()
+            self._writer = SummaryWriter(log_dir=os.path.join(self.run_dir, "tensorboard"),
+                                         purge_step=global_step + 1)
 
     def print(self, *parts) -> None:
         if self.enabled:
