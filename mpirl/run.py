@@ -152,6 +152,7 @@ class Run:
 
     def finish(self, update: int, extra: dict | None = None) -> dict:
         """summary.json and the closing line, after ``update`` updates."""
+        self.watchdog.stop()
         global_steps = update * self.steps_per_update
         session_s = time.perf_counter() - self.session_start
         steps_this_session = (update - self.start_update) * self.steps_per_update

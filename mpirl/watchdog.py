@@ -23,6 +23,7 @@ class Watchdog:
         self.timeout = timeout
         self.rank = rank
         self.last = time.monotonic()
+        self._stopped = threading.Event()
         if timeout > 0:
             threading.Thread(target=self._watch, name="mpirl-watchdog", daemon=True).start()
 
@@ -30,9 +31,13 @@ class Watchdog:
         """This rank made progress (called at every update boundary)."""
         self.last = time.monotonic()
 
+    def stop(self) -> None:
+        """Training is over: what follows (the summary, MPI's finalisation waiting for the other
+        ranks) is no update, and a finished run must not be aborted as hung."""
+        self._stopped.set()
+
     def _watch(self) -> None:
-        while True:
-            time.sleep(min(self.timeout / 4, 5.0))
+        while not self._stopped.wait(min(self.timeout / 4, 5.0)):
             idle = time.monotonic() - self.last
             if idle > self.timeout:
                 sys.stderr.write(f"[mpirl rank {self.rank}] failed: no progress for {idle:.0f} s "
