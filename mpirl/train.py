@@ -51,10 +51,15 @@ def prepare_run_dir(cfg: Config, n_ranks: int) -> None:
             raise ConfigError(f"--resume: run dir {path} does not exist")
         if not os.path.isfile(saved_cfg):
             raise ConfigError(f"--resume: {path} is not an mpirl run (no config.yaml)")
-        with open(saved_cfg) as fh:
-            saved = yaml.safe_load(fh) or {}
-        with open(os.path.join(path, "run.json")) as fh:
-            saved["n_ranks"] = json.load(fh).get("n_ranks")
+        try:
+            with open(saved_cfg) as fh:
+                saved = yaml.safe_load(fh) or {}
+            with open(os.path.join(path, "run.json")) as fh:
+                saved["n_ranks"] = json.load(fh).get("n_ranks")
+        except (OSError, ValueError, yaml.YAMLError, AttributeError, TypeError) as exc:
+            # (json's errors are ValueErrors; Attribute/TypeError: a file that is not a mapping)
+            raise ConfigError(f"--resume: cannot read the run's config.yaml and run.json in "
+                              f"{path}: {exc}") from None
         now = {**cfg.to_dict(), "n_ranks": n_ranks}
         diff = [f"  {k}: run has {saved.get(k)!r}, now {now[k]!r}"
                 for k in MUST_MATCH + ("n_ranks",) if saved.get(k) != now[k]]

@@ -101,3 +101,17 @@ def test_help_lists_every_option_with_default_and_meaning():
         assert name in text, name
     flat = " ".join(text.split())
     assert "gymnasium environment id (any registered id) (default: CartPole-v1)" in flat
+
+
+@pytest.mark.parametrize("damage", ["no run.json", "malformed config.yaml", "config not a mapping"])
+def test_resuming_a_damaged_run_dir_is_one_clear_error(tmp_path, damage):
+    from mpirl.train import prepare_run_dir
+    run_dir = tmp_path / "run"
+    prepare_run_dir(parse_args(["--run-dir", str(run_dir)]), 1)   # a fresh run's files
+    if damage == "no run.json":
+        (run_dir / "run.json").unlink()
+    else:
+        (run_dir / "config.yaml").write_text("env_id: [unclosed" if damage.startswith("malformed")
+                                             else "- a list\n")
+    with pytest.raises(ConfigError, match="cannot read the run's config.yaml and run.json"):
+        prepare_run_dir(parse_args(["--run-dir", str(run_dir), "--resume"]), 1)
