@@ -159,7 +159,8 @@ def test_dqn_four_rank_run_writes_per_task_summaries_and_resumes(tmp_path):
 
     metrics = read_metrics(run_dir)
     steps = [m["global_step"] for m in metrics]
-    assert steps[-1] == 2048 and steps.count(64 * 17) == 2   # update 17 ran before and after
+    # update 17 ran before the crash and again after the resume: its line is there once
+    assert steps == [64 * (u + 1) for u in range(2048 // 64)]
     assert all("episode_return_mean" not in m for m in metrics)  # never pooled across tasks
     assert any("CartPole-v1/episode_return_mean" in m for m in metrics)
     evals = [m for m in metrics if "eval_return_mean" in m]
