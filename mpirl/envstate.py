@@ -57,14 +57,23 @@ def _restore_env(env, state: dict) -> None:
         wrapper = wrapper.env
 
 
+def _kind(vec: gym.vector.VectorEnv) -> str | None:
+    """"sync", "native" (the env's own vectorised class), or None for async (its envs live in
+    other processes, out of reach)."""
+    if isinstance(vec, gym.vector.SyncVectorEnv):
+        return "sync"
+    return None if isinstance(vec, gym.vector.AsyncVectorEnv) else "native"
+
+
 def capture(vec: gym.vector.VectorEnv) -> dict | None:
     """The full dynamic state of ``vec``, or None where it cannot be saved."""
-    if isinstance(vec, gym.vector.SyncVectorEnv):
+    kind = _kind(vec)
+    if kind == "sync":
         if not all(_supported(e.unwrapped) for e in vec.envs):
             return None
         return {"kind": "sync", "envs": [_capture_env(e) for e in vec.envs],
                 "autoreset": plain(vec._autoreset_envs)}
-    if isinstance(vec, gym.vector.AsyncVectorEnv) or not _supported(vec.unwrapped):
+    if kind is None or not _supported(vec.unwrapped):
         return None
     return {"kind": "native", "env": _capture_env(vec)}
 
@@ -73,8 +82,7 @@ def restore(vec: gym.vector.VectorEnv, state: dict) -> bool:
     """Put ``vec`` (freshly made and reset, of the same size) into ``state``. False, touching
     nothing, when ``state`` was saved from another kind of vector env (a run resumed with another
     --vector-mode): its episodes then start afresh."""
-    kind = "sync" if isinstance(vec, gym.vector.SyncVectorEnv) else "native"
-    if state["kind"] != kind or isinstance(vec, gym.vector.AsyncVectorEnv):
+    if state["kind"] != _kind(vec):
         return False
     if state["kind"] == "sync":
         for env, s in zip(vec.envs, state["envs"]):

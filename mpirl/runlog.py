@@ -34,14 +34,21 @@ class RunLog:
         self.enabled = enabled
         self.total_steps = total_steps
         self.stream = stream or sys.stdout
+        self.tensorboard = enabled and tensorboard
         self._metrics = None
         self._writer = None
         if enabled:
-            self._metrics = open(os.path.join(run_dir, "metrics.jsonl"), "a", buffering=1)
-            if tensorboard:
-                # Imported lazily: TensorBoard costs ~1 s of start-up that runs without it skip.
-                from torch.utils.tensorboard import SummaryWriter
-                self._writer = SummaryWriter(log_dir=os.path.join(run_dir, "tensorboard"))
+            self._open()
+
+    def _open(self, purge_step: int | None = None) -> None:
+        """Open metrics.jsonl for appending and, if wanted, a TensorBoard writer (one that
+        hides events from ``purge_step`` on, when given)."""
+        self._metrics = open(os.path.join(self.run_dir, "metrics.jsonl"), "a", buffering=1)
+        if self.tensorboard:
+            # Imported lazily: TensorBoard costs ~1 s of start-up that runs without it skip.
+            from torch.utils.tensorboard import SummaryWriter
+            self._writer = SummaryWriter(log_dir=os.path.join(self.run_dir, "tensorboard"),
+                                         purge_step=purge_step)
 
     def resume_at(self, update: int, global_step: int) -> None:
         """A resumed run goes on from ``update``: drop what the interrupted run logged past it
@@ -51,18 +58,15 @@ class RunLog:
             return
         path = os.path.join(self.run_dir, "metrics.jsonl")
         self._metrics.close()
+        if self._writer is not None:
+            self._writer.close()
         with open(path) as fh:
-            kept = [line for line in fh if _update_of(line) is not None
-                    and _update_of(line) <= update]
+            kept = [line for line in fh if (logged := _update_of(line)) is not None
+                    and logged <= update]
         with open(path + ".tmp", "w") as fh:
             fh.writelines(kept)
         os.replace(path + ".tmp", path)
-        self._metrics = open(path, "a", buffering=1)
-        if self._writer is not None:
-            from torch.utils.tensorboard import SummaryWriter
-            self._writer.close()
-            self._writer = SummaryWriter(log_dir=os.path.join(self.run_dir, "tensorboard"),
-                                         purge_step=global_step + 1)
+        self._open(purge_step=global_step + 1)
 
     def print(self, *parts) -> None:
         if self.enabled:

@@ -8,6 +8,8 @@ pass the same dtype and row shape.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 from mpi4py import MPI
 
@@ -22,9 +24,14 @@ def _byte_view(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
 
 
-def _row_type(array: np.ndarray) -> MPI.Datatype:
-    """One row of ``array`` as a committed MPI datatype (the caller frees it)."""
-    return MPI.BYTE.Create_contiguous(_row_bytes(array)).Commit()
+@contextmanager
+def _row_type(array: np.ndarray):
+    """One row of ``array`` as a committed MPI datatype, freed on leaving."""
+    row = MPI.BYTE.Create_contiguous(_row_bytes(array)).Commit()
+    try:
+        yield row
+    finally:
+        row.Free()
 
 
 def _displacements(counts: np.ndarray) -> np.ndarray:
@@ -54,13 +61,10 @@ def allgatherv(world: World, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = allgather_fixed(world, np.array([rows.shape[0]], dtype=np.int64))[:, 0]
     out = np.empty((int(counts.sum()),) + rows.shape[1:], dtype=rows.dtype)
     if out.nbytes:
-        row = _row_type(rows)
-        try:
+        with _row_type(rows) as row:
             world.comm.Allgatherv([_byte_view(rows), rows.shape[0], row],
                                   [out.reshape(-1).view(np.uint8), counts, _displacements(counts),
                                    row])
-        finally:
-            row.Free()
     return out, counts
 
 
@@ -84,14 +88,10 @@ def alltoallv(world: World, rows: np.ndarray, send_counts: np.ndarray,
         world.comm.Alltoall(send_counts, recv_counts)
     recv_counts = np.asarray(recv_counts, dtype=np.int64)
     out = np.empty((int(recv_counts.sum()),) + rows.shape[1:], dtype=rows.dtype)
-    if _row_bytes(rows) == 0:
-        return out
-    row = _row_type(rows)
-    try:
-        world.comm.Alltoallv([_byte_view(rows), send_counts, _displacements(send_counts), row],
-                             [out.reshape(-1).view(np.uint8), recv_counts,
-                              _displacements(recv_counts), row])
-    finally:
-        row.Free()
+    if _row_bytes(rows):
+        with _row_type(rows) as row:
+            world.comm.Alltoallv([_byte_view(rows), send_counts, _displacements(send_counts), row],
+                                 [out.reshape(-1).view(np.uint8), recv_counts,
+                                  _displacements(recv_counts), row])
     return out
 

@@ -84,8 +84,8 @@ class World:
 
         SLURM_CPUS_PER_TASK or OMP_NUM_THREADS win when set; otherwise cores / ranks on the node,
         at least 1, which is collective (it splits the world by node): every rank must call it,
-        and see the same variables. Oversubscribed ranks that each spin up all cores' worth of threads are much
-        slower than ranks that share fairly.
+        and see the same variables. Oversubscribed ranks that each spin up all cores' worth of
+        threads are much slower than ranks that share fairly.
         """
         for var in ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS"):
             value = os.environ.get(var, "")

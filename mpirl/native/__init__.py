@@ -8,12 +8,11 @@ numpy twin next to its caller: the reference the tests compare against, and the 
 :func:`kernels` compiles the source once per machine with the system C compiler (``cc -O2``,
 portable: no ``-march=native``, since a cluster's nodes may differ; no fused multiply-adds, which
 some compilers and CPUs would otherwise make of a product and a sum, so that every machine
-rounds alike) into a cache directory, and
-loads it with ctypes. ``make setup`` builds it ahead (``python -m mpirl.native``), so that the
-ranks of a job do not all compile at once. Without a compiler, or with ``MPIRL_NATIVE=0``, it
-returns None and the callers use numpy: slower, and equal to within rounding (numpy sums a row
-in another order; the tests hold the two to 1e-12). ``MPIRL_SIMD=0`` keeps the
-kernels but not their AVX2 loop (see :func:`simd_switch`).
+rounds alike) into a cache directory, and loads it with ctypes. ``make setup`` builds it ahead
+(``python -m mpirl.native``), so that the ranks of a job do not all compile at once. Without a
+compiler, or with ``MPIRL_NATIVE=0``, it returns None and the callers use numpy: slower, and
+equal to within rounding (numpy sums a row in another order; the tests hold the two to 1e-12).
+``MPIRL_SIMD=0`` keeps the kernels but not their AVX2 loop (see :func:`simd_switch`).
 """
 from __future__ import annotations
 
