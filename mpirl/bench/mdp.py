@@ -22,10 +22,15 @@ import time
 
 import numpy as np
 
+from mpirl.native import kernels, switch
+
 FULL = dict(states=1_000_000, actions=4, branching=4, sweeps=10, rounds=6, copy_mb=256)
 QUICK = dict(states=20_000, actions=4, branching=4, sweeps=5, rounds=1, copy_mb=64)
 ROWS = ((1, "shared"), (2, "allgatherv"), (2, "shared"))  # (ranks, exchange)
 TARGET_SPEEDUP, TARGET_BOUND_RATIO = 1.7, 3.0
+# V's sizes at which the 1-rank job times its random reads alone (states of 8 bytes): from
+# within L1 to past a 2 MB L2; the last is the whole V of the full benchmark.
+READS_BY_V_BYTES = tuple(n // 8 for n in (4 << 10, 256 << 10, 1 << 20, 2 << 20, 4 << 20, 8 << 20))
 
 
 def copy_bandwidth(world, nbytes: int, repeats: int = 5) -> float:
@@ -74,6 +79,55 @@ def cached_v_seconds(world, backup, states: int) -> float:
     return seconds_together(world, lambda: backup.state_values(V, 0.99, out))
 
 
+def floor_seconds(world, backup, V: np.ndarray) -> tuple[float, float] | None:
+    """(Seconds to read this rank's transition arrays once in order; seconds to read ``V`` at
+    each of its transitions' next states), every rank at once: the two parts of a sweep, each
+    alone. A sweep cannot beat the larger, so where V's random reads alone take more than 3x
+    the bound, no sweep that reads V at random can meet that target. None without the C
+    kernels. Timed between the rounds of sweeps, so that both see the machine in the same
+    mood (its other tenants come and go)."""
+    lib = kernels()
+    if lib is None:
+        return None
+    arrays = (backup.next_state, backup.cont_prob, backup.expected_reward)
+
+    def read_p():
+        for a in arrays:
+            lib.read_in_order(a.ctypes.data, a.nbytes // 8)
+
+    def read_v():
+        lib.read_at(V.ctypes.data, backup.next_state.ctypes.data, len(backup.next_state))
+
+    return seconds_together(world, read_p, 2), seconds_together(world, read_v, 2)
+
+
+def reads_by_v_size(world, backup, sizes: tuple[int, ...]) -> list[dict]:
+    """For each n in ``sizes`` (clipped to the MDP): seconds to read a V of n states at this
+    slice's successors folded into [0, n), and nothing else: how a random read's cost grows as V
+    outgrows each cache, the whole V (the last row) being the sweep's case."""
+    lib = kernels()
+    if lib is None:
+        return []
+    folded = np.empty_like(backup.next_state)
+    V = np.random.default_rng(0).random(backup.n_states)
+    rows = []
+    for n in sorted({min(size, backup.n_states) for size in sizes}):
+        np.remainder(backup.next_state, n, out=folded)
+        seconds = seconds_together(
+            world, lambda: lib.read_at(V.ctypes.data, folded.ctypes.data, len(folded)), 3)
+        rows.append({"states": n, "v_bytes": 8 * n, "seconds": seconds,
+                     "ns_per_read": seconds / len(folded) * 1e9})
+    return rows
+
+
+def stream_hint() -> str:
+    """How the sweeps prefetched P (see kernels.c): "non-temporal", "T0", or "-" (no AVX2 loop
+    ran, or no C kernels)."""
+    lib = kernels()
+    hint = None if lib is None else switch(lib, "mpirl_stream_hint")
+    return {0: "T0", 1: "non-temporal"}.get(None if hint is None else hint.value, "-")
+
+
 def worker(argv: list[str]) -> None:
     """One timing job: print one JSON line (rank 0) with this rank count's figures."""
     from mpirl.dist import World
@@ -94,6 +148,7 @@ def worker(argv: list[str]) -> None:
     build_s = blocks.max_over_ranks(time.perf_counter() - t0)
     value_iteration(blocks, backup, 0.99, 0.0, 2)  # warm-up: page in, fill caches
     best = None   # (slowest rank's wall, comm and CPU seconds; the solution) of the fastest round
+    floors = []   # per round, floor_seconds of the V the sweeps read
     for _ in range(a.rounds):
         world.barrier()
         sol = value_iteration(blocks, backup, 0.99, 0.0, a.sweeps)  # tol 0: exactly a.sweeps
@@ -101,12 +156,15 @@ def worker(argv: list[str]) -> None:
                                                     sol.cpu_seconds)]
         if best is None or times[0] < best[0][0]:
             best = times, sol
+        floors.append(floor_seconds(world, backup, blocks.vectors(2)[0]))  # the sweeps' memory
     (seconds, comm, cpu), sol = best
+    floors = None if floors[0] is None else np.min(floors, axis=0)
     (V,) = blocks.vectors(1)  # the probe reads V where the sweeps do (shared or private)
     V[blocks.lo:blocks.hi] = sol.V[blocks.lo:blocks.hi]
     blocks.allgather_inplace(V)
     probe = probe_seconds(world, backup, V, min(a.states // 4, int(blocks.counts.min())))
     blocks.free()
+    by_size = reads_by_v_size(world, backup, READS_BY_V_BYTES) if world.size == 1 else []
     cached = cached_v_seconds(world, backup, a.states)
     p_bytes = sum(world.allgather_obj(backup.bytes_per_sweep))
     if world.is_root:
@@ -120,6 +178,9 @@ def worker(argv: list[str]) -> None:
             "copy_bandwidth_gb_per_s": bandwidth / 1e9,
             "bound_seconds_per_sweep": p_bytes / bandwidth,
             "probe_seconds": probe, "cached_v_seconds_per_sweep": cached,
+            "p_alone_seconds_per_sweep": None if floors is None else float(floors[0]),
+            "v_reads_alone_seconds_per_sweep": None if floors is None else float(floors[1]),
+            "stream_hint": stream_hint(), "v_reads_by_size": by_size,
             "build_seconds": build_s}), flush=True)
 
 
@@ -138,6 +199,9 @@ def run(args) -> dict:
         bound = figures["bound_seconds_per_sweep"]
         figures["bound_ratio"] = figures["seconds_per_sweep"] / bound
         figures["cached_v_bound_ratio"] = figures["cached_v_seconds_per_sweep"] / bound
+        for part in ("p_alone", "v_reads_alone"):
+            alone = figures[f"{part}_seconds_per_sweep"]
+            figures[f"{part}_bound_ratio"] = alone and alone / bound
         rows.append(figures)
     one = rows[0]
     for r in rows:
@@ -163,8 +227,9 @@ def table(result: dict) -> str:
              "",
              "| ranks | V exchange | s / sweep | of which comm | CPU s / sweep per rank "
              "| P read / sweep | P read rate | copy bandwidth | bound s / sweep | sweep / bound "
-             "| V in L1: sweep / bound | speed-up | machine ceiling | load avg |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| V in L1: sweep / bound | P alone / bound | V reads alone / bound | P prefetch "
+             "| speed-up | machine ceiling | load avg |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         exchange = r["exchange"] if r["ranks"] > 1 else "-"
         lines.append(
@@ -173,7 +238,9 @@ def table(result: dict) -> str:
             f"| {r['cpu_seconds_per_sweep']:.4f} | {r['p_bytes_per_sweep'] / 1e6:.0f} MB "
             f"| {r['p_read_gb_per_s']:.2f} GB/s | {r['copy_bandwidth_gb_per_s']:.1f} GB/s "
             f"| {r['bound_seconds_per_sweep']:.4f} | {r['bound_ratio']:.1f}x "
-            f"| {r['cached_v_bound_ratio']:.1f}x | {r['speedup']:.2f}x "
+            f"| {r['cached_v_bound_ratio']:.1f}x | {_ratio(r['p_alone_bound_ratio'])} "
+            f"| {_ratio(r['v_reads_alone_bound_ratio'])} | {r['stream_hint']} "
+            f"| {r['speedup']:.2f}x "
             f"| {r['machine_ceiling']:.2f}x | {r['load_average']:.1f} |")
     t, met = result["targets"], result["met"]
     verdict = {True: "met", False: "NOT met"}
@@ -182,11 +249,31 @@ def table(result: dict) -> str:
                   f"within {t['max_bound_ratio']:.0f}x of the bandwidth bound "
                   f"({verdict[met['bound']]}). V in L1: the same sweep with every successor "
                   "folded into the first 512 states, so that V's random reads hit the L1 cache "
-                  "(P is read as before): the gap to the sweep is what those reads cost. Machine "
+                  "(P is read as before): the gap to the sweep is what those reads cost. P alone, "
+                  "V reads alone: a sweep's two parts timed apart (its transition arrays read "
+                  "once in order; V read at its successors, nothing else): it cannot beat the "
+                  "larger. P prefetch: the hint the sweep's loop used (non-temporal on AMD, T0 "
+                  "elsewhere). Machine "
                   "ceiling: n x the time one rank takes to back up a fixed block of states alone "
                   "/ the time when n ranks do it at once (the speed-up the cores allow this "
                   "kernel)."]
+    by_size = result["rows"][0].get("v_reads_by_size")
+    if by_size:
+        bound = result["rows"][0]["bound_seconds_per_sweep"]
+        lines += ["", "V's random reads alone at 1 rank, the successors folded into a V of n "
+                      "states (the last row: the whole V, as in the sweep):", "",
+                  "| V read at random | s / pass | ns / read | x bound |", "|---|---|---|---|"]
+        lines += [f"| {r['states']:,} states ({_size(r['v_bytes'])}) | {r['seconds']:.4f} "
+                  f"| {r['ns_per_read']:.2f} | {r['seconds'] / bound:.1f}x |" for r in by_size]
     return "\n".join(lines)
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes >> 20} MB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KB"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}x"
 
 
 if __name__ == "__main__":

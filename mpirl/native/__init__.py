@@ -12,7 +12,7 @@ rounds alike) into a cache directory, and loads it with ctypes. ``make setup`` b
 (``python -m mpirl.native``), so that the ranks of a job do not all compile at once. Without a
 compiler, or with ``MPIRL_NATIVE=0``, it returns None and the callers use numpy: slower, and
 equal to within rounding (numpy sums a row in another order; the tests hold the two to 1e-12).
-``MPIRL_SIMD=0`` keeps the kernels but not their AVX2 loop (see :func:`simd_switch`).
+``MPIRL_SIMD=0`` keeps the kernels but not their AVX2 loop (see :data:`SWITCHES`).
 """
 from __future__ import annotations
 
@@ -39,6 +39,15 @@ SIGNATURES = {   # name: (result, argument types); arrays are passed as raw poin
     "sumtree_total": (_f64, [_ptr, _i64]),
     "bellman_q": (None, [_ptr, _i64, _ptr, _ptr, _ptr, _ptr, _f64, _i64, _ptr]),
     "bellman_max": (_f64, [_ptr, _i64, _ptr, _ptr, _ptr, _ptr, _f64, _i64, _i64, _ptr, _ptr]),
+    "read_in_order": (ctypes.c_uint64, [_ptr, _i64]),
+    "read_at": (_f64, [_ptr, _ptr, _i64]),
+}
+# The library's switches (C ints it reads on each call); they change speed, never a result.
+SWITCHES = {
+    "mpirl_simd": "the AVX2 loop of the backup: -1 (the default) where the CPU has AVX2, 0 never "
+                  "(MPIRL_SIMD=0, and the tests that compare both paths)",
+    "mpirl_stream_hint": "how the four-action AVX2 backup prefetches P: -1 (the default) from the "
+                         "CPU (non-temporal on AMD, T0 elsewhere), 0 T0, 1 non-temporal",
 }
 
 
@@ -100,18 +109,19 @@ def kernels() -> ctypes.CDLL | None:
     for name, (result, args) in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.restype, fn.argtypes = result, args
-    switch = simd_switch(lib)
-    if switch is not None and os.environ.get("MPIRL_SIMD", "1") == "0":
-        switch.value = 0
+    simd = switch(lib, "mpirl_simd")
+    if simd is not None and os.environ.get("MPIRL_SIMD", "1") == "0":
+        simd.value = 0
     return lib
 
 
-def simd_switch(lib: ctypes.CDLL) -> ctypes.c_int | None:
-    """The library's switch for its AVX2 loop: -1 (the default) uses it where the CPU has AVX2,
-    0 never (``MPIRL_SIMD=0``, and the tests that compare both paths); None where the build has
-    no such loop (not x86-64, or not GCC or clang). Both paths give the same bits."""
+def switch(lib: ctypes.CDLL, name: str) -> ctypes.c_int | None:
+    """One of the library's :data:`SWITCHES`, to read or set; None where the build has no such
+    loop (not x86-64, or not GCC or clang)."""
+    if name not in SWITCHES:
+        raise KeyError(f"no switch {name!r}; the kernels have {sorted(SWITCHES)}")
     try:
-        return ctypes.c_int.in_dll(lib, "mpirl_simd")
+        return ctypes.c_int.in_dll(lib, name)
     except ValueError:
         return None
 

@@ -207,19 +207,48 @@ static void q_rows4_avx2(const int32_t *next, const double *cont, const double *
     for (; r < n_rows; r++) q[r] = row_value4(r, next, cont, rbar, V, gamma);
 }
 
+/* How the four-action loop below prefetches P: -1 decides from the CPU on first use (the
+ * non-temporal hint on AMD, T0 elsewhere), 0 T0, 1 non-temporal (the benchmark's and tests'
+ * switch). The hint changes only the speed, never a result.
+ *
+ * Why it depends on the CPU: the sweep writes a new V and the next sweep reads it at random.
+ * On AMD (Zen 4) the L3 is a victim cache: read plainly, each line of P (224 MB on the
+ * benchmark MDP) passes through it on its way out of L2 and pushes out the freshly written V;
+ * the non-temporal hint keeps P out, and a sweep takes about 10% less time (21.6 against 24.3
+ * ms). On Intel (a Xeon VM with a 2 MB L2 per core) the same hint brings P into L1 only, past
+ * the L2 streamer, and streaming P halves in speed: with V's reads in L1 a sweep took 33 ms
+ * with it, 17 ms with T0; on the benchmark MDP 49-55 ms against 44-48 ms. */
+int mpirl_stream_hint = -1;
+
+static int stream_nta(void)
+{
+    if (mpirl_stream_hint < 0) {
+        __builtin_cpu_init();
+        mpirl_stream_hint = __builtin_cpu_is("amd") ? 1 : 0;
+    }
+    return mpirl_stream_hint;
+}
+
+/* Fetch the P of state s (next: 64 bytes, cont: 128, rbar: 32) ahead of its use. `nta` is a
+ * constant at each call site, so each loop below is compiled with one hint. */
+#define PREFETCH_STATE(s, hint)                                                \
+    do {                                                                       \
+        _mm_prefetch((const char *)(next + 16 * (s)), hint);                   \
+        _mm_prefetch((const char *)(cont + 16 * (s)), hint);                   \
+        _mm_prefetch((const char *)(cont + 16 * (s) + 8), hint);               \
+        _mm_prefetch((const char *)(rbar + 4 * (s)), hint);                    \
+    } while (0)
+
 /* max_rows for four actions of four transitions: a state's rows are one group of four and its
  * maximum is taken in registers; the residual of each run of 256 states comes afterwards, as
- * vectors over the run (in L1 by then; state by state it cost about 7% of a sweep).
- *
- * P's arrays are prefetched 8 states ahead with the non-temporal hint: read plainly, each line
- * of P passes through the L3 on its way out of L2 (AMD's L3 is a victim cache) and pushes out of
- * it the V this sweep writes, which the next sweep reads at random; with the hint a sweep takes
- * about 10% less time (21.6 against 24.3 ms). Altogether this path takes a sweep of the benchmark
- * MDP in 21.9 ms, the scalar loop in 27.2 (medians, one process). */
+ * vectors over the run (in L1 by then; state by state it cost about 7% of a sweep). P's arrays
+ * are prefetched 8 states ahead, with the hint above. Altogether this path takes a sweep of the
+ * benchmark MDP in 21.9 ms, the scalar loop in 27.2 (medians, one process, AMD Zen 4). */
 __attribute__((target("avx2")))
-static double max_states4x4_avx2(const int32_t *next, const double *cont, const double *rbar,
-                                 const double *V, double gamma, int64_t n_states,
-                                 const double *V_old, double *out)
+static ALWAYS_INLINE double states4x4_avx2(const int32_t *next, const double *cont,
+                                           const double *rbar, const double *V, double gamma,
+                                           int64_t n_states, const double *V_old, double *out,
+                                           const int nta)
 {
     const __m256d g = _mm256_set1_pd(gamma), sign = _mm256_set1_pd(-0.0);
     __m256d most = _mm256_setzero_pd(), nan = _mm256_setzero_pd();
@@ -228,10 +257,10 @@ static double max_states4x4_avx2(const int32_t *next, const double *cont, const 
         int64_t s1 = n_states - s0 < 256 ? n_states : s0 + 256, s;
         for (s = s0; s < s1; s++) {
             int64_t ahead = s + 8 < n_states ? s + 8 : s;
-            _mm_prefetch((const char *)(next + 16 * ahead), _MM_HINT_NTA);   /* 64 bytes */
-            _mm_prefetch((const char *)(cont + 16 * ahead), _MM_HINT_NTA);   /* 128 bytes */
-            _mm_prefetch((const char *)(cont + 16 * ahead + 8), _MM_HINT_NTA);
-            _mm_prefetch((const char *)(rbar + 4 * ahead), _MM_HINT_NTA);    /* 32 bytes */
+            if (nta)
+                PREFETCH_STATE(ahead, _MM_HINT_NTA);
+            else
+                PREFETCH_STATE(ahead, _MM_HINT_T0);
             __m256d q = four_rows_avx2(4 * s, next, cont, rbar, V, g);
             __m128d m = _mm_max_pd(_mm256_castpd256_pd128(q), _mm256_extractf128_pd(q, 1));
             out[s] = _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
@@ -249,6 +278,17 @@ static double max_states4x4_avx2(const int32_t *next, const double *cont, const 
     if (_mm256_movemask_pd(nan)) residual = NAN;
     for (int i = 0; i < 4; i++) residual = settle_max(lanes[i], residual);
     return residual;
+}
+#undef PREFETCH_STATE
+
+__attribute__((target("avx2")))
+static double max_states4x4_avx2(const int32_t *next, const double *cont, const double *rbar,
+                                 const double *V, double gamma, int64_t n_states,
+                                 const double *V_old, double *out)
+{
+    if (stream_nta())
+        return states4x4_avx2(next, cont, rbar, V, gamma, n_states, V_old, out, 1);
+    return states4x4_avx2(next, cont, rbar, V, gamma, n_states, V_old, out, 0);
 }
 
 /* max_rows for rows of four transitions and any number of actions but four: Q of a run of
@@ -323,4 +363,40 @@ double bellman_max(const int64_t *indptr, int64_t branching, const int32_t *next
     WITH_CONSTANT_BRANCHING(MAX_ROWS)
 #undef MAX_ROWS
     return residual;
+}
+
+/* ---- the MDP benchmark's floors (mpirl/bench/mdp.py) -----------------------------------------
+ * Two parts of a sweep, each timed alone: what it cannot go below on a given machine. */
+
+/* A checksum of the n 64-bit words at `words`: nothing but reading them once, in order (a
+ * sweep's read of its transition arrays). */
+uint64_t read_in_order(const uint64_t *words, int64_t n)
+{
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        a0 += words[k];
+        a1 += words[k + 1];
+        a2 += words[k + 2];
+        a3 += words[k + 3];
+    }
+    for (; k < n; k++) a0 += words[k];
+    return a0 + a1 + a2 + a3;
+}
+
+/* The sum of V[next[k]] for k < n: a sweep's random reads of V and nothing else. Plain loads
+ * into four independent sums, which keep more reads in flight than the sweep's gathers (on the
+ * benchmark MDP 29.6 against 36.9 ms, Intel Xeon VM). */
+double read_at(const double *V, const int32_t *next, int64_t n)
+{
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        a0 += V[next[k]];
+        a1 += V[next[k + 1]];
+        a2 += V[next[k + 2]];
+        a3 += V[next[k + 3]];
+    }
+    for (; k < n; k++) a0 += V[next[k]];
+    return (a0 + a1) + (a2 + a3);
 }

@@ -85,6 +85,17 @@ def test_bench_section_quick_counts_the_bytes_of_p_it_reads(tmp_path):
         assert r["copy_bandwidth_gb_per_s"] > 0.1
         assert r["cached_v_seconds_per_sweep"] > 0 and r["cached_v_bound_ratio"] == pytest.approx(
             r["cached_v_seconds_per_sweep"] / r["bound_seconds_per_sweep"])
+        for part in ("p_alone", "v_reads_alone"):   # the sweep's two parts, timed apart
+            alone = r[f"{part}_seconds_per_sweep"]
+            assert 0 < alone and r[f"{part}_bound_ratio"] == pytest.approx(
+                alone / r["bound_seconds_per_sweep"])
+        assert r["stream_hint"] in ("T0", "non-temporal", "-")
     assert result["speedup"] == result["rows"][2]["speedup"]
+    # the 1-rank job times V's random reads alone as V grows, up to the whole V of the MDP
+    by_size = result["rows"][0]["v_reads_by_size"]
+    assert [r["states"] for r in by_size] == [512, states]   # 4 KB, then clipped to the MDP
+    assert all(r["seconds"] > 0 and r["v_bytes"] == 8 * r["states"] for r in by_size)
+    assert [r["v_reads_by_size"] for r in result["rows"][1:]] == [[], []]
     table = (tmp_path / "mdp.md").read_text()
     assert "| 2 | allgatherv |" in table and "| 2 | shared |" in table and "Targets" in res.output
+    assert "| 512 states (4 KB) |" in table

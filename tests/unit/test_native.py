@@ -1,4 +1,5 @@
 """mpirl's C kernels: built and loaded once, refused loudly, and equal to their numpy twins."""
+import contextlib
 import ctypes
 import dataclasses
 
@@ -102,7 +103,7 @@ def test_bellman_kernels_back_up_exactly_as_numpy(source, monkeypatch):
 def test_a_nan_in_v_makes_the_residual_nan_as_in_numpy(simd, monkeypatch):
     source = BACKUP_SOURCES["regular"]
     c_backup, np_backup = _twins(lambda: backup_module.Backup(source.rows(0, 5000)), monkeypatch)
-    switch = native.simd_switch(native.kernels())
+    switch = native.switch(native.kernels(), "mpirl_simd")
     before = None if switch is None else switch.value
     V = np.random.default_rng(3).normal(size=5000)
     V[7] = np.nan   # state 7's own change is NaN, whatever its rows read
@@ -150,31 +151,67 @@ def _cpu_has_avx2() -> bool:
         return False
 
 
+def _cpu_vendor_is_amd() -> bool:
+    with open("/proc/cpuinfo") as fh:
+        return "AuthenticAMD" in fh.read()
+
+
+@contextlib.contextmanager
+def _switches(lib, **values):
+    """The kernels' switches set to ``values`` (name without the ``mpirl_`` prefix) for the
+    block, then put back."""
+    switches = {name: native.switch(lib, f"mpirl_{name}") for name in values}
+    if None in switches.values():
+        pytest.skip("this build has no AVX2 loop (not x86-64 with GCC or clang)")
+    before = {name: sw.value for name, sw in switches.items()}
+    try:
+        for name, value in values.items():
+            switches[name].value = value
+        yield switches
+    finally:
+        for name, value in before.items():
+            switches[name].value = value
+
+
 @pytest.mark.parametrize("source", [BACKUP_SOURCES["regular"], BACKUP_SOURCES["3-actions"]],
                          ids=["4-actions", "3-actions"])
-def test_the_avx2_backup_gives_the_scalar_loops_bits(source):
+def test_the_avx2_backup_gives_the_scalar_loops_bits_with_either_prefetch(source):
     lib = native.kernels()
-    switch = native.simd_switch(lib)
-    if switch is None:
-        pytest.skip("this build has no AVX2 loop (not x86-64 with GCC or clang)")
     lo, hi = 3, source.n_states - 2   # row groups of four start at odd places
     backup = backup_module.Backup(source.rows(lo, hi))
     V = np.random.default_rng(2).normal(size=source.n_states)
-    before = switch.value
-    try:
-        results = []
-        for value in (-1, 0):   # the CPU's choice, then scalar only
-            switch.value = value
+    results = []
+    # the CPU's choices, then each prefetch hint by name, then scalar only
+    for simd, hint in ((-1, -1), (-1, 0), (-1, 1), (0, -1)):
+        with _switches(lib, simd=simd, stream_hint=hint) as switches:
             out = np.empty(hi - lo)
             results.append((backup.q_values(V, 0.9), backup.state_values(V, 0.9, out), out))
-            if value == -1:
-                assert switch.value == int(_cpu_has_avx2())   # decided on first use
-        (q_simd, res_simd, out_simd), (q_scalar, res_scalar, out_scalar) = results
-        np.testing.assert_array_equal(q_simd, q_scalar)
-        np.testing.assert_array_equal(out_simd, out_scalar)
-        assert res_simd == res_scalar
-    finally:
-        switch.value = before
+            if simd == -1:
+                assert switches["simd"].value == int(_cpu_has_avx2())   # decided on first use
+                if hint == -1 and source.n_actions == 4 and _cpu_has_avx2():
+                    assert switches["stream_hint"].value == int(_cpu_vendor_is_amd())
+    q_scalar, res_scalar, out_scalar = results[-1]
+    for q, res, out in results[:-1]:
+        np.testing.assert_array_equal(q, q_scalar)
+        np.testing.assert_array_equal(out, out_scalar)
+        assert res == res_scalar
+
+
+def test_an_unknown_switch_is_refused_by_name():
+    with pytest.raises(KeyError, match="mpirl_simd"):
+        native.switch(native.kernels(), "mpirl_simd_typo")
+
+
+def test_the_benchmark_floors_read_what_they_say():
+    lib = native.kernels()
+    rng = np.random.default_rng(5)
+    words = rng.integers(0, 2**63, size=100_003, dtype=np.uint64)   # an odd tail
+    expected = int(words.sum(dtype=np.uint64))   # wraps modulo 2**64, as C's sum does
+    assert lib.read_in_order(words.ctypes.data, len(words)) == expected
+    V = rng.normal(size=5000)
+    next_state = rng.integers(0, 5000, size=40_001).astype(np.int32)
+    total = lib.read_at(V.ctypes.data, next_state.ctypes.data, len(next_state))
+    assert total == pytest.approx(V[next_state].sum(), rel=1e-12, abs=1e-9)
 
 
 @pytest.mark.parametrize("rank, warned", [("0", True), ("3", False)])
