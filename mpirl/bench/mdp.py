@@ -269,7 +269,7 @@ def table(result: dict) -> str:
 
 
 def _size(nbytes: int) -> str:
-    return f"{nbytes >> 20} MB" if nbytes >= 1 << 20 else f"{nbytes >> 10} KB"
+    return f"{nbytes / 2**20:.3g} MiB" if nbytes >= 1 << 20 else f"{nbytes / 2**10:.3g} KiB"
 
 
 def _ratio(value: float | None) -> str:

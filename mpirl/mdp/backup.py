@@ -175,14 +175,20 @@ def max_over_actions(q: np.ndarray, n_actions: int, out: np.ndarray) -> np.ndarr
     return out
 
 
-def greedy(q: np.ndarray, n_actions: int, keep: np.ndarray | None = None) -> np.ndarray:
+def greedy(q: np.ndarray, n_actions: int, keep: np.ndarray | None = None,
+           slack: float = 0.0) -> np.ndarray:
     """The greedy action per state (states,) from flat Q; ties go to the lowest action, or to the
-    action in ``keep`` when it is within rounding of the best (so policy iteration stops)."""
+    action in ``keep`` when it is within ``slack`` (or rounding) of the best.
+
+    Policy iteration passes its policy as ``keep`` and its tolerance as ``slack``: Q comes from an
+    evaluation that stops within tol, so two truly tied actions differ by noise of about that
+    size, and preferring the better-looking one would swap them round after round, each round's
+    sweeps flipping the sign of the noise, without the policy ever settling."""
     q = q.reshape(-1, n_actions)
     best = q.argmax(axis=1)
     if keep is None:
         return best
     states = np.arange(len(best))
     top = q[states, best]
-    still_best = q[states, keep] >= top - 1e-12 * np.maximum(1.0, np.abs(top))
+    still_best = q[states, keep] >= top - np.maximum(slack, 1e-12 * np.maximum(1.0, np.abs(top)))
     return np.where(still_best, keep, best)

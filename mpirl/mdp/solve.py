@@ -129,7 +129,9 @@ def q_value_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
 def policy_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
                      max_sweeps: int) -> Solution:
     """Evaluate the policy (sweeps of V <- r_pi + gamma P_pi V over the policy's rows only, until
-    the change is below ``tol``), make it greedy, repeat until no rank's policy changes.
+    the change is below ``tol``), make it greedy, repeat until no rank's policy changes. A
+    state keeps its action unless another's Q is better by more than ``tol``: less is within
+    the evaluation's noise (see :func:`~mpirl.mdp.backup.greedy`).
 
     Evaluation starts from the previous V, so later rounds take few sweeps. ``residual`` is the
     Bellman optimality residual max |max_a Q - V| of the final V.
@@ -150,7 +152,7 @@ def policy_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
             V, V_next = V_next, V
             sweeps += 1
         backup.q_values(V, gamma, out=q)
-        improved = greedy(q, A, keep=policy)
+        improved = greedy(q, A, keep=policy, slack=tol)
         stable = not blocks.world.any(bool((improved != policy).any()))
         policy = improved
         rounds += 1

@@ -98,4 +98,4 @@ def test_bench_section_quick_counts_the_bytes_of_p_it_reads(tmp_path):
     assert [r["v_reads_by_size"] for r in result["rows"][1:]] == [[], []]
     table = (tmp_path / "mdp.md").read_text()
     assert "| 2 | allgatherv |" in table and "| 2 | shared |" in table and "Targets" in res.output
-    assert "| 512 states (4 KB) |" in table
+    assert "| 512 states (4 KiB) |" in table

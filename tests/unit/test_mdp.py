@@ -10,7 +10,7 @@ from mpirl.dist import World
 from mpirl.mdp import GridWorld, RandomMDP, load_gym, solve
 from mpirl.mdp.backup import Backup, greedy, max_over_actions
 from mpirl.mdp.evaluate import evaluate_in_env, evaluate_in_model
-from mpirl.mdp.mdp import parse_env_kwargs, table_from_P
+from mpirl.mdp.mdp import TableMDP, parse_env_kwargs, table_from_P
 from tests import mdp_reference as ref
 
 
@@ -108,6 +108,10 @@ def test_max_over_actions_and_greedy_ties():
     np.testing.assert_array_equal(max_over_actions(q, 3, np.empty(2)), [3.0, -1.0])
     np.testing.assert_array_equal(greedy(q, 3), [1, 0])
     np.testing.assert_array_equal(greedy(q, 3, keep=np.array([2, 2])), [2, 0])
+    near = np.array([1.0, 1.0 + 1e-9, 5.0, 5.0 - 1e-6])
+    np.testing.assert_array_equal(greedy(near, 2, keep=np.array([0, 1])), [1, 0])
+    np.testing.assert_array_equal(greedy(near, 2, keep=np.array([0, 1]), slack=1e-8), [0, 0])
+    np.testing.assert_array_equal(greedy(near, 2, keep=np.array([0, 1]), slack=1e-5), [0, 1])
 
 
 # -- the solvers, one process ------------------------------------------------------------------
@@ -158,6 +162,32 @@ def test_every_method_satisfies_bellman_optimality_and_finds_an_optimal_policy(c
 def test_solve_refuses_settings_under_which_it_cannot_converge(kwargs, message):
     with pytest.raises(ValueError, match=message):
         solve(World(), RandomMDP(50, 2, 3, seed=0), **kwargs)
+
+
+def _tied_routes_mdp(gamma: float) -> tuple[TableMDP, np.ndarray]:
+    """State 0 chooses between two routes worth exactly the same: action 0 goes to state 1,
+    which pays v and ends; action 1 enters the cycle 2 <-> 3 paying +1, -1, ... whose value at
+    state 2 is v too. Sweeps from V = 0 approach the cycle's values from alternate sides, so an
+    evaluation stopped within tol leaves state 2 a little above or below v, by the parity of its
+    sweeps. Returns the MDP and V*."""
+    v = (1.0 - gamma) / (1 - gamma * gamma)
+    P = {0: {0: [(1.0, 1, 0.0, False)], 1: [(1.0, 2, 0.0, False)]},
+         1: {a: [(1.0, 1, v, True)] for a in (0, 1)},
+         2: {a: [(1.0, 3, 1.0, False)] for a in (0, 1)},
+         3: {a: [(1.0, 2, -1.0, False)] for a in (0, 1)}}
+    return TableMDP(table_from_P(P, 4, 2), "tied routes", np.eye(4)[0]), \
+        np.array([gamma * v, v, v, (gamma - 1.0) / (1 - gamma * gamma)])
+
+
+@pytest.mark.parametrize("tol", [1e-8, 2e-8, 3e-8, 7e-8, 1e-7])
+def test_policy_iteration_settles_between_truly_tied_actions(tol):
+    # Keeping an action only while its Q is within rounding of the best, state 0 swapped routes
+    # on the evaluation's noise at every round: 916-1076 rounds for most of these tols.
+    gamma = 0.99
+    source, V_star = _tied_routes_mdp(gamma)
+    sol = solve(World(), source, "policy", gamma, tol)
+    assert sol.converged and sol.policy_iterations <= 2 and sol.residual < tol
+    np.testing.assert_allclose(sol.V, V_star, rtol=0, atol=tol / (1 - gamma))
 
 
 def test_stops_at_max_sweeps_and_says_so():
