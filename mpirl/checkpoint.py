@@ -80,6 +80,9 @@ class Checkpoints:
         os.makedirs(self.dir, exist_ok=True)
         for stale in glob.glob(os.path.join(self.dir, "*.tmp.*")):  # from a write that died
             os.unlink(stale)
+        for sidecar in glob.glob(os.path.join(self.dir, "ckpt_*.sha256")):
+            if not os.path.exists(sidecar[:-7] + ".pt"):   # a save that died between its writes
+                os.unlink(sidecar)
         buf = io.BytesIO()
         torch.save(plain(state), buf)
         data = buf.getvalue()

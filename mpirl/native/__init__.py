@@ -2,8 +2,9 @@
 
 ``kernels.c`` holds them: the sum-tree's batched update and search (a prioritized draw is a
 dozen small numpy calls per tree level) and the Bellman backup of a tabular MDP (one pass over the
-transitions instead of a gather, a product and a sum, each a pass of its own). Every kernel has a
-numpy twin next to its caller: the reference the tests compare against, and the fallback.
+transitions instead of a gather, a product and a sum, each a pass of its own); and two loops that
+only read, which the MDP benchmark times as a sweep's floors. Every hot loop has a numpy twin next
+to its caller: the reference the tests compare against, and the fallback.
 
 :func:`kernels` compiles the source once per machine with the system C compiler (``cc -O2``,
 portable: no ``-march=native``, since a cluster's nodes may differ; no fused multiply-adds, which

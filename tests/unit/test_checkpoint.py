@@ -80,3 +80,19 @@ def test_a_failed_write_leaves_the_previous_checkpoints_intact(tmp_path):
     assert leftovers == []
     state, path = ckpts.load_latest(warn=lambda m: None)
     assert state["meta"]["update"] == 1
+
+
+def test_a_checksum_left_without_its_checkpoint_is_cleared_by_the_next_save(tmp_path):
+    ckpts = Checkpoints(str(tmp_path), keep=3)
+    ckpts.save(_state(1), 1)
+
+    def io_error():   # the save dies between the checksum and the checkpoint
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(OSError):
+        ckpts.save(_state(2), 2, midway=io_error)
+    assert (tmp_path / "checkpoints" / "ckpt_00000002.sha256").exists()
+    ckpts.save(_state(3), 3)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == [
+        "ckpt_00000001.pt", "ckpt_00000001.sha256", "ckpt_00000003.pt", "ckpt_00000003.sha256"]
+
