@@ -1,0 +1,50 @@
+"""The end of an update (mpirl.run.Run.end_update): what is evaluated, logged and saved, and
+when training ends, in one process."""
+import json
+import signal
+
+import pytest
+
+from mpirl.config import parse_args
+from mpirl.dist import World
+from mpirl.run import Run
+
+
+@pytest.fixture
+def run(tmp_path):
+    (tmp_path / "run").mkdir()
+    cfg = parse_args(["--run-dir", str(tmp_path / "run"), "--eval-interval", "2",
+                      "--checkpoint-interval", "100", "--hang-timeout", "0", "--no-tensorboard"])
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGTERM)}
+    run = Run(cfg, World(), target=None, total_steps=1000)
+    run.start(0, 100)
+    yield run
+    run.log.close()
+    for sig, handler in before.items():   # Run installed its stop handlers
+        signal.signal(sig, handler)
+
+
+def _end(run, update, last=10):
+    calls = {"evaluate": 0, "checkpoint": []}
+
+    def evaluate(record):
+        calls["evaluate"] += 1
+        return 42.0
+
+    ends = run.end_update(update, last, run.record(update), evaluate, calls["checkpoint"].append)
+    return ends, calls
+
+
+def test_an_update_evaluates_when_due_and_goes_on(run):
+    assert _end(run, 1) == (False, {"evaluate": 0, "checkpoint": []})
+    assert _end(run, 2) == (False, {"evaluate": 1, "checkpoint": []})
+    assert run.last_eval == 42.0 and not run.preempted
+
+
+def test_a_stop_signal_goes_straight_to_the_checkpoint_without_an_evaluation(run):
+    run.stop.signum = signal.SIGUSR1   # as the handler records Slurm's warning signal
+    ends, calls = _end(run, 2)   # an evaluation was due: the grace period is the checkpoint's
+    assert ends and run.preempted and calls == {"evaluate": 0, "checkpoint": [2]}
+    with open(f"{run.dir}/metrics.jsonl") as fh:
+        lines = [json.loads(line) for line in fh]
+    assert [line["update"] for line in lines] == [2] and "eval_return_mean" not in lines[0]
