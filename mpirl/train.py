@@ -16,10 +16,17 @@ import time
 
 import yaml
 
-from mpirl.config import Config, ConfigError, default_run_dir, parse_args, to_yaml
-from mpirl.dist.slurm import check_world_size
-from mpirl.dist.world import World, install_abort_on_error
-from mpirl.registry import check_env, default_target
+# Set before torch loads MKL, its BLAS on x86: on AVX-512 CPUs MKL may round a matrix product
+# differently with the memory alignment of its operands, and a resumed run (whose allocations
+# differ) drifted from an uninterrupted one in the last bits, for one stopping update in three.
+# MKL's strict conditional numerical reproducibility makes products independent of alignment.
+# A value the user sets wins.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+from mpirl.config import Config, ConfigError, default_run_dir, parse_args, to_yaml  # noqa: E402
+from mpirl.dist.slurm import check_world_size  # noqa: E402
+from mpirl.dist.world import World, install_abort_on_error  # noqa: E402
+from mpirl.registry import check_env, default_target  # noqa: E402
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
 # (Not the pipeline layout: checkpoints always hold the whole model, whatever the stages.)

@@ -101,7 +101,10 @@ def test_scaling_job_runs_the_scaling_benchmark_in_the_allocation(jobdir):
 
 
 def test_requeue_job_checkpoints_requeues_and_finishes_the_budget(jobdir):
-    total = 4 * STEPS  # long enough to be stopped mid-run
+    # Long enough to be stopped mid-run: the signal takes a second or so to reach the ranks (the
+    # poll below, scancel, slurmd, the batch script's trap, the launcher), and 4 x STEPS were
+    # over in that time on a fast machine.
+    total = 16 * STEPS
     job = submit("requeue.sbatch", ["--total-timesteps", str(total), *TRAIN[2:]],
                  ["--ntasks=2"], cwd=jobdir)
     run_dir = jobdir / "runs" / f"requeue_{job}"
