@@ -229,8 +229,8 @@ static int stream_nta(void)
     return mpirl_stream_hint;
 }
 
-/* Fetch the P of state s (next: 64 bytes, cont: 128, rbar: 32) ahead of its use. `nta` is a
- * constant at each call site, so each loop below is compiled with one hint. */
+/* Fetch the P of state s (next: 64 bytes, cont: 128, rbar: 32) ahead of its use, with `hint`
+ * (a compile-time constant, as _mm_prefetch wants: states4x4_avx2 is inlined once per hint). */
 #define PREFETCH_STATE(s, hint)                                                \
     do {                                                                       \
         _mm_prefetch((const char *)(next + 16 * (s)), hint);                   \
