@@ -262,3 +262,29 @@ def test_backup_of_the_first_states_is_the_head_of_the_whole():
         assert (head.lo, head.hi, head.n_rows) == (3, 10, 7 * source.n_actions)
         np.testing.assert_array_equal(head.q_values(V, 0.9),
                                       whole.q_values(V, 0.9)[:7 * source.n_actions])
+
+
+# -- the benchmark's verdict -------------------------------------------------------------------------
+def _bench_row(ranks, exchange, sweep_ratio, reads_ratio):
+    bound = 0.01
+    return {"ranks": ranks, "exchange": exchange, "seconds_per_sweep": sweep_ratio * bound,
+            "comm_seconds_per_sweep": 0.0, "cpu_seconds_per_sweep": sweep_ratio * bound,
+            "p_bytes_per_sweep": 224e6, "p_read_gb_per_s": 1.0, "copy_bandwidth_gb_per_s": 22.4,
+            "bound_seconds_per_sweep": bound, "bound_ratio": sweep_ratio,
+            "cached_v_bound_ratio": 1.5, "p_alone_bound_ratio": 1.4,
+            "v_reads_alone_bound_ratio": reads_ratio, "stream_hint": "T0", "speedup": 1.0,
+            "machine_ceiling": 1.0, "load_average": 0.1, "v_reads_by_size": []}
+
+
+@pytest.mark.parametrize("reads, says", [((4.2, 4.0), "out of reach here, V's random reads "
+                                          "alone take 4.0x-4.2x the bound"), ((2.9, 3.5), None)])
+def test_bench_verdict_says_when_v_reads_alone_put_the_bound_out_of_reach(reads, says):
+    from mpirl.bench.mdp import table
+    rows = [_bench_row(1, "shared", 4.6, reads[0]), _bench_row(2, "allgatherv", 4.7, 9.9),
+            _bench_row(2, "shared", 4.5, reads[1])]
+    result = {"mdp": {"states": 10, "actions": 4, "branching": 4}, "rounds": 1, "sweeps_timed": 1,
+              "rows": rows, "targets": {"speedup_at_2_ranks": 1.7, "max_bound_ratio": 3.0},
+              "met": {"speedup": True, "bound": False}}
+    text = table(result)
+    assert "bandwidth bound (NOT met" in text
+    assert (says in text) if says else ("out of reach" not in text)   # one judged row below 3x
