@@ -104,26 +104,28 @@ class Run:
                    eval_now: bool = False, before_final_checkpoint=None) -> bool:
         """The bookkeeping every algorithm does after update ``update`` (1-based) of ``last``:
 
-        agree on a stop signal; evaluate when due — every --eval-interval updates, at the last
-        update, and as soon as training returns reach the target (or ``eval_now``), but not once
-        preempted: the signal's grace period goes to the checkpoint — ``evaluate(record)`` returns
-        the mean evaluation return and may add its own keys to ``record``; then write metrics and
-        the progress line, and checkpoint when due. Returns True when training ends here: the last
-        update, solved with --stop-on-solve, or preempted (``self.preempted``).
+        evaluate when due — every --eval-interval updates, at the last update, and as soon as
+        training returns reach the target (or ``eval_now``); ``evaluate(record)`` returns the mean
+        evaluation return and may add its own keys to ``record`` — then write metrics and the
+        progress line, agree on a stop signal, and checkpoint when due. Returns True when training
+        ends here: the last update, solved with --stop-on-solve, or preempted (``self.preempted``).
+
+        A stop signal does not skip a due evaluation, although it spends some of the signal's
+        grace period: an evaluation can end training (--stop-on-solve) or park a task, so a run
+        stopped there and resumed would otherwise part from the uninterrupted one.
         ``before_final_checkpoint`` runs first when it ends (local-sgd averages the replicas).
         """
         cfg = self.cfg
         self.watchdog.beat()
-        self.preempted = self.stop_requested()
         reached = (self.target is not None and not self.solved
                    and record.get("episode_return_mean", -math.inf) >= self.target)
-        due = update % cfg.eval_interval == 0 or update == last or reached or eval_now
-        if due and not self.preempted:
+        if update % cfg.eval_interval == 0 or update == last or reached or eval_now:
             record["eval_return_mean"] = evaluate(record)
             self.record_eval(record["global_step"], record["eval_return_mean"])
         self.log.metrics(record)
         if update % cfg.log_interval == 0 or update == last:
             self.log.progress(record)
+        self.preempted = self.stop_requested()
         ends = update == last or (cfg.stop_on_solve and self.solved) or self.preempted
         if ends and before_final_checkpoint is not None:
             before_final_checkpoint()

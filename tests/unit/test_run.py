@@ -41,10 +41,13 @@ def test_an_update_evaluates_when_due_and_goes_on(run):
     assert run.last_eval == 42.0 and not run.preempted
 
 
-def test_a_stop_signal_goes_straight_to_the_checkpoint_without_an_evaluation(run):
+def test_a_stop_signal_still_takes_the_due_evaluation_then_checkpoints(run):
+    # The evaluation stays: with --stop-on-solve (or a parked task) it decides how training goes
+    # on, and a run stopped here and resumed must go on as the uninterrupted run does.
     run.stop.signum = signal.SIGUSR1   # as the handler records Slurm's warning signal
-    ends, calls = _end(run, 2)   # an evaluation was due: the grace period is the checkpoint's
-    assert ends and run.preempted and calls == {"evaluate": 0, "checkpoint": [2]}
+    ends, calls = _end(run, 2)
+    assert ends and run.preempted and calls == {"evaluate": 1, "checkpoint": [2]}
+    assert run.last_eval == 42.0
     with open(f"{run.dir}/metrics.jsonl") as fh:
         lines = [json.loads(line) for line in fh]
-    assert [line["update"] for line in lines] == [2] and "eval_return_mean" not in lines[0]
+    assert [line["update"] for line in lines] == [2] and lines[0]["eval_return_mean"] == 42.0
