@@ -109,11 +109,11 @@ class Run:
         evaluation return and may add its own keys to ``record`` — then write metrics and the
         progress line, agree on a stop signal, and checkpoint when due. Returns True when training
         ends here: the last update, solved with --stop-on-solve, or preempted (``self.preempted``).
+        ``before_final_checkpoint`` runs first when it ends (local-sgd averages the replicas).
 
         A stop signal does not skip a due evaluation, although it spends some of the signal's
         grace period: an evaluation can end training (--stop-on-solve) or park a task, so a run
         stopped there and resumed would otherwise part from the uninterrupted one.
-        ``before_final_checkpoint`` runs first when it ends (local-sgd averages the replicas).
         """
         cfg = self.cfg
         self.watchdog.beat()

@@ -103,17 +103,10 @@ def test_bellman_kernels_back_up_exactly_as_numpy(source, monkeypatch):
 def test_a_nan_in_v_makes_the_residual_nan_as_in_numpy(simd, monkeypatch):
     source = BACKUP_SOURCES["regular"]
     c_backup, np_backup = _twins(lambda: backup_module.Backup(source.rows(0, 5000)), monkeypatch)
-    switch = native.switch(native.kernels(), "mpirl_simd")
-    before = None if switch is None else switch.value
     V = np.random.default_rng(3).normal(size=5000)
     V[7] = np.nan   # state 7's own change is NaN, whatever its rows read
-    try:
-        if switch is not None:
-            switch.value = simd
+    with _switches(native.kernels(), simd=simd):
         residuals = [b.state_values(V, 0.9, np.empty(5000)) for b in (c_backup, np_backup)]
-    finally:
-        if switch is not None:
-            switch.value = before
     assert np.isnan(residuals).all(), residuals
 
 
@@ -143,30 +136,33 @@ def test_state_ids_given_as_int64_reach_the_kernels_as_int32():
     np.testing.assert_array_equal(widened.q_values(V, 0.9), narrow.q_values(V, 0.9))
 
 
-def _cpu_has_avx2() -> bool:
+def _cpuinfo() -> str:
     try:
         with open("/proc/cpuinfo") as fh:
-            return " avx2" in fh.read()
+            return fh.read()
     except OSError:
-        return False
+        return ""
+
+
+def _cpu_has_avx2() -> bool:
+    return " avx2" in _cpuinfo()
 
 
 def _cpu_vendor_is_amd() -> bool:
-    with open("/proc/cpuinfo") as fh:
-        return "AuthenticAMD" in fh.read()
+    return "AuthenticAMD" in _cpuinfo()
 
 
 @contextlib.contextmanager
 def _switches(lib, **values):
     """The kernels' switches set to ``values`` (name without the ``mpirl_`` prefix) for the
-    block, then put back."""
+    block, then put back; yields them by name, None where this build has no such switch (not
+    x86-64, or not GCC or clang), which is then left alone."""
     switches = {name: native.switch(lib, f"mpirl_{name}") for name in values}
-    if None in switches.values():
-        pytest.skip("this build has no AVX2 loop (not x86-64 with GCC or clang)")
-    before = {name: sw.value for name, sw in switches.items()}
+    before = {name: sw.value for name, sw in switches.items() if sw is not None}
     try:
         for name, value in values.items():
-            switches[name].value = value
+            if switches[name] is not None:
+                switches[name].value = value
         yield switches
     finally:
         for name, value in before.items():
@@ -177,6 +173,8 @@ def _switches(lib, **values):
                          ids=["4-actions", "3-actions"])
 def test_the_avx2_backup_gives_the_scalar_loops_bits_with_either_prefetch(source):
     lib = native.kernels()
+    if native.switch(lib, "mpirl_simd") is None:
+        pytest.skip("this build has no AVX2 loop (not x86-64 with GCC or clang)")
     lo, hi = 3, source.n_states - 2   # row groups of four start at odd places
     backup = backup_module.Backup(source.rows(lo, hi))
     V = np.random.default_rng(2).normal(size=source.n_states)
