@@ -1,15 +1,24 @@
-"""python -m mpirl.bench [SECTION ...] [--quick] [--out DIR] [--seed N] [--dqn]"""
+"""python -m mpirl.bench [SECTION ...] [--quick] [--out DIR] [--seed N] [--dqn] [--docs PATH]
+
+Each section writes <out>/<name>.json and .md, then replaces its own block of docs/benchmarks.md
+(a --quick run only with an explicit --docs; --no-docs: never).
+"""
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import json
 import os
 import platform
+import shlex
+import shutil
 import sys
 import time
 
-from mpirl.bench import SECTIONS
+from mpirl.bench import SECTIONS, report
+
+DOCS = os.path.join("docs", "benchmarks.md")
 
 
 def machine() -> dict:
@@ -26,7 +35,34 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+def docs_path(args) -> str | None:
+    """Where this run writes its blocks: a quick run's figures are a smoke test, not results,
+    so it writes docs only when --docs is given."""
+    if args.no_docs:
+        return None
+    if args.docs is not None:
+        return args.docs
+    return None if args.quick else DOCS
+
+
+def write_docs(path: str, name: str, result: dict, text: str, command: str) -> None:
+    """Replace block ``name`` of the docs file with this run's; plots go beside the file."""
+    images = []
+    for plot in result.get("plots") or []:
+        rel = os.path.join("benchmarks", os.path.basename(plot))
+        dest = os.path.join(os.path.dirname(path), rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copyfile(plot, dest)
+        images.append(rel)
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    block = report.render_block(report.block_for(name), text, date=date,
+                                machine=result["machine"], command=command,
+                                quick=result["quick"], images=tuple(images))
+    report.update(path, name, block)
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m mpirl.bench", description=__doc__)
     parser.add_argument("sections", nargs="*", default=list(SECTIONS),
                         help=f"which sections to run (default: all of {', '.join(SECTIONS)})")
@@ -37,11 +73,18 @@ def main(argv=None) -> int:
     parser.add_argument("--dqn", action="store_true",
                         help="multitask: the same comparison with --algo dqn instead of PPO "
                              "(written as multitask-dqn.json / .md)")
+    docs = parser.add_mutually_exclusive_group()
+    docs.add_argument("--docs", metavar="PATH", default=None,
+                      help=f"the file whose section blocks each run replaces (default {DOCS}; "
+                           "a --quick run writes it only when this is given)")
+    docs.add_argument("--no-docs", action="store_true", help="leave the docs file alone")
     args = parser.parse_args(argv)
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     os.makedirs(args.out, exist_ok=True)
+    docs_file = docs_path(args)
+    command = " ".join(["python -m mpirl.bench", shlex.join(argv)]).rstrip()
     for name in args.sections:
         module = importlib.import_module(f"mpirl.bench.{name}")
         print(f"== {name} ==", flush=True)
@@ -56,6 +99,9 @@ def main(argv=None) -> int:
         with open(os.path.join(args.out, f"{stem}.md"), "w") as fh:
             fh.write(text + "\n")
         print(text, flush=True)
+        if docs_file:
+            write_docs(docs_file, stem, result, text, command)
+            print(f"(block {stem} of {docs_file} rewritten)", flush=True)
     return 0
 
 
