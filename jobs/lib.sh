@@ -31,7 +31,7 @@ MPIRL_RUNS=${MPIRL_RUNS:-$PWD/runs}
 say() { echo "[mpirl job $(date -u +%H:%M:%S)] $*"; }
 
 # The run directory, named like the log: <job name>_<job id>, or <name>_<array id>_<task> for an
-# array task (mpirl.dist.slurm.SlurmJob.run_dir names it the same way).
+# array task (mpirl.slurm.SlurmJob.run_dir names it the same way).
 job_tag() {
     if [ -n "${SLURM_ARRAY_JOB_ID:-}" ]; then echo "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
     else echo "$SLURM_JOB_ID"; fi

@@ -16,9 +16,8 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """Bad input: reported once, before any training, with exit code 2."""
+from mpirl.cli import ArgumentParser
+from mpirl.errors import ConfigError
 
 
 def opt(default: Any, help: str, group: str = "run", choices: tuple | None = None):
@@ -232,7 +231,7 @@ def convert(name: str, value: Any) -> Any:
 
 # -- the command line --------------------------------------------------------------------------
 def build_parser(prog: str = "python -m mpirl.train") -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog=prog, usage="%(prog)s [options]", allow_abbrev=False, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train an RL agent over MPI ranks: mpirun -n 8 python -m mpirl.train [options]. "
                     "total-timesteps counts the steps of all ranks together.")
@@ -252,16 +251,6 @@ def build_parser(prog: str = "python -m mpirl.train") -> argparse.ArgumentParser
                 f.name.split("_")[-1].upper()
         groups[meta["group"]].add_argument(flag, **kwargs)
     return parser
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises ConfigError instead of printing and exiting on every rank."""
-
-    def error(self, message):
-        raise ConfigError(f"{message}\n(see: {self.prog} --help)")
-
-    def _get_formatter(self):  # defaults are already in each help line
-        return argparse.HelpFormatter(self.prog, max_help_position=34, width=100)
 
 
 def load_yaml(path: str) -> dict:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from mpirl import envstate
-from mpirl.config import ConfigError
-from mpirl.dist.collectives import allreduce_sum
-from mpirl.dist.world import World
+from mpirl.errors import ConfigError
+from mpirl.comm.collectives import allreduce_sum
+from mpirl.comm.world import World
 from mpirl.registry import env_spec
 
 

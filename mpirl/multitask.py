@@ -8,7 +8,7 @@
     model      shared trunk + per-task heads, invalid actions masked (mpirl.models.multitask):
                policy and value heads (PPO) or Q heads (DQN)
     gradients  trunk: task-weighted mean, heads: mean over their task's ranks, in the same single
-               Allreduce (mpirl.dist.task_sync); DQN, whose replayed batches mix tasks, weighs
+               Allreduce (mpirl.comm.task_sync); DQN, whose replayed batches mix tasks, weighs
                each transition by its task and each head by its task's share of the batch
     replay     (DQN) records carry their task id and the raw observation padded to the widest
                task; every rank holds every task's observation statistics to normalise them
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from mpirl.config import Config
-from mpirl.dist.collectives import allreduce_sum
-from mpirl.dist.task_sync import TaskWeightedSync, allreduce_sum_nonblocking
-from mpirl.dist.world import World
+from mpirl.comm.collectives import allreduce_sum
+from mpirl.comm.task_sync import TaskWeightedSync, allreduce_sum_nonblocking
+from mpirl.comm.world import World
 from mpirl.envs import (EpisodeStats, Evaluator, ObsNormalizer, RunningMeanStd,
                         global_episode_stats)
 from mpirl.models.actor_critic import ActorCritic

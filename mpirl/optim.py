@@ -3,7 +3,7 @@
 RL models are small, so torch's per-parameter optimizer loop is mostly Python and kernel-launch
 overhead (and constructing ``torch.optim.Adam`` imports torch._dynamo, ~1 s of start-up). Here
 the module's parameters are re-pointed to views of one contiguous vector and the gradients live in
-:class:`~mpirl.dist.collectives.FlatGradients`' flat buffer, so an Adam step is six vector ops.
+:class:`~mpirl.comm.collectives.FlatGradients`' flat buffer, so an Adam step is six vector ops.
 The update is torch.optim.Adam's, formula for formula (tests compare the two).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from mpirl.dist.collectives import FlatGradients
+from mpirl.comm.collectives import FlatGradients
 
 
 def flatten_params(params: list[torch.nn.Parameter]) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from mpirl.config import ConfigError
+from mpirl.errors import ConfigError
 
 ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,)}
 

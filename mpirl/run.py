@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from mpirl import faults
 from mpirl.checkpoint import Checkpoints
 from mpirl.config import Config
-from mpirl.dist.world import World
+from mpirl.comm.world import World
 from mpirl.runlog import Clock, RunLog
 from mpirl.signals import StopRequest
 from mpirl.watchdog import Watchdog
@@ -74,7 +74,7 @@ class Run:
             self.log.print(f"resuming from {path} (update {state['meta']['update']})")
         meta, path = self.world.bcast_obj((state["meta"], path) if state else None)
         ranks = state["ranks"] if state else None
-        local = self.world.comm.scatter(ranks if ranks and len(ranks) == self.world.size
+        local = self.world.scatter_obj(ranks if ranks and len(ranks) == self.world.size
                                         else [None] * self.world.size)
         self.clock = Clock(offset=meta["time_s"])
         self.solved_at_step = meta.get("solved_at_step")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 
-from mpirl.dist.world import World
+from mpirl.comm.world import World
 
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
 
@@ -25,4 +25,4 @@ class StopRequest:
 
     def agreed(self, world: World) -> bool:
         """True on every rank once any rank has received a stop signal."""
-        return world.any(self.signum is not None)
+        return world.any_rank(self.signum is not None)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-from mpirl.config import Config, ConfigError
+from mpirl.config import Config
+from mpirl.errors import ConfigError
 
 
 def parse_tasks(text: str) -> list[tuple[str, int]]:

@@ -23,9 +23,11 @@ import yaml
 # A value the user sets wins.
 os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
-from mpirl.config import Config, ConfigError, default_run_dir, parse_args, to_yaml  # noqa: E402
-from mpirl.dist.slurm import check_world_size  # noqa: E402
-from mpirl.dist.world import World, install_abort_on_error  # noqa: E402
+from mpirl.cli import decide_on_root  # noqa: E402
+from mpirl.config import Config, default_run_dir, parse_args, to_yaml  # noqa: E402
+from mpirl.errors import ConfigError  # noqa: E402
+from mpirl.slurm import check_world_size  # noqa: E402
+from mpirl.comm.world import World, install_abort_on_error  # noqa: E402
 from mpirl.registry import check_env, default_target  # noqa: E402
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
@@ -94,29 +96,20 @@ def prepare_run_dir(cfg: Config, n_ranks: int) -> None:
 
 def configure(world: World, argv: list[str] | None) -> Config:
     """Rank 0 decides; every rank gets the same Config, or exits with rank 0's one message."""
-    verdict = None
-    if world.is_root:
-        try:
-            check_world_size(world.size)  # under Slurm: one job of SLURM_NTASKS ranks, not N copies
-            cfg = parse_args(argv)
-            for env_id in ([cfg.env_id] if not cfg.tasks else
-                           [t.split(":")[0] for t in cfg.tasks.split(",")]):
-                check_env(env_id, cfg.algo)
-            check_layout(cfg, world.size)
-            if cfg.run_dir is None:
-                cfg.run_dir = default_run_dir(cfg)
-            prepare_run_dir(cfg, world.size)
-            verdict = ("ok", cfg)
-        except ConfigError as exc:
-            verdict = ("error", str(exc))
-        except SystemExit as exc:  # --help
-            verdict = ("exit", exc.code or 0)
-    kind, value = world.bcast_obj(verdict)
-    if kind == "ok":
-        return value
-    if kind == "error" and world.is_root:
-        print(f"mpirl: error: {value}", file=sys.stderr, flush=True)
-    sys.exit(2 if kind == "error" else value)
+
+    def decide() -> Config:
+        check_world_size(world.size)  # under Slurm: one job of SLURM_NTASKS ranks, not N copies
+        cfg = parse_args(argv)
+        for env_id in ([cfg.env_id] if not cfg.tasks else
+                       [t.split(":")[0] for t in cfg.tasks.split(",")]):
+            check_env(env_id, cfg.algo)
+        check_layout(cfg, world.size)
+        if cfg.run_dir is None:
+            cfg.run_dir = default_run_dir(cfg)
+        prepare_run_dir(cfg, world.size)
+        return cfg
+
+    return decide_on_root(world, decide, "mpirl")
 
 
 def torch_threads(cfg: Config, world: World) -> int:

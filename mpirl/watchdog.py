@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from mpi4py import MPI
+from mpirl.comm.world import abort_job
 
 
 class Watchdog:
@@ -44,4 +44,4 @@ class Watchdog:
                                  f"(--hang-timeout {self.timeout:g}); this rank's stacks:\n")
                 faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
                 sys.stderr.flush()
-                MPI.COMM_WORLD.Abort(3)
+                abort_job(3)

@@ -27,7 +27,7 @@ Q-network has a shared trunk and a Q head per task, reading each row's task from
 records carry their task id (raw observations padded to the widest task), so a replayed batch
 may mix tasks, each transition normalised with its task's statistics and scored by its task's
 head; each transition is weighted by its task in the loss and each head scaled by its task's
-share of the global batch (--task-weighting; mpirl.dist.task_sync), still one Allreduce.
+share of the global batch (--task-weighting; mpirl.comm.task_sync), still one Allreduce.
 """
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ import torch.nn.functional as F
 
 from mpirl import faults
 from mpirl.config import Config
-from mpirl.dist.collectives import FlatGradients, check_in_sync, sync_params
-from mpirl.dist.sync import AllreduceSync
-from mpirl.dist.world import World
+from mpirl.comm.collectives import FlatGradients, check_in_sync, sync_params
+from mpirl.comm.sync import AllreduceSync
+from mpirl.comm.world import World
 from mpirl.envs import VecEnv, check_spaces
 from mpirl.models.qnet import QNetwork
 from mpirl.multitask import make_tasks
@@ -160,7 +160,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         exact = restored.local is not None and envs.load_state_dict(restored.local["env"])
         if exact:
             explorer.bit_generator.state = restored.local["explorer"]
-        if not world.all(exact):
+        if not world.all_ranks(exact):
             run.log.print("note: environment state not restorable here; resumed with fresh "
                           "episodes")
         learn_from_step = start_update * steps_per_update + cfg.learning_starts

@@ -23,9 +23,9 @@ import torch
 from mpirl import faults
 from mpirl.algos.ppo_grad import hand_gradients
 from mpirl.config import Config
-from mpirl.dist.collectives import allreduce_sum, check_in_sync, global_mean_std
-from mpirl.dist.sync import make_sync
-from mpirl.dist.world import World
+from mpirl.comm.collectives import allreduce_sum, check_in_sync, global_mean_std
+from mpirl.comm.sync import make_sync
+from mpirl.comm.world import World
 from mpirl.envs import VecEnv, check_spaces
 from mpirl.models.actor_critic import Policy
 from mpirl.multitask import make_tasks
@@ -134,7 +134,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         if exact:
             sampler.set_state(restored.local["sampler"])
             shuffler.bit_generator.state = restored.local["shuffler"]
-        if not world.all(exact):
+        if not world.all_ranks(exact):
             run.log.print("note: environment state not restorable here; resumed with fresh "
                           "episodes (not bitwise identical to an uninterrupted run)")
     shard.sync_params(optimizer)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from mpirl.dist import World
-from mpirl.dist.collectives import FlatGradients
+from mpirl.comm import World
+from mpirl.comm.collectives import FlatGradients
 from mpirl.models.actor_critic import ActorCritic
 
 

@@ -132,7 +132,7 @@ def stream_hint() -> str:
 
 def worker(argv: list[str]) -> None:
     """One timing job: print one JSON line (rank 0) with this rank count's figures."""
-    from mpirl.dist import World
+    from mpirl.comm import World
     from mpirl.mdp.backup import Backup
     from mpirl.mdp.mdp import RandomMDP
     from mpirl.mdp.solve import EXCHANGES, split_states, value_iteration

@@ -106,10 +106,10 @@ def _mlp(width: int, in_dim: int | None = None):
 
 def _train_worker(opts) -> dict:
     import torch
-    from mpirl.dist import Grid, World
+    from mpirl.comm import Grid, World
     from mpirl.pipeline.executor import PipelineExecutor
     from mpirl.pipeline.schedule import theoretical_bubble
-    from mpirl.dist.collectives import allreduce_sum
+    from mpirl.comm.collectives import allreduce_sum
 
     world = World()
     grid = Grid.build(world, opts.stages)
@@ -148,7 +148,7 @@ def _acting_worker(opts) -> dict:
     """The CartPole actor-critic over 2 stages: per-step pipeline forward vs gathered weights."""
     import gymnasium as gym
     import torch
-    from mpirl.dist import Grid, World
+    from mpirl.comm import Grid, World
     from mpirl.models.actor_critic import ActorCritic
     from mpirl.pipeline.executor import PipelineExecutor
     from mpirl.pipeline.weights import StageSlice
@@ -198,7 +198,7 @@ def worker(argv: list[str]) -> None:
     import torch
     torch.set_num_threads(opts.threads)
     result = _acting_worker(opts) if opts.acting else _train_worker(opts)
-    from mpirl.dist import World
+    from mpirl.comm import World
     if World().is_root:
         print("RESULT " + json.dumps(result), flush=True)
 

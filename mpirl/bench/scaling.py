@@ -61,7 +61,7 @@ def allreduce_latency_us(world, numel: int, repeats: int = 200) -> float:
 
     import torch
 
-    from mpirl.dist.collectives import FlatGradients
+    from mpirl.comm.collectives import FlatGradients
 
     grads = FlatGradients([torch.nn.Parameter(torch.zeros(numel))], world)
     times = []
@@ -78,7 +78,7 @@ def worker(spec_path: str) -> None:
     ``spec_path`` (a JSON list), one after another. Rank 0 prints one JSON line."""
     import gymnasium as gym
 
-    from mpirl.dist import World
+    from mpirl.comm import World
     from mpirl.models.actor_critic import ActorCritic
     from mpirl.train import main as train_main
 

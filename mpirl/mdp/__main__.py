@@ -20,9 +20,10 @@ import time
 
 import numpy as np
 
-from mpirl.config import ConfigError, _Parser
-from mpirl.dist import World, install_abort_on_error
-from mpirl.dist.exchange import allgatherv
+from mpirl.cli import ArgumentParser, decide_on_root
+from mpirl.errors import ConfigError
+from mpirl.comm import World, install_abort_on_error
+from mpirl.comm.exchange import allgatherv
 from mpirl.mdp.evaluate import evaluate_in_env, evaluate_in_model
 from mpirl.mdp.mdp import GridWorld, RandomMDP, load_gym, parse_env_kwargs
 from mpirl.mdp.plot import plot_grid
@@ -32,7 +33,7 @@ PROG = "python -m mpirl.mdp"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Distributed value / Q-value / policy iteration of a "
+    parser = ArgumentParser(prog=PROG, description="Distributed value / Q-value / policy iteration of a "
                      "tabular MDP: mpirun -n N python -m mpirl.mdp [options]. Choose one MDP: "
                      "--env (default FrozenLake-v1), --random-states, or --gridworld.")
     env = parser.add_argument_group("a gymnasium environment with a transition table P")
@@ -141,22 +142,14 @@ def make_source(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     world = World()
     install_abort_on_error()
-    verdict, args, source = None, None, None
-    if world.is_root:
-        try:
-            args, source = parse(argv, world.size)
-        except ConfigError as exc:
-            verdict = (2, f"{PROG}: error: {exc}")
-        except SystemExit as exc:  # --help has been printed
-            verdict = (exc.code or 0, None)
-    verdict, args = world.bcast_obj((verdict, args))
-    if verdict is not None:
-        code, message = verdict
-        if message and world.is_root:
-            print(message, file=sys.stderr, flush=True)
-        return code
-    if not world.is_root:
-        source = make_source(args)
+    mdp_on_root = {}   # the MDP rank 0 built while checking; the others build their own
+
+    def decide() -> argparse.Namespace:
+        args, mdp_on_root["source"] = parse(argv, world.size)
+        return args
+
+    args = decide_on_root(world, decide, PROG)
+    source = mdp_on_root["source"] if world.is_root else make_source(args)
 
     solution = solve(world, source, args.method, args.gamma, args.tol, args.max_sweeps,
                      args.exchange)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from mpirl.dist import World
+from mpirl.comm import World
 from mpirl.mdp.mdp import make_env
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpirl.config import ConfigError
+from mpirl.errors import ConfigError
 
 # Actions of a grid as (row step, column step), FrozenLake's order: left, down, right, up.
 GRID_MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))

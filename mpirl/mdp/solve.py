@@ -1,12 +1,12 @@
 """Distributed value, Q-value and policy iteration over contiguous slices of states.
 
-Every rank owns the states ``[lo, hi)`` of a :class:`~mpirl.dist.blocks.Blocks` split and holds
+Every rank owns the states ``[lo, hi)`` of a :class:`~mpirl.comm.blocks.Blocks` split and holds
 only their rows of P. Each sweep it backs up its slice from the whole value vector V (n_states,)
 into the next V, then the exchange gives every rank the new V and one Allreduce(MAX) the largest
 Bellman residual; the iteration stops when that falls below ``tol``. The exchange is an in-place
 Allgatherv of private copies ("allgatherv"), or, with ``exchange="shared"`` (the default), a
 barrier over V in node-shared memory plus an Allgatherv between nodes
-(:mod:`mpirl.dist.shared_blocks`). Sweeps are Jacobi (every state reads the previous sweep's V,
+(:mod:`mpirl.comm.shared_blocks`). Sweeps are Jacobi (every state reads the previous sweep's V,
 which is why there are two V buffers), so the result is the same at any number of ranks.
 
 Stopping at residual ||V_k+1 - V_k||_inf < tol leaves V within gamma * tol of satisfying the
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpirl.dist import World
-from mpirl.dist.blocks import Blocks
-from mpirl.dist.shared_blocks import SharedBlocks
+from mpirl.comm import World
+from mpirl.comm.blocks import Blocks
+from mpirl.comm.shared_blocks import SharedBlocks
 from mpirl.mdp.backup import Backup, greedy, max_over_actions
 
 METHODS = ("value", "q", "policy")
@@ -33,7 +33,7 @@ class Solution:
     """What a solve returns on every rank.
 
     ``V`` (n_states,) is whole on every rank (its own copy); ``policy`` (hi - lo,) and ``Q``
-    (hi - lo, A) are this rank's slice (``mpirl.dist.exchange.allgatherv`` puts them together);
+    (hi - lo, A) are this rank's slice (``mpirl.comm.exchange.allgatherv`` puts them together);
     ``Q`` is None unless computed. ``residual``: the last sweep's max |change| of V ("value") or
     of Q ("q"); for "policy" the Bellman optimality residual max |max_a Q - V| of the final V.
     """
@@ -153,7 +153,7 @@ def policy_iteration(blocks: Blocks, backup: Backup, gamma: float, tol: float,
             sweeps += 1
         backup.q_values(V, gamma, out=q)
         improved = greedy(q, A, keep=policy, slack=tol)
-        stable = not blocks.world.any(bool((improved != policy).any()))
+        stable = not blocks.world.any_rank(bool((improved != policy).any()))
         policy = improved
         rounds += 1
     optimality = np.abs(max_over_actions(q, A, out=np.empty(hi - lo)) - V[lo:hi])

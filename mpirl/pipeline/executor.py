@@ -1,6 +1,6 @@
 """Runs a pipeline schedule over the ranks of one pipeline, then averages gradients over replicas.
 
-Per training step on a :class:`~mpirl.dist.world.Grid`:
+Per training step on a :class:`~mpirl.comm.world.Grid`:
 
 1. the first stage cuts the minibatch into M micro-batches; every stage executes its row of the
    schedule: ``F m`` receives activations (unless first), runs forward, sends them on (unless
@@ -25,9 +25,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mpirl.dist.collectives import FlatGradients, allreduce_sum, broadcast_tensors
-from mpirl.dist.p2p import PipeLink
-from mpirl.dist.world import Grid
+from mpirl.comm.collectives import FlatGradients, allreduce_sum, broadcast_tensors
+from mpirl.comm.p2p import PipeLink
+from mpirl.comm.world import Grid
 from mpirl.pipeline.partition import partition
 from mpirl.pipeline.schedule import Schedule, build
 from mpirl.pipeline.stage import Stage

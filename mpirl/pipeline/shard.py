@@ -25,9 +25,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mpirl.dist.collectives import FlatGradients, broadcast_tensors, sync_params
-from mpirl.dist.exchange import allgatherv
-from mpirl.dist.world import Grid, World
+from mpirl.comm.collectives import FlatGradients, broadcast_tensors, sync_params
+from mpirl.comm.exchange import allgatherv
+from mpirl.comm.world import Grid, World
 from mpirl.pipeline.executor import PipelineExecutor
 from mpirl.pipeline.weights import StageSlice
 

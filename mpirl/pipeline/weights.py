@@ -13,9 +13,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from mpirl.dist.collectives import flatten_into, unflatten_from
-from mpirl.dist.exchange import allgatherv
-from mpirl.dist.world import World
+from mpirl.comm.collectives import flatten_into, unflatten_from
+from mpirl.comm.exchange import allgatherv
+from mpirl.comm.world import World
 
 
 class StageSlice:

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mpirl.dist.collectives import allreduce_max
-from mpirl.dist.exchange import allgather_fixed, allgatherv, alltoallv
-from mpirl.dist.world import World
+from mpirl.comm.collectives import allreduce_max
+from mpirl.comm.exchange import allgather_fixed, allgatherv, alltoallv
+from mpirl.comm.world import World
 from mpirl.replay.buffer import ReplayBuffer, importance_weights
 
 MODES = ("allgather", "sharded", "none")

@@ -1,5 +1,5 @@
 """The bad-input catalogue: every entry gives one clear message (printed once, not once per
-rank), exit code 2, and leaves any existing run dir untouched. README.md's table lists the same
+rank), exit code 2, and leaves any existing run dir untouched. docs/faults.md's table lists the same
 entries; a test keeps the two in step."""
 import hashlib
 import re
@@ -88,7 +88,7 @@ def test_bad_input_is_reported_once_with_exit_code_2(what, argv, message, tmp_pa
     assert _snapshot(existing) == before
 
 
-def test_readme_catalogue_lists_every_entry():
-    readme = (ROOT / "README.md").read_text()
-    missing = [what for what, _, _ in CATALOGUE if f"| {what} |" not in readme]
-    assert not missing, f"README.md's bad-input table lacks: {missing}"
+def test_docs_catalogue_lists_every_entry():
+    catalogue = (ROOT / "docs" / "faults.md").read_text()
+    missing = [what for what, _, _ in CATALOGUE if f"| {what} |" not in catalogue]
+    assert not missing, f"docs/faults.md's bad-input table lacks: {missing}"

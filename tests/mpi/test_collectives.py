@@ -4,8 +4,8 @@ import pytest
 import torch
 from mpi4py import MPI
 
-from mpirl.dist import World
-from mpirl.dist.collectives import (DesyncError, FlatGradients, allreduce_sum, check_in_sync,
+from mpirl.comm import World
+from mpirl.comm.collectives import (DesyncError, FlatGradients, allreduce_sum, check_in_sync,
                                     global_mean_std, init_optimizer_state, sync_params)
 
 NPROCS = (2, 4)
@@ -111,7 +111,7 @@ def _rows(rank, n, kind):
 @pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("kind", sorted(ROW_KINDS))
 def test_allgatherv_and_alltoallv_deliver_the_rows_a_naive_pickled_exchange_does(kind):
-    from mpirl.dist.exchange import allgatherv, alltoallv
+    from mpirl.comm.exchange import allgatherv, alltoallv
     world = World()
     mine = _rows(world.rank, world.rank % 3, kind)   # uneven counts, rank 0 sends none
     everyone, counts = allgatherv(world, mine)

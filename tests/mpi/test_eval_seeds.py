@@ -3,7 +3,7 @@ and the pooled mean counts each once."""
 import numpy as np
 import pytest
 
-from mpirl.dist import World
+from mpirl.comm import World
 from mpirl.envs import Evaluator
 
 NPROCS = (2, 4)

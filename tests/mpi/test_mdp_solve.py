@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from mpirl.dist import World
-from mpirl.dist.blocks import Blocks
-from mpirl.dist.shared_blocks import SharedBlocks
-from mpirl.dist.exchange import allgatherv
+from mpirl.comm import World
+from mpirl.comm.blocks import Blocks
+from mpirl.comm.shared_blocks import SharedBlocks
+from mpirl.comm.exchange import allgatherv
 from mpirl.mdp import GridWorld, RandomMDP, load_gym, solve
 from mpirl.mdp.backup import Backup
 from mpirl.mdp.solve import policy_iteration, q_value_iteration, value_iteration
@@ -122,7 +122,7 @@ def test_nodes_whose_ranks_are_not_consecutive_fall_back_to_allgatherv(capfd):
 
 @pytest.mark.mpi(min_size=2)
 def test_without_room_in_dev_shm_the_vectors_are_private_and_still_exchanged(monkeypatch, capfd):
-    from mpirl.dist import shared_blocks
+    from mpirl.comm import shared_blocks
     world = World()
     blocks = SharedBlocks(world, 9)
     assert blocks.shared

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.dist import World
-from mpirl.dist.collectives import FlatGradients, check_in_sync
-from mpirl.dist.sync import AllreduceSync
-from mpirl.dist.task_sync import TaskWeightedSync
+from mpirl.comm import World
+from mpirl.comm.collectives import FlatGradients, check_in_sync
+from mpirl.comm.sync import AllreduceSync
+from mpirl.comm.task_sync import TaskWeightedSync
 from mpirl.models.multitask import MultiTaskActorCritic
 from mpirl.config import parse_args
 from mpirl.multitask import MultiTask, TaskObsNormalizer, TaskValueNorm

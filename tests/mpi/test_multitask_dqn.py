@@ -7,9 +7,9 @@ import torch
 
 from mpirl.algos.dqn import dqn_loss
 from mpirl.config import parse_args
-from mpirl.dist import World
-from mpirl.dist.collectives import FlatGradients
-from mpirl.dist.sync import AllreduceSync
+from mpirl.comm import World
+from mpirl.comm.collectives import FlatGradients
+from mpirl.comm.sync import AllreduceSync
 from mpirl.multitask import MultiTask
 
 NPROCS = (4,)

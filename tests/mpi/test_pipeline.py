@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mpirl.dist import Grid, World
-from mpirl.dist.p2p import PipeLink, ShapeMismatch
+from mpirl.comm import Grid, World
+from mpirl.comm.p2p import PipeLink, ShapeMismatch
 from mpirl.pipeline.executor import PipelineExecutor
 
 NPROCS = (2, 3, 4)
@@ -217,7 +217,7 @@ def test_ppo_pipeline_shard_equals_the_whole_model_on_the_pooled_batch():
 
     import gymnasium as gym
 
-    from mpirl.dist.collectives import check_in_sync
+    from mpirl.comm.collectives import check_in_sync
     from mpirl.models.actor_critic import ActorCritic
     from mpirl.optim import FlatAdam
     from mpirl.pipeline.shard import PipelineStage

@@ -3,8 +3,8 @@ priorities routed home, and the rate limiter holding its ratio over all ranks.""
 import numpy as np
 import pytest
 
-from mpirl.dist import World
-from mpirl.dist.collectives import allreduce_sum
+from mpirl.comm import World
+from mpirl.comm.collectives import allreduce_sum
 from mpirl.replay import RateLimiter, ReplayBuffer, make_shared_replay, transition_dtype
 from mpirl.replay.buffer import PRIORITY_EPS
 from tests.chisquare import assert_frequencies

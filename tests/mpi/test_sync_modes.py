@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.dist import World
-from mpirl.dist.collectives import FlatGradients, check_in_sync, sync_params
-from mpirl.dist.sync import AllreduceSync, LocalSGDSync, OverlapSync, replica_drift
+from mpirl.comm import World
+from mpirl.comm.collectives import FlatGradients, check_in_sync, sync_params
+from mpirl.comm.sync import AllreduceSync, LocalSGDSync, OverlapSync, replica_drift
 from mpirl.optim import FlatAdam
 
 NPROCS = (2, 4)

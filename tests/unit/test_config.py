@@ -1,7 +1,8 @@
 """Options: defaults < YAML < command line, conversion, and validation messages."""
 import pytest
 
-from mpirl.config import Config, ConfigError, build_parser, parse_args
+from mpirl.config import Config, build_parser, parse_args
+from mpirl.errors import ConfigError
 
 
 def test_defaults_then_yaml_then_command_line(tmp_path):

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from mpirl.dist import World
+from mpirl.comm import World
 from mpirl.mdp import GridWorld, RandomMDP, load_gym, solve
 from mpirl.mdp.backup import Backup, greedy, max_over_actions
 from mpirl.mdp.evaluate import evaluate_in_env, evaluate_in_model

@@ -1,7 +1,7 @@
 """The options of ``python -m mpirl.mdp``: what is accepted and the one message for what is not."""
 import pytest
 
-from mpirl.config import ConfigError
+from mpirl.errors import ConfigError
 from mpirl.mdp.__main__ import parse
 from mpirl.mdp.mdp import GridWorld, RandomMDP, TableMDP
 

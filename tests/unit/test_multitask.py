@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.config import ConfigError, parse_args
-from mpirl.dist.collectives import FlatGradients
-from mpirl.dist.task_sync import task_gradient_scale
-from mpirl.dist.world import World
+from mpirl.config import parse_args
+from mpirl.errors import ConfigError
+from mpirl.comm.collectives import FlatGradients
+from mpirl.comm.task_sync import task_gradient_scale
+from mpirl.comm.world import World
 from mpirl.models.actor_critic import Policy
 from mpirl.models.multitask import MultiTaskActorCritic, action_mask
 from mpirl.multitask import pad_and_tag

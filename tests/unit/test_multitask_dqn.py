@@ -6,10 +6,10 @@ import torch
 
 from mpirl.algos.dqn import actor_epsilon, dqn_loss
 from mpirl.config import parse_args
-from mpirl.dist.collectives import FlatGradients
-from mpirl.dist.sync import AllreduceSync
-from mpirl.dist.task_sync import TaskWeightedSync, task_weights
-from mpirl.dist.world import World
+from mpirl.comm.collectives import FlatGradients
+from mpirl.comm.sync import AllreduceSync
+from mpirl.comm.task_sync import TaskWeightedSync, task_weights
+from mpirl.comm.world import World
 from mpirl.envs import RunningMeanStd
 from mpirl.models.multitask import MultiTaskQNetwork
 from mpirl.models.qnet import QNetwork

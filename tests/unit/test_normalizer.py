@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mpirl.dist import World
+from mpirl.comm import World
 from mpirl.envs import ObsNormalizer, RunningMeanStd
 
 

@@ -3,8 +3,8 @@ import copy
 
 import torch
 
-from mpirl.dist import World
-from mpirl.dist.collectives import FlatGradients
+from mpirl.comm import World
+from mpirl.comm.collectives import FlatGradients
 from mpirl.optim import FlatAdam
 
 

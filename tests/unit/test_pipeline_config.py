@@ -1,7 +1,8 @@
 """Config validation of the pipeline options: one clear problem each, before any MPI."""
 import pytest
 
-from mpirl.config import ConfigError, parse_args
+from mpirl.config import parse_args
+from mpirl.errors import ConfigError
 
 
 @pytest.mark.parametrize("args,message", [

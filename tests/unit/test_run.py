@@ -6,7 +6,7 @@ import signal
 import pytest
 
 from mpirl.config import parse_args
-from mpirl.dist import World
+from mpirl.comm import World
 from mpirl.run import Run
 
 

@@ -5,7 +5,7 @@ local cluster: an srun step, a batch shell, mpirun inside an allocation).
 """
 import pytest
 
-from mpirl.dist.slurm import SlurmJob, WorldSizeError, check_world_size, expected_world_size
+from mpirl.slurm import SlurmJob, WorldSizeError, check_world_size, expected_world_size
 
 BATCH = {"SLURM_JOB_ID": "42", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "4",
          "SLURM_NPROCS": "4", "SLURM_PROCID": "0"}

@@ -1,7 +1,8 @@
 """Bad --sync-mode input is refused before training, with one message naming the option."""
 import pytest
 
-from mpirl.config import ConfigError, parse_args
+from mpirl.config import parse_args
+from mpirl.errors import ConfigError
 from mpirl.train import check_layout
 
 

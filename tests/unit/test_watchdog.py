@@ -1,6 +1,5 @@
 """The hang watchdog aborts a rank that stops making progress, and never a run that has ended."""
 import time
-from types import SimpleNamespace
 
 import pytest
 
@@ -9,10 +8,9 @@ from mpirl import watchdog as watchdog_module
 
 @pytest.fixture
 def aborts(monkeypatch):
-    """The watchdog's MPI, with an Abort that records its code instead of ending the process."""
+    """The watchdog's abort, recording its code instead of ending the process."""
     codes = []
-    fake = SimpleNamespace(COMM_WORLD=SimpleNamespace(Abort=codes.append))
-    monkeypatch.setattr(watchdog_module, "MPI", fake)
+    monkeypatch.setattr(watchdog_module, "abort_job", codes.append)
     return codes
 
 

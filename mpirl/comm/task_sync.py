@@ -50,8 +50,8 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from mpirl.dist.collectives import FlatGradients
-from mpirl.dist.world import World
+from mpirl.comm.collectives import FlatGradients
+from mpirl.comm.world import World
 
 WEIGHTINGS = ("equal", "ranks")
 
@@ -119,7 +119,7 @@ def wait_idle(request: MPI.Request, first_sleep: float = 5e-5, max_sleep: float 
 
 
 def allreduce_sum_nonblocking(world: World, values, idle: bool) -> np.ndarray:
-    """:func:`~mpirl.dist.collectives.allreduce_sum` as an Iallreduce: waited for with
+    """:func:`~mpirl.comm.collectives.allreduce_sum` as an Iallreduce: waited for with
     :func:`wait_idle` when ``idle``, else with Wait(). Every rank of ``world`` must call this
     (not the blocking version) for the same reduction."""
     buf = np.array(values, dtype=np.float64, copy=True).reshape(-1)

@@ -60,15 +60,19 @@ class World:
     def allgather_obj(self, obj):
         return self.comm.allgather(obj)
 
-    def any(self, flag: bool) -> bool:
+    def scatter_obj(self, objs: list | None, root: int = 0):
+        """Rank ``root``'s ``objs[r]`` on each rank r (``objs`` is read on ``root`` only)."""
+        return self.comm.scatter(objs, root=root)
+
+    def any_rank(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is true on any rank (one tiny Allreduce)."""
         buf = np.array([1 if flag else 0], dtype=np.int32)
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.MAX)
         return bool(buf[0])
 
-    def all(self, flag: bool) -> bool:
+    def all_ranks(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is true on every rank."""
-        return not self.any(not flag)
+        return not self.any_rank(not flag)
 
     # -- node layout, threads and seeds -----------------------------------------------------
     def node_local(self) -> tuple[int, int]:
@@ -100,12 +104,9 @@ class World:
         seq = np.random.SeedSequence([seed, self.world_rank, stream])
         return int(seq.generate_state(1, dtype=np.uint32)[0])
 
-    # -- failure ------------------------------------------------------------------------------
-    def abort(self, message: str, code: int = 1) -> None:
-        """Print ``message`` naming this rank, then end every rank of the job (never a hang)."""
-        sys.stderr.write(f"[mpirl rank {self.world_rank}] {message}\n")
-        sys.stderr.flush()
-        MPI.COMM_WORLD.Abort(code)
+def abort_job(code: int = 1) -> None:
+    """End every rank of the job now (MPI_Abort on the world): the caller has printed why."""
+    MPI.COMM_WORLD.Abort(code)
 
 
 def install_abort_on_error(code: int = 1) -> None:

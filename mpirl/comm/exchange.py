@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 from mpi4py import MPI
 
-from mpirl.dist.world import World
+from mpirl.comm.world import World
 
 
 def _row_bytes(array: np.ndarray) -> int:

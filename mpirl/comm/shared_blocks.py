@@ -1,6 +1,6 @@
 """Blocks whose full-length vectors the ranks of a node share, instead of each holding a copy.
 
-With :class:`~mpirl.dist.blocks.Blocks` every rank keeps its own copy of each full vector (V in
+With :class:`~mpirl.comm.blocks.Blocks` every rank keeps its own copy of each full vector (V in
 value iteration) and every sweep ends with an Allgatherv that copies each block to each rank.
 Ranks on one node need not copy at all: :class:`SharedBlocks` allocates the vectors in one MPI-3
 shared-memory window per node (``MPI.Win.Allocate_shared``), each rank writes its own block in
@@ -26,8 +26,8 @@ from typing import Callable
 import numpy as np
 from mpi4py import MPI
 
-from mpirl.dist.blocks import Blocks
-from mpirl.dist.world import World
+from mpirl.comm.blocks import Blocks
+from mpirl.comm.world import World
 
 _ITEM = np.dtype(np.float64).itemsize
 
@@ -59,13 +59,13 @@ class SharedBlocks(Blocks):
         consecutive = members == list(range(members[0], members[0] + len(members)))
         # One rank per node has nothing to share: private vectors (and huge pages, which the
         # shared window's memory does not get) are a little faster then.
-        self.shared = world.all(consecutive) and world.any(self.node.size > 1)
+        self.shared = world.all_ranks(consecutive) and world.any_rank(self.node.size > 1)
         self.n_nodes = sum(world.allgather_obj(self.node.rank == 0))
         self.leaders = MPI.COMM_NULL
         self._windows: list[MPI.Win] = []
         self._window_at: dict[int, MPI.Win] = {}  # a shared vector's address -> its window
         if not self.shared:
-            if not world.all(consecutive):
+            if not world.all_ranks(consecutive):
                 self._warn("the ranks of a node are not consecutive (round-robin mapping); map "
                            "ranks by slot or core (mpirun's and srun's default) to share it")
             return
@@ -84,7 +84,7 @@ class SharedBlocks(Blocks):
             return super()._allocate(count)
         nbytes = count * self.n * _ITEM
         room = self.node.bcast(shm_room() if self.node.rank == 0 else None)
-        if not self.world.all(room >= nbytes):
+        if not self.world.all_ranks(room >= nbytes):
             self.shared = False
             self._warn(f"/dev/shm has no room for {nbytes / 2**20:.0f} MiB on some node (give "
                        "a container more with --shm-size)")

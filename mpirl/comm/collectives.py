@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from mpi4py import MPI
 
-from mpirl.dist.world import World
+from mpirl.comm.world import World
 
 
 class DesyncError(RuntimeError):

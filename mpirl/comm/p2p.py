@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from mpirl.dist.world import World
+from mpirl.comm.world import World
 
 FORWARD, BACKWARD = 0, 1
 CONTROL_TAG = 32000  # below the smallest MPI_TAG_UB the standard allows (32767)

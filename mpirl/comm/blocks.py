@@ -4,14 +4,14 @@ puts the blocks back together every sweep (the state slices of distributed value
 numpy and mpi4py only (no torch), so the tabular MDP tools start quickly.
 
 For a one-off gather of blocks whose sizes are not known in advance, see
-``mpirl.dist.exchange.allgatherv``."""
+``mpirl.comm.exchange.allgatherv``."""
 from __future__ import annotations
 
 import numpy as np
 from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
-from mpirl.dist.world import World
+from mpirl.comm.world import World
 
 
 class Blocks:
@@ -45,7 +45,7 @@ class Blocks:
         The same arrays come back, zeroed again, on every call with the same ``count``, so that
         repeated solves on one split touch their memory once (a first touch costs a page fault
         per page): one user of them at a time. Here each rank's own;
-        :class:`~mpirl.dist.shared_blocks.SharedBlocks` shares them within a node."""
+        :class:`~mpirl.comm.shared_blocks.SharedBlocks` shares them within a node."""
         if count not in self._vectors:
             self._vectors[count] = self._allocate(count)
         else:

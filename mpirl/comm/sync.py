@@ -29,9 +29,9 @@ import time
 import torch
 from mpi4py import MPI
 
-from mpirl.dist.collectives import (FlatGradients, allreduce_sum, flatten_into,
+from mpirl.comm.collectives import (FlatGradients, allreduce_sum, flatten_into,
                                     optimizer_state_tensors, unflatten_from)
-from mpirl.dist.world import World
+from mpirl.comm.world import World
 
 
 class AllreduceSync:

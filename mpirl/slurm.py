@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from mpirl.config import ConfigError
+from mpirl.errors import ConfigError
 
 
 class WorldSizeError(ConfigError):
