@@ -34,14 +34,15 @@ from mpirl.config import Config
 from mpirl.comm.collectives import allreduce_sum
 from mpirl.comm.task_sync import TaskWeightedSync, allreduce_sum_nonblocking
 from mpirl.comm.world import World
-from mpirl.envs import (EpisodeStats, Evaluator, ObsNormalizer, RunningMeanStd,
-                        global_episode_stats)
+from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
+from mpirl.envs.evaluate import Evaluator
+from mpirl.envs.normalize import ObsNormalizer, RunningMeanStd
 from mpirl.models.actor_critic import ActorCritic
 from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
 from mpirl.models.popart import IdentityValueNorm
 from mpirl.models.qnet import QNetwork
 from mpirl.replay.buffer import transition_dtype
-from mpirl.registry import default_target
+from mpirl.envs.make import default_target
 from mpirl.taskspec import assign_tasks, parse_targets, parse_tasks, task_spaces
 
 
@@ -58,13 +59,13 @@ def pad_and_tag(obs: np.ndarray, width: int, task: int, num_tasks: int) -> np.nd
 class TaskObsNormalizer(ObsNormalizer):
     """This task's observation normaliser; its output padded and tagged (``out_dim`` wide).
 
-    ``sync`` is given the task's group, so statistics are those of the task's ranks only.
+    ``allreduce_statistics`` is given the task's group, so statistics are those of the task's ranks only.
     ``state_dict`` is collective (every rank calls it, as at a checkpoint): it holds every task's
     statistics, so rank 0's checkpoint restores all of them.
 
     ``every_task`` (DQN, whose replayed batches mix tasks): every rank also holds every other
     task's statistics, to normalise replayed observations of any task
-    (:meth:`normalize_stored`). ``sync`` then sums one (K, 1 + 2D) array over the whole world,
+    (:meth:`normalize_replayed`). ``allreduce_statistics`` then sums one (K, 1 + 2D) array over the whole world,
     each rank filling its task's row, and every rank merges every row (the task's own statistics
     are still those of its ranks' observations only).
     """
@@ -101,14 +102,14 @@ class TaskObsNormalizer(ObsNormalizer):
             self._means[k, :d] = rms.mean.astype(np.float32)
             self._inv_stds[k, :d] = (1.0 / np.sqrt(rms.var + 1e-8)).astype(np.float32)
 
-    def stored(self, raw: np.ndarray) -> np.ndarray:
+    def for_replay(self, raw: np.ndarray) -> np.ndarray:
         """Raw observations zero-padded to the widest task, float32 (B, D): one record dtype for
         the transitions of every task."""
         out = np.zeros((len(raw), self.width), np.float32)
         out[:, :raw.shape[1]] = raw
         return out
 
-    def normalize_stored(self, obs: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
+    def normalize_replayed(self, obs: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
         """Stored (padded, raw) observations of any tasks (``task``: (B,) each row's task) ->
         (B, D + K), every row normalised with its own task's statistics, tagged with its one-hot:
         for a row of this rank's task, what acting gave (other tasks need ``every_task``)."""
@@ -124,9 +125,9 @@ class TaskObsNormalizer(ObsNormalizer):
         out[np.arange(len(obs)), self.width + task] = 1.0
         return out
 
-    def sync(self, world: World) -> None:
+    def allreduce_statistics(self, world: World) -> None:
         if not self.every_task:
-            return super().sync(world)
+            return super().allreduce_statistics(world)
         if not self.enabled:
             return
         # (the world, whatever ``world`` is given: every task's row goes to every rank)
@@ -252,7 +253,7 @@ class SingleTask:
         return IdentityValueNorm()
 
     def episode_stats(self, stats: EpisodeStats) -> dict:
-        return global_episode_stats(self.world, *stats.drain())
+        return allreduce_episode_stats(self.world, *stats.drain())
 
     def reached_target_in_training(self) -> bool:
         return False  # the run's own target check covers the single task
@@ -426,7 +427,7 @@ class MultiTask:
         over each task's group; every rank gets every task's. Called once per update, it also
         counts each task's environment steps (and, with --park-solved-tasks, logs
         ``<task>/parked`` and ``<task>/env_steps``)."""
-        mine = global_episode_stats(self.group, *stats.drain())
+        mine = allreduce_episode_stats(self.group, *stats.drain())
         every = self.world.allgather_obj(mine if self.group.is_root else None)
         record = {}
         by_task = {self.assignment[r]: s for r, s in enumerate(every) if s is not None}

@@ -28,7 +28,7 @@ from mpirl.config import Config, default_run_dir, parse_args, to_yaml  # noqa: E
 from mpirl.errors import ConfigError  # noqa: E402
 from mpirl.slurm import check_world_size  # noqa: E402
 from mpirl.comm.world import World, install_abort_on_error  # noqa: E402
-from mpirl.registry import check_env, default_target  # noqa: E402
+from mpirl.envs.make import check_env, default_target  # noqa: E402
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
 # (Not the pipeline layout: checkpoints always hold the whole model, whatever the stages.)

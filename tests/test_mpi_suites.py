@@ -2,7 +2,6 @@
 each launch under a timeout, so the whole suite stays one ``pytest`` command that never hangs.
 """
 import ast
-import sys
 from pathlib import Path
 
 import pytest

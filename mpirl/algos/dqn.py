@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 
-import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,7 +42,8 @@ from mpirl.config import Config
 from mpirl.comm.collectives import FlatGradients, check_in_sync, sync_params
 from mpirl.comm.sync import AllreduceSync
 from mpirl.comm.world import World
-from mpirl.envs import VecEnv, check_spaces
+from mpirl.envs.make import make_vec
+from mpirl.envs.vec import VecEnv
 from mpirl.models.qnet import QNetwork
 from mpirl.multitask import make_tasks
 from mpirl.optim import FlatAdam
@@ -103,13 +103,11 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     tasks = make_tasks(cfg, world, run)
 
     # Environments: each rank its own, seeded from (seed, rank).
-    envs = VecEnv(tasks.env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
-                  mode=cfg.vector_mode)
-    check_spaces(envs.envs, tasks.env_id, allowed=(gym.spaces.Discrete,), algo="dqn")
-    n_actions = int(envs.single_action_space.n)  # this rank's actions (its random ones)
+    vec = make_vec(tasks.env_id, cfg.num_envs, cfg.vector_mode)
     # (multi-task: every task's statistics on every rank, for replayed batches mixing tasks)
-    normalizer = envs.normalizer = tasks.normalizer(envs.single_observation_space.shape[0],
-                                                    every_task=True)
+    normalizer = tasks.normalizer(vec.single_observation_space.shape[0], every_task=True)
+    envs = VecEnv(vec, seed=world.rank_seed(cfg.seed, 0), normalizer=normalizer)
+    n_actions = int(envs.single_action_space.n)  # this rank's actions (its random ones)
     obs_dim = normalizer.out_dim  # (multi-task: padded to the widest task + a task one-hot)
     evaluator = tasks.make_evaluator(seed=cfg.seed + 10_000)
 
@@ -179,7 +177,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         values = np.ascontiguousarray(records[name])
         if normalise:  # (multi-task: each record with its own task's statistics, tagged)
             task = records["task"] if "task" in records.dtype.names else None
-            values = normalizer.normalize_stored(values, task)
+            values = normalizer.normalize_replayed(values, task)
         return torch.from_numpy(values)
 
     def learn(beta: float) -> dict:
@@ -240,7 +238,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                 stats = learn(beta)
                 limiter.sample(N * B)
                 learned += 1
-            raw_obs = normalizer.stored(envs.raw_obs)  # (multi-task: padded to the widest)
+            raw_obs = normalizer.for_replay(envs.raw_obs)  # (multi-task: padded to the widest)
             actions = act_greedy(envs.observe())
             explore = explorer.random(E) < epsilon
             if global_step < learn_from_step:   # fill the memory with uniformly random play
@@ -248,12 +246,12 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             actions[explore] = explorer.integers(0, n_actions, int(explore.sum()))
             rewards, terminated, truncated, valid = envs.step(actions)
             replay.add(tasks.tag(adder.add(raw_obs, actions, rewards,
-                                           normalizer.stored(envs.raw_obs), terminated,
+                                           normalizer.for_replay(envs.raw_obs), terminated,
                                            truncated, valid)))
             global_step += E * N
             if limiter is not None:
                 limiter.insert(E * N)
-        normalizer.sync(tasks.group)
+        normalizer.allreduce_statistics(tasks.group)
 
         # 2. Learn: as far as the rate limiter allows (or gradient_steps, with no limiter).
         if limiter is not None:

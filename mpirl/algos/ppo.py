@@ -26,7 +26,8 @@ from mpirl.config import Config
 from mpirl.comm.collectives import allreduce_sum, check_in_sync, global_mean_std
 from mpirl.comm.sync import make_sync
 from mpirl.comm.world import World
-from mpirl.envs import VecEnv, check_spaces
+from mpirl.envs.make import make_vec
+from mpirl.envs.vec import VecEnv
 from mpirl.models.actor_critic import Policy
 from mpirl.multitask import make_tasks
 from mpirl.optim import FlatAdam
@@ -93,10 +94,9 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     group = tasks.group
 
     # Environments: each rank its own, seeded from (seed, rank).
-    envs = VecEnv(tasks.env_id, cfg.num_envs, seed=world.rank_seed(cfg.seed, 0),
-                  mode=cfg.vector_mode)
-    check_spaces(envs.envs, tasks.env_id)
-    normalizer = envs.normalizer = tasks.normalizer(envs.single_observation_space.shape[0])
+    vec = make_vec(tasks.env_id, cfg.num_envs, cfg.vector_mode)
+    normalizer = tasks.normalizer(vec.single_observation_space.shape[0])
+    envs = VecEnv(vec, seed=world.rank_seed(cfg.seed, 0), normalizer=normalizer)
     obs_dim = normalizer.out_dim  # (multi-task: padded to the widest task + a task one-hot)
     evaluator = tasks.make_evaluator(seed=cfg.seed + 10_000)
 
@@ -193,7 +193,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             _, last_value = model.split(model(torch.from_numpy(normalizer(envs.raw_obs, False))))
             values[T] = last_value.numpy()
             value_norm.denormalize_(values)  # PopArt heads -> return units
-        normalizer.sync(group)
+        normalizer.allreduce_statistics(group)
 
         # 2. Advantages; the reset steps of next-step autoreset are left out of the batch.
         adv = compute_gae(rewards, values, terminated, ended, cfg.gamma, cfg.gae_lambda)

@@ -208,7 +208,7 @@ def table(result: dict) -> str:
              f"seed {result['seed']}"
              + (" (quick: budgets too small to solve)" if result.get("quick") else ""), "",
              *_task_table(result["rows"], [("joint: steps taken", "joint_env_steps", "{:,}")])]
-    lines += ["", f"| wall time | joint run | two runs alone, added |", "|---|---:|---:|",
+    lines += ["", "| wall time | joint run | two runs alone, added |", "|---|---:|---:|",
               f"| seconds | {result['joint_wall_s']:.1f} | {result['alone_wall_s_total']:.1f} |",
               "", f"Both tasks solved in the joint run: {result['both_solved_in_joint_run']}; "
               f"joint no slower than the two alone: {result['joint_not_slower']}; "

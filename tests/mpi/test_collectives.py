@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-from mpi4py import MPI
 
 from mpirl.comm import World
 from mpirl.comm.collectives import (DesyncError, FlatGradients, allreduce_sum, check_in_sync,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mpirl.comm import World
-from mpirl.envs import Evaluator
+from mpirl.envs.evaluate import Evaluator
 
 NPROCS = (2, 4)
 

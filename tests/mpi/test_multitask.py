@@ -225,7 +225,7 @@ def test_observation_statistics_are_task_local_and_checkpoints_hold_every_task()
             for r in range(world.size)]
     out = norm(data[world.rank])
     assert out.shape == (50, 5 + 2) and (out[:, 5 + task] == 1).all()
-    norm.sync(group)
+    norm.allreduce_statistics(group)
     mine = np.concatenate([d for r, d in enumerate(data) if tasks[r] == task])
     np.testing.assert_allclose(norm.rms.mean, mine.mean(0), rtol=1e-10)
     np.testing.assert_allclose(norm.rms.var, mine.var(0), rtol=1e-10)

@@ -136,7 +136,7 @@ def test_every_rank_holds_every_tasks_observation_statistics():
         data.append(np.random.default_rng(r).normal(10 * k - 5, 1 + r,
                                                      (40 + r, tasks.obs_dims[k])))
     norm(data[world.rank].astype(np.float32))
-    norm.sync(tasks.group)
+    norm.allreduce_statistics(tasks.group)
     for k, d in enumerate(tasks.obs_dims):
         pooled = np.concatenate([data[r] for r in range(world.size)
                                  if tasks.assignment[r] == k]).astype(np.float32).astype(float)
@@ -144,8 +144,8 @@ def test_every_rank_holds_every_tasks_observation_statistics():
         np.testing.assert_allclose(norm.every[k].var, pooled.var(0), rtol=1e-9)
         assert norm.every[k].count == len(pooled)
     raw = np.random.default_rng(99).normal(0, 5, (3, 6)).astype(np.float32)
-    stored = norm.stored(raw[:, :4])         # CartPole-width observations, padded
-    out = norm.normalize_stored(np.concatenate([stored, raw]), np.array([0, 0, 0, 1, 1, 1]))
+    stored = norm.for_replay(raw[:, :4])         # CartPole-width observations, padded
+    out = norm.normalize_replayed(np.concatenate([stored, raw]), np.array([0, 0, 0, 1, 1, 1]))
     everywhere = world.allgather_obj(out.tobytes())
     state = norm.state_dict()
     assert all(b == everywhere[0] for b in everywhere)

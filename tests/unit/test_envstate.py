@@ -3,14 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.envs import VecEnv
+from mpirl.envs.make import make_vec
+from mpirl.envs.vec import VecEnv
 
 
 @pytest.mark.parametrize("env_id,mode", [("CartPole-v1", "native"), ("CartPole-v1", "sync"),
                                          ("Acrobot-v1", "sync"), ("Pendulum-v1", "sync")])
 def test_restored_env_reproduces_the_trajectory(env_id, mode):
     rng = np.random.default_rng(0)
-    env = VecEnv(env_id, 3, seed=1, mode=mode)
+    env = VecEnv(make_vec(env_id, 3, mode), seed=1)
     space = env.single_action_space
 
     def actions():
@@ -31,7 +32,7 @@ def test_restored_env_reproduces_the_trajectory(env_id, mode):
     torch.save(saved, buf)
     saved = torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
 
-    other = VecEnv(env_id, 3, seed=99, mode=mode)
+    other = VecEnv(make_vec(env_id, 3, mode), seed=99)
     assert other.load_state_dict(saved)
     rng.bit_generator.state = rng_saved
     again = [other.step(actions()) for _ in range(60)]
@@ -42,19 +43,19 @@ def test_restored_env_reproduces_the_trajectory(env_id, mode):
 
 
 def test_async_env_state_is_not_restorable_and_says_so():
-    env = VecEnv("CartPole-v1", 2, seed=0, mode="async")
+    env = VecEnv(make_vec("CartPole-v1", 2, "async"), seed=0)
     try:
         assert env.state_dict()["env"] is None
-        assert VecEnv("CartPole-v1", 2, seed=0, mode="sync").load_state_dict(env.state_dict()) is False
+        assert VecEnv(make_vec("CartPole-v1", 2, "sync"), seed=0).load_state_dict(env.state_dict()) is False
     finally:
         env.close()
 
 
 @pytest.mark.parametrize("saved_mode,resumed_mode", [("native", "sync"), ("sync", "native")])
 def test_a_state_saved_from_another_vector_mode_is_declined_not_a_crash(saved_mode, resumed_mode):
-    original = VecEnv("CartPole-v1", 2, seed=1, mode=saved_mode)
+    original = VecEnv(make_vec("CartPole-v1", 2, saved_mode), seed=1)
     original.step(np.array([0, 1]))
-    resumed = VecEnv("CartPole-v1", 2, seed=1, mode=resumed_mode)
+    resumed = VecEnv(make_vec("CartPole-v1", 2, resumed_mode), seed=1)
     fresh = resumed.raw_obs.copy()
     assert resumed.load_state_dict(original.state_dict()) is False   # fresh episodes instead
     np.testing.assert_array_equal(resumed.raw_obs, fresh)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mpirl.envs import Evaluator
+from mpirl.envs.evaluate import Evaluator
 
 
 class _Comm:

@@ -10,7 +10,6 @@ from mpirl.comm.collectives import FlatGradients
 from mpirl.comm.sync import AllreduceSync
 from mpirl.comm.task_sync import TaskWeightedSync, task_weights
 from mpirl.comm.world import World
-from mpirl.envs import RunningMeanStd
 from mpirl.models.multitask import MultiTaskQNetwork
 from mpirl.models.qnet import QNetwork
 from mpirl.multitask import TaskObsNormalizer, pad_and_tag
@@ -218,15 +217,15 @@ def test_stored_observations_are_normalised_with_each_records_own_task():
     rng = np.random.default_rng(0)
     raw_a = rng.normal(5, 2, (64, 4)).astype(np.float32)
     acting = norm(raw_a)                       # records task A's statistics for the sync
-    norm.sync(World())
+    norm.allreduce_statistics(World())
     # task B's statistics as if merged from its ranks (one process: set them directly)
     raw_b = rng.normal(-3, 0.5, (64, 6)).astype(np.float32)
     norm.every[1].merge(64, raw_b.astype(np.float64).sum(0),
                         np.square(raw_b.astype(np.float64)).sum(0))
     norm._refresh()
-    stored = np.concatenate([norm.stored(raw_a[:3]), norm.stored(raw_b[:2])])
+    stored = np.concatenate([norm.for_replay(raw_a[:3]), norm.for_replay(raw_b[:2])])
     assert stored.shape == (5, 6) and not stored[:3, 4:].any()        # zero-padded
-    out = norm.normalize_stored(stored, np.array([0, 0, 0, 1, 1]))
+    out = norm.normalize_replayed(stored, np.array([0, 0, 0, 1, 1]))
     assert out.shape == (5, 8)
     np.testing.assert_array_equal(out[:3], norm(raw_a[:3], accumulate=False))  # as when acting
     b_mean, b_std = raw_b.mean(0), raw_b.std(0)
@@ -238,14 +237,14 @@ def test_stored_observations_are_normalised_with_each_records_own_task():
     state = {**norm.state_dict(), "B": norm.every[1].state_dict()}
     fresh = TaskObsNormalizer(4, 6, 0, ids, World(), every_task=True, obs_dims=dims)
     fresh.load_state_dict(state)
-    np.testing.assert_array_equal(fresh.normalize_stored(stored, np.array([0, 0, 0, 1, 1])), out)
+    np.testing.assert_array_equal(fresh.normalize_replayed(stored, np.array([0, 0, 0, 1, 1])), out)
 
 
 def test_padding_is_the_same_for_acting_and_for_stored_records():
     norm = TaskObsNormalizer(4, 6, 1, ["A", "B"], World(), enabled=False, every_task=True,
                              obs_dims=[6, 4])
     raw = np.arange(8, dtype=np.float32).reshape(2, 4)
-    np.testing.assert_array_equal(norm.normalize_stored(norm.stored(raw), np.array([1, 1])),
+    np.testing.assert_array_equal(norm.normalize_replayed(norm.for_replay(raw), np.array([1, 1])),
                                   pad_and_tag(raw, 6, 1, 2))
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mpirl.comm import World
-from mpirl.envs import ObsNormalizer, RunningMeanStd
+from mpirl.envs.normalize import ObsNormalizer, RunningMeanStd
 
 
 def test_merging_batches_equals_statistics_of_all_data():
@@ -24,7 +24,7 @@ def test_normaliser_freezes_during_rollout_and_applies_after_sync():
     x = np.array([[1.0, 2.0], [3.0, 6.0]], np.float32)
     first = norm(x)
     assert np.allclose(first, norm(x, accumulate=False))  # unchanged until sync
-    norm.sync(World())
+    norm.allreduce_statistics(World())
     out = norm(x, accumulate=False)
     # stats = prior (count 0) merged with the 2 recorded rows (recorded once: accumulate=False)
     assert out.mean(0) == pytest.approx([0.0, 0.0], abs=1e-3)

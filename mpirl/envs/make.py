@@ -1,10 +1,12 @@
-"""What gymnasium knows about an environment id, checked before any training starts.
+"""Environments by id: what gymnasium knows about one (checked before any training), and the
+vector env of a rank.
 
 Kept free of torch so that bad input is reported in a fraction of a second.
 """
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 
 from mpirl.errors import ConfigError
 
@@ -39,3 +41,23 @@ def check_env(env_id: str, algo: str) -> None:
         kinds = " or ".join(k.__name__ for k in ACTION_SPACES[algo])
         raise ConfigError(f"{env_id} has a {type(act).__name__} action space; "
                           f"--algo {algo} needs {kinds}")
+
+
+def make_vec(env_id: str, num_envs: int, mode: str = "auto") -> gym.vector.VectorEnv:
+    """A vector env of ``num_envs`` copies: the env's native vectorised implementation when it
+    has one (``auto``/``native``; CartPole's is ~10x faster per step than a loop of single
+    envs), otherwise gymnasium's sync or async vector env."""
+    spec = env_spec(env_id)
+    if mode in ("auto", "native") and spec.vector_entry_point is not None:
+        return gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point")
+    if mode == "native":
+        raise ConfigError(f"{env_id} has no native vectorised implementation; "
+                          "use --vector-mode sync or async")
+    return gym.make_vec(env_id, num_envs, vectorization_mode="async" if mode == "async" else "sync")
+
+
+def clip_to_space(actions: np.ndarray, space: gym.Space) -> np.ndarray:
+    """Box actions clipped to the space's bounds (the Gaussian policy is unbounded); others as is."""
+    if isinstance(space, gym.spaces.Box):
+        return np.clip(actions, space.low, space.high)
+    return actions

@@ -1,0 +1,112 @@
+"""Observation statistics that are identical on every rank: running mean and variance merged across
+ranks from (count, sum, sum of squares), in float64."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpirl.comm.collectives import allreduce_sum
+from mpirl.comm.world import World
+
+
+@dataclass
+class RunningMeanStd:
+    """Mean and variance of a stream of vectors, mergeable from (count, sum, sum of squares).
+
+    Kept in float64 so sums over millions of samples stay exact enough; merged with Chan et al.'s
+    parallel update so the result equals the statistics of all the data seen.
+    """
+
+    shape: tuple
+    count: float = 0.0
+    mean: np.ndarray = None
+    var: np.ndarray = None
+
+    def __post_init__(self):
+        if self.mean is None:
+            self.mean = np.zeros(self.shape, np.float64)
+            self.var = np.ones(self.shape, np.float64)
+
+    def merge(self, count: float, total: np.ndarray, total_sq: np.ndarray) -> None:
+        """Fold in a batch given by its count, sum and sum of squares."""
+        if count <= 0:
+            return
+        b_mean = total / count
+        b_var = np.maximum(total_sq / count - b_mean ** 2, 0.0)
+        n = self.count + count
+        delta = b_mean - self.mean
+        m2 = self.var * self.count + b_var * count + delta ** 2 * self.count * count / n
+        self.mean = self.mean + delta * count / n
+        self.var = m2 / n
+        self.count = float(n)
+
+    def state_dict(self) -> dict:
+        return {"count": self.count, "mean": self.mean.tolist(), "var": self.var.tolist()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.count = float(state["count"])
+        self.mean = np.asarray(state["mean"], np.float64)
+        self.var = np.asarray(state["var"], np.float64)
+
+
+class ObsNormalizer:
+    """Normalises observations with statistics that are identical on every rank.
+
+    During a rollout the statistics are frozen and each rank only accumulates its observations'
+    (count, sum, sum of squares); :meth:`allreduce_statistics` sums those and merges them, so every rank
+    applies the same normalisation and the statistics are those of all ranks' data.
+    """
+
+    def __init__(self, shape: tuple, enabled: bool = True, clip: float = 10.0):
+        self.enabled = enabled
+        self.clip = clip
+        self.out_dim = shape[0]  # width of the observations it returns
+        self.rms = RunningMeanStd(shape)
+        self._pending = np.zeros((2, *shape), np.float64)  # local sum, sum of squares
+        self._pending_count = 0
+        self._refresh()
+
+    def _refresh(self):
+        self._mean = self.rms.mean.astype(np.float32)
+        self._inv_std = (1.0 / np.sqrt(self.rms.var + 1e-8)).astype(np.float32)
+
+    def __call__(self, obs: np.ndarray, accumulate: bool = True) -> np.ndarray:
+        """Normalised copy of ``obs`` (shape (batch, obs_dim)); records it for the next merge."""
+        if not self.enabled:
+            return obs.astype(np.float32, copy=False)
+        if accumulate:
+            obs64 = obs.astype(np.float64)
+            self._pending[0] += obs64.sum(0)
+            self._pending[1] += np.square(obs64).sum(0)
+            self._pending_count += len(obs)
+        return np.clip((obs - self._mean) * self._inv_std, -self.clip, self.clip).astype(np.float32)
+
+    def for_replay(self, raw: np.ndarray) -> np.ndarray:
+        """What a replay memory keeps of raw observations ``raw`` (B, d): ``raw`` itself (they
+        are normalised when replayed, with the statistics of then: :meth:`normalize_replayed`)."""
+        return raw
+
+    def normalize_replayed(self, obs: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
+        """Replayed observations (see :meth:`for_replay`) normalised as for acting, without recording
+        them. (``task``: the task of each row, for normalisers that know several tasks.)"""
+        return self(obs, accumulate=False)
+
+    def allreduce_statistics(self, world: World) -> None:
+        """Merge every rank's accumulated observations into the shared statistics."""
+        if not self.enabled:
+            return
+        flat = np.concatenate([[self._pending_count], self._pending.reshape(-1)])
+        total = allreduce_sum(world, flat)
+        count, sums = total[0], total[1:].reshape(self._pending.shape)
+        self.rms.merge(count, sums[0], sums[1])
+        self._pending[:] = 0.0
+        self._pending_count = 0
+        self._refresh()
+
+    def state_dict(self) -> dict:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rms.load_state_dict(state)
+        self._refresh()
