@@ -1,6 +1,7 @@
 """Run configuration: one documented dataclass, read from YAML and the command line.
 
-Precedence: built-in defaults < ``--config FILE`` (YAML) < command-line options. Every field is a
+Precedence: built-in defaults < ``--config FILE`` (YAML) < command-line options. Whether the
+values make sense together, and for a world size, is checked in one place: mpirl.checks. Every field is a
 command-line option of the same name with dashes (``total_timesteps`` -> ``--total-timesteps``);
 ``python -m mpirl.train --help`` lists them all with their defaults, grouped as below.
 """
@@ -273,102 +274,29 @@ def load_yaml(path: str) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
-    """Defaults < YAML < command line, converted and validated. Raises ConfigError."""
+    """Defaults < YAML (--config) < command line, converted to the fields' types. Raises
+    ConfigError listing every value that does not convert; whether the values make sense for a
+    run is mpirl.checks' question."""
     given = vars(build_parser().parse_args(argv))
     values: dict = {}
     if given.get("config"):
         values.update(load_yaml(given["config"]))
     values.update(given)
-    cfg = Config(**{k: convert(k, v) for k, v in values.items()})
-    validate(cfg)
-    return cfg
+    converted, problems = {}, []
+    for name, value in values.items():
+        try:
+            converted[name] = convert(name, value)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems) if len(problems) == 1 else
+                          "invalid configuration:\n  " + "\n  ".join(problems))
+    return Config(**converted)
 
 
 def default_run_dir(cfg: Config) -> str:
     name = cfg.env_id if not cfg.tasks else "multitask"
     return os.path.join("runs", f"{name}__{cfg.algo}__{cfg.seed}__{int(time.time())}")
-
-
-# -- validation ---------------------------------------------------------------------------------
-def validate(cfg: Config) -> None:
-    """Checks that need no MPI world; raise ConfigError listing every problem found."""
-    problems: list[str] = []
-
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            problems.append(message)
-
-    for f in fields(Config):
-        choices = f.metadata["choices"]
-        value = getattr(cfg, f.name)
-        if choices and value not in choices:
-            need(False, f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
-                        f"not {value!r}")
-    for name in ("total_timesteps", "num_envs", "eval_episodes", "eval_interval", "log_interval",
-                 "checkpoint_interval", "keep_checkpoints", "desync_check_interval", "num_steps",
-                 "num_minibatches", "update_epochs", "buffer_size", "batch_size",
-                 "train_frequency", "gradient_steps", "target_network_frequency", "n_step",
-                 "sync_every", "pipeline_stages", "micro_batches"):
-        need(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, "
-                                      f"not {getattr(cfg, name)}")
-    for name in ("learning_rate",):
-        value = getattr(cfg, name)
-        need(math.isfinite(value) and value > 0, f"--learning-rate must be > 0, not {value}")
-    need(0 <= cfg.learning_starts, f"--learning-starts must be >= 0, not {cfg.learning_starts}")
-    need(cfg.seed >= 0, f"--seed must be >= 0, not {cfg.seed}")
-    for name in ("gamma", "gae_lambda"):
-        value = getattr(cfg, name)
-        need(0 <= value <= 1, f"--{name.replace('_', '-')} must lie in [0, 1], not {value}")
-    for name in ("per_alpha", "per_beta", "start_e", "end_e", "apex_epsilon", "exploration_fraction"):
-        value = getattr(cfg, name)
-        need(0 <= value <= 1, f"--{name.replace('_', '-')} must lie in [0, 1], not {value}")
-    need(0 < cfg.tau <= 1, f"--tau must lie in (0, 1], not {cfg.tau}")
-    # PopArt's moving-average step (mpirl/models/popart.py): 1 = the latest batch only; above 1
-    # overshoots, and <= 0 is no moving average. (Same message as the --tasks check: listed once.)
-    need(0 < cfg.popart_beta <= 1, f"--popart-beta must lie in (0, 1], not {cfg.popart_beta}")
-    need(cfg.target_kl is None or (math.isfinite(cfg.target_kl) and cfg.target_kl > 0),
-         f"--target-kl must be a finite number > 0 (or none), not {cfg.target_kl}")
-    for name in ("clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "apex_alpha",
-                 "samples_per_insert", "spi_tolerance"):
-        value = getattr(cfg, name)
-        need(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} must be >= 0, "
-                                                  f"not {value}")
-    need(cfg.device == "cpu", f"--device {cfg.device}: this version of mpirl trains on cpu only "
-                              "(GPU buffers would need CUDA-aware MPI or host staging)")
-    need(math.isfinite(cfg.hang_timeout) and cfg.hang_timeout >= 0,
-         f"--hang-timeout must be >= 0 seconds, not {cfg.hang_timeout}")
-    need(cfg.torch_threads >= 0, f"--torch-threads must be >= 0, not {cfg.torch_threads}")
-    need(math.isfinite(cfg.bucket_mb) and cfg.bucket_mb > 0,
-         f"--bucket-mb must be a finite number > 0, not {cfg.bucket_mb}")
-    need(cfg.sync_mode == "allreduce" or cfg.algo == "ppo",
-         f"--sync-mode {cfg.sync_mode} is implemented for --algo ppo only "
-         f"(--algo {cfg.algo} averages every gradient: use --sync-mode allreduce)")
-    need(len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
-         f"--hidden-sizes needs one or more positive widths, not {cfg.hidden_sizes}")
-    if cfg.algo == "ppo" and cfg.pipeline_stages == 1 and cfg.num_envs is not None \
-            and min(cfg.num_steps, cfg.num_envs, cfg.num_minibatches) >= 1:
-        # (a pipeline cuts the rows of all its stages: pipeline/checks.py checks that minibatch)
-        rows = cfg.num_steps * cfg.num_envs
-        need(cfg.num_minibatches <= rows,
-             f"--num-minibatches ({cfg.num_minibatches}) must be at most --num-steps x --num-envs "
-             f"({cfg.num_steps} x {cfg.num_envs} = {rows}), the rows one rank collects per update")
-    if cfg.algo == "dqn":
-        need(cfg.buffer_size >= cfg.batch_size,
-             f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
-    need(cfg.tasks or not cfg.park_solved_tasks,
-         "--park-solved-tasks applies to multi-task runs (--tasks); a single-task run's "
-         "analogue is --stop-on-solve")
-    if cfg.tasks:
-        from mpirl.taskspec import config_problems  # lazily: it imports gymnasium
-        problems.extend(config_problems(cfg))
-    if cfg.pipeline_stages > 1:
-        from mpirl.pipeline.checks import config_problems as pipeline_problems
-        problems.extend(pipeline_problems(cfg))
-    if cfg.resume:
-        need(cfg.run_dir is not None, "--resume needs --run-dir: the run to continue")
-    if problems:
-        problems = list(dict.fromkeys(problems))   # a problem two checks find is listed once
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def to_yaml(cfg: Config) -> str:

@@ -1,17 +1,19 @@
-"""The run an algorithm trains inside: its directory, log, checkpoints, stop requests, evaluations.
+"""The run an algorithm trains inside: its directory, log, scoreboard, checkpoints, stop requests.
 
-Algorithms receive a :class:`Run` and never touch files or signals themselves:
+Algorithms receive a :class:`Run` and never touch files, signals or the scoreboard themselves:
 
-    run.log.metrics(record) / run.log.progress(record)   (rank 0 writes; other ranks no-op)
-    run.save(update, shared, local, meta) checkpoint: ``shared`` from rank 0, ``local`` per rank
-    run.restore() -> Restored | None      the latest good checkpoint when --resume
-    run.stop_requested()                  all ranks agree a SIGUSR1/SIGTERM arrived
-    run.record_eval(step, value)          tracks when the target was first reached
-    run.finish(...)                       summary.json, final line
+    run.restore() -> Restored | None     --resume: the newest good checkpoint, its state on every
+                                         rank and each rank's own part
+    run.start(update, steps_per_update)  training begins (or resumes) here
+    run.end_update(...)                  evaluate when due, log, agree on a stop, checkpoint
+    run.save_checkpoint(update, state, rank_state, meta)
+    run.finish(...)                      summary.json, the final line
+
+The scoreboard (:mod:`mpirl.scoreboard`: targets, evaluations, solved, parked tasks) is the run's:
+it is fed at the end of every update and checkpointed with the run's counters.
 """
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
@@ -20,67 +22,71 @@ from dataclasses import dataclass
 
 from mpirl import faults
 from mpirl.checkpoint import Checkpoints
-from mpirl.config import Config
+from mpirl.comm.collectives import broadcast_state
 from mpirl.comm.world import World
+from mpirl.config import Config
 from mpirl.runlog import Clock, RunLog
+from mpirl.scoreboard import Scoreboard
 from mpirl.signals import StopRequest
 from mpirl.watchdog import Watchdog
 
 
 @dataclass
 class Restored:
-    shared: dict | None   # model / optimizer / statistics: on rank 0 only (others get a broadcast)
-    local: dict | None    # this rank's own state (env, RNGs) as it saved it
-    meta: dict            # counters, on every rank
+    state: dict              # what every rank shares (model, optimizer, statistics): on every rank
+    rank_state: dict | None  # this rank's own state (env, RNGs) as it saved it
+    meta: dict               # the algorithm's counters
     path: str
 
 
 class Run:
-    def __init__(self, cfg: Config, world: World, target: float | None, total_steps: int):
+    def __init__(self, cfg: Config, world: World, scoreboard: Scoreboard, total_steps: int):
         self.cfg = cfg
         self.world = world
         self.dir = cfg.run_dir
-        self.target = target
         self.log = RunLog(self.dir, enabled=world.is_root, tensorboard=cfg.tensorboard,
                           total_steps=total_steps)
+        self.scoreboard = scoreboard
+        scoreboard.log = self.log.print
         self.checkpoints = Checkpoints(self.dir, keep=cfg.keep_checkpoints)
         self.stop = StopRequest()
         self.watchdog = Watchdog(cfg.hang_timeout, world.world_rank)
         self.clock = Clock()
-        self.solved_at_step: int | None = None
-        self.solved_at_time_s: float | None = None
-        self.last_eval: float | None = None
         self.preempted = False
 
     # -- checkpoints -------------------------------------------------------------------------
-    def save(self, update: int, shared: dict, local: dict, meta: dict) -> None:
-        """Gather every rank's ``local`` state to rank 0, which writes one checkpoint."""
-        every_local = self.world.gather_obj(local)
+    def save_checkpoint(self, update: int, state: dict, rank_state: dict, meta: dict) -> None:
+        """Collective: every rank's ``rank_state`` is gathered to rank 0, which writes one
+        checkpoint of ``state`` (the same on every rank), those and the counters."""
+        every_rank_state = self.world.gather_obj(rank_state)
         if self.world.is_root:
             meta = {**meta, "update": update, "n_ranks": self.world.size,
-                    "time_s": self.clock(), "solved_at_step": self.solved_at_step,
-                    "solved_at_time_s": self.solved_at_time_s}
-            state = {"meta": meta, "shared": shared, "ranks": every_local}
-            self.checkpoints.save(state, update,
+                    "time_s": self.clock(), "scoreboard": self.scoreboard.state_dict()}
+            # (on disk: "shared" is the state every rank shares, "ranks" each rank's own)
+            checkpoint = {"meta": meta, "shared": state, "ranks": every_rank_state}
+            self.checkpoints.save(checkpoint, update,
                                   midway=lambda: faults.at("checkpoint", 0, update))
 
     def restore(self) -> Restored | None:
-        """With --resume: the newest good checkpoint (older ones tried in turn, saying so)."""
+        """With --resume: the newest good checkpoint (older ones tried in turn, saying so), its
+        shared state broadcast to every rank and each rank's own part scattered to it; the
+        scoreboard and the clock go on from it."""
         if not self.cfg.resume:
             return None
-        state, path = None, None
+        checkpoint, path = None, None
         if self.world.is_root:
-            state, path = self.checkpoints.load_latest(warn=self.log.print)
-            self.log.print(f"resuming from {path} (update {state['meta']['update']})")
-        meta, path = self.world.bcast_obj((state["meta"], path) if state else None)
-        ranks = state["ranks"] if state else None
-        local = self.world.scatter_obj(ranks if ranks and len(ranks) == self.world.size
-                                        else [None] * self.world.size)
+            checkpoint, path = self.checkpoints.load_latest(warn=self.log.print)
+            self.log.print(f"resuming from {path} (update {checkpoint['meta']['update']})")
+        meta, path = self.world.bcast_obj((checkpoint["meta"], path) if checkpoint else None)
+        state = broadcast_state(self.world, checkpoint["shared"] if checkpoint else None)
+        ranks = checkpoint["ranks"] if checkpoint else None
+        rank_state = self.world.scatter_obj(ranks if ranks and len(ranks) == self.world.size
+                                            else [None] * self.world.size)
         self.clock = Clock(offset=meta["time_s"])
-        self.solved_at_step = meta.get("solved_at_step")
-        self.solved_at_time_s = meta.get("solved_at_time_s")
-        return Restored(shared=state["shared"] if state else None, local=local, meta=meta,
-                        path=path)
+        self.scoreboard.load_state_dict(
+            meta["scoreboard"] if "scoreboard" in meta
+            else Scoreboard.state_from_earlier_checkpoint(meta, state))
+        return Restored(state=state, rank_state=rank_state, meta=meta, path=path)
 
     # -- counting -------------------------------------------------------------------------------
     def start(self, start_update: int, steps_per_update: int) -> None:
@@ -101,51 +107,43 @@ class Run:
 
     # -- the end of every update ------------------------------------------------------------------
     def end_update(self, update: int, last: int, record: dict, evaluate, checkpoint,
-                   eval_now: bool = False, before_final_checkpoint=None) -> bool:
+                   before_final_checkpoint=None) -> bool:
         """The bookkeeping every algorithm does after update ``update`` (1-based) of ``last``:
 
-        evaluate when due — every --eval-interval updates, at the last update, and as soon as
-        training returns reach the target (or ``eval_now``); ``evaluate(record)`` returns the mean
-        evaluation return and may add its own keys to ``record`` — then write metrics and the
-        progress line, agree on a stop signal, and checkpoint when due. Returns True when training
-        ends here: the last update, solved with --stop-on-solve, or preempted (``self.preempted``).
-        ``before_final_checkpoint`` runs first when it ends (local-sgd averages the replicas).
+        the training episodes in ``record`` go to the scoreboard; evaluate when due — every
+        --eval-interval updates, at the last update, and as soon as an unsolved task's training
+        returns reach its target; ``evaluate()`` returns the mean evaluation return of each task
+        (one number for one task) — then write metrics and the progress line, agree on a stop
+        signal, and checkpoint when due (``checkpoint(update)``). Returns True when training
+        ends here: the last update, solved with --stop-on-solve, or preempted
+        (``self.preempted``). ``before_final_checkpoint`` runs first when it ends (local-sgd
+        averages the replicas).
 
         A stop signal does not skip a due evaluation, although it spends some of the signal's
         grace period: an evaluation can end training (--stop-on-solve) or park a task, so a run
         stopped there and resumed would otherwise part from the uninterrupted one.
         """
-        cfg = self.cfg
+        cfg, scoreboard = self.cfg, self.scoreboard
         self.watchdog.beat()
-        reached = (self.target is not None and not self.solved
-                   and record.get("episode_return_mean", -math.inf) >= self.target)
-        if update % cfg.eval_interval == 0 or update == last or reached or eval_now:
-            record["eval_return_mean"] = evaluate(record)
-            self.record_eval(record["global_step"], record["eval_return_mean"])
+        scoreboard.record_training(record, self.steps_per_update // self.world.size,
+                                   self.start_update)
+        if (update % cfg.eval_interval == 0 or update == last
+                or scoreboard.reached_in_training()):
+            scoreboard.record_eval(record, record["global_step"], evaluate(), self.clock())
         self.log.metrics(record)
         if update % cfg.log_interval == 0 or update == last:
             self.log.progress(record)
         self.preempted = self.stop_requested()
-        ends = update == last or (cfg.stop_on_solve and self.solved) or self.preempted
+        ends = update == last or (cfg.stop_on_solve and scoreboard.solved) or self.preempted
         if ends and before_final_checkpoint is not None:
             before_final_checkpoint()
         if update % cfg.checkpoint_interval == 0 or ends:
             checkpoint(update)
         return ends
 
-    # -- stopping and evaluation -----------------------------------------------------------------
+    # -- stopping ------------------------------------------------------------------------------
     def stop_requested(self) -> bool:
         return self.stop.agreed(self.world)
-
-    def record_eval(self, global_step: int, value: float) -> None:
-        self.last_eval = value
-        if self.solved_at_step is None and self.target is not None and value >= self.target:
-            self.solved_at_step = global_step
-            self.solved_at_time_s = self.clock()
-
-    @property
-    def solved(self) -> bool:
-        return self.solved_at_step is not None
 
     def resume_command(self) -> str:
         """The command line that continues this run (same options, plus --resume)."""
@@ -165,8 +163,10 @@ class Run:
             "env_id": self.cfg.env_id, "algo": self.cfg.algo, "seed": self.cfg.seed,
             "n_ranks": self.world.size, "global_steps": global_steps,
             "wall_time_s": self.clock(), "sps": steps_this_session / max(session_s, 1e-9),
-            "eval_return_mean": self.last_eval, "target_return": self.target,
-            "solved_at_step": self.solved_at_step, "solved_at_time_s": self.solved_at_time_s,
+            "eval_return_mean": self.scoreboard.last_eval,
+            "target_return": self.scoreboard.target,
+            "solved_at_step": self.scoreboard.run_solved_at_step,
+            "solved_at_time_s": self.scoreboard.run_solved_at_time_s,
             "host": platform.node(), **(extra or {}),
         }
         self.log.summary(summary)
@@ -175,7 +175,7 @@ class Run:
                            f"Resume with: {self.resume_command()}")
         else:
             self.log.print(f"done: {global_steps:,} steps in {summary['wall_time_s']:.1f}s; "
-                           f"eval return {self.last_eval}; summary in "
+                           f"eval return {self.scoreboard.last_eval}; summary in "
                            f"{os.path.join(self.dir, 'summary.json')}")
         self.log.close()
         return summary

@@ -120,9 +120,9 @@ class Scoreboard:
                                                     self.latest_train_returns))
 
     def record_eval(self, record: dict, global_step: int, returns, time_s: float) -> None:
-        """An evaluation's mean return per task: into ``record``, the solved flags and, with
-        --park-solved-tasks, the parked ones."""
-        self.eval_returns = np.asarray(returns, np.float64)
+        """An evaluation's mean return per task (a number for one task): into ``record``, with
+        the solved flags and, with --park-solved-tasks, the parked ones."""
+        self.eval_returns = np.atleast_1d(np.asarray(returns, np.float64))
         self.last_eval = float(self.eval_returns.mean())
         record["eval_return_mean"] = self.last_eval
         for k in range(len(self.ids)):

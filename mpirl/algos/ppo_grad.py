@@ -22,7 +22,7 @@ Ties of the two clipped terms (autograd halves them) give the same sums, so the 
 autograd's to float32 rounding: tests/unit/test_ppo_grad.py holds them to it for Discrete and Box
 actions, with and without value clipping. Anything else (multi-task heads, pipeline stages,
 other layer types) keeps autograd's path, and so does ``--sync-mode overlap``, whose buckets start
-from autograd's per-parameter hooks while backward runs: see :func:`hand_gradients`.
+from autograd's per-parameter hooks while backward runs: see :func:`manual_gradients`.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from mpirl.config import Config
 from mpirl.models.actor_critic import ActorCritic
 
 
-def hand_gradients(model: nn.Module, cfg: Config) -> "PPOGradients | None":
+def manual_gradients(model: nn.Module, cfg: Config) -> "ManualPPOGradients | None":
     """The hand-written loss and gradient for ``model``, or None where only autograd applies."""
     if type(model) is not ActorCritic or cfg.pipeline_stages > 1 or cfg.sync_mode == "overlap":
         return None
@@ -43,10 +43,10 @@ def hand_gradients(model: nn.Module, cfg: Config) -> "PPOGradients | None":
         if not (isinstance(block, nn.Sequential) and len(block) == 2
                 and type(block[0]) is nn.Linear and type(block[1]) is nn.Tanh):
             return None
-    return PPOGradients(model, cfg)
+    return ManualPPOGradients(model, cfg)
 
 
-class PPOGradients:
+class ManualPPOGradients:
     """Loss, diagnostics and gradients of PPO minibatches for one :class:`ActorCritic`."""
 
     def __init__(self, model: ActorCritic, cfg: Config):

@@ -9,7 +9,7 @@ Three runs of the trainer, each at 4 ranks with the same PPO settings and --stop
 so every task gets at most the same number of environment steps in the joint run as alone, and
 the runs alone use the same model, PopArt and settings: only the sharing differs. The joint run
 parks a task once its evaluation reaches the target (its ranks stop collecting and training and
-wait without spinning; see mpirl.multitask): that is the joint analogue of a run alone, which
+wait without spinning; see mpirl.tasks): that is the joint analogue of a run alone, which
 ends at its own solve with --stop-on-solve. Without it the joint run would keep stepping and
 training a solved task, on the same oversubscribed cores, for as long as the other learns; that
 run is made too, as a reference (``joint_unparked``), not judged by the target. (The plain

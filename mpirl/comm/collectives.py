@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -38,7 +39,36 @@ def _allreduce(world: World, values, op: MPI.Op) -> np.ndarray:
     return buf
 
 
-def global_mean_std(world: World, x: np.ndarray | torch.Tensor) -> tuple[float, float]:
+def allreduce_mean(world: World, value: float, count: int | None = None) -> float:
+    """The mean over ranks of a scalar: its sum over ``world`` divided by ``count`` (default: the
+    number of ranks; fewer when some ranks contribute 0, e.g. parked ones)."""
+    return allreduce_sum(world, [value])[0] / (world.size if count is None else count)
+
+
+def wait_idle(request: MPI.Request, first_sleep: float = 5e-5, max_sleep: float = 1e-3) -> None:
+    """Wait for ``request`` without keeping a core busy: Test, then sleep, doubling the sleep from
+    ``first_sleep`` up to ``max_sleep`` seconds. (A blocking MPI call polls; with Open MPI's
+    mpi_yield_when_idle it yields between polls, but still takes a core's share of time from
+    ranks that have work.) Each Test also advances the collective's progress on this rank, so
+    the others wait at most about one sleep for it."""
+    sleep = first_sleep
+    while not request.Test():
+        time.sleep(sleep)
+        sleep = min(2 * sleep, max_sleep)
+
+
+def allreduce_sum_nonblocking(world: World, values, idle: bool) -> np.ndarray:
+    """:func:`allreduce_sum` as an Iallreduce: waited for with :func:`wait_idle` when ``idle`` (a
+    rank with nothing else to do), else with Wait(). Every rank of ``world`` must call this (not
+    the blocking version) for the same reduction: MPI does not match the two."""
+    buf = np.array(values, dtype=np.float64, copy=True).reshape(-1)
+    if world.size > 1:
+        request = world.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        wait_idle(request) if idle else request.Wait()
+    return buf
+
+
+def allreduce_mean_std(world: World, x: np.ndarray | torch.Tensor) -> tuple[float, float]:
     """Mean and (population) standard deviation of ``x`` pooled over all ranks, in float64."""
     x = x.detach().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
     n, s, ss = allreduce_sum(world, [x.size, x.sum(), np.square(x).sum()])
@@ -83,8 +113,62 @@ def broadcast_tensors(world: World, tensors: Sequence[torch.Tensor], root: int =
         unflatten_from(flat, group)
 
 
-def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
-    """The optimizer's state tensors in a fixed order (parameter order, then key order)."""
+def broadcast_state(world: World, state, root: int = 0):
+    """A nested state (dicts and lists of tensors and small plain values, as a checkpoint holds),
+    given on ``root``, returned on every rank: its structure and small values in one pickled
+    broadcast, its tensors in one Bcast per dtype (no bulk data is pickled)."""
+    if world.size == 1:
+        return state
+    tensors: list[torch.Tensor] = []
+
+    def skeleton_of(value):
+        if isinstance(value, torch.Tensor):
+            tensors.append(value.detach().contiguous())
+            return _TensorSlot(len(tensors) - 1, tuple(value.shape), value.dtype)
+        if isinstance(value, dict):
+            return {k: skeleton_of(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(skeleton_of(v) for v in value)
+        return value
+
+    skeleton = world.bcast_obj(skeleton_of(state) if world.rank == root else None, root=root)
+    if world.rank != root:
+        def slots(value):
+            if isinstance(value, _TensorSlot):
+                yield value
+            elif isinstance(value, dict):
+                for v in value.values():
+                    yield from slots(v)
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    yield from slots(v)
+        for slot in sorted(slots(skeleton), key=lambda s: s.index):
+            tensors.append(torch.empty(slot.shape, dtype=slot.dtype))
+    broadcast_tensors(world, tensors, root=root)
+
+    def filled(value):
+        if isinstance(value, _TensorSlot):
+            return tensors[value.index]
+        if isinstance(value, dict):
+            return {k: filled(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(filled(v) for v in value)
+        return value
+
+    return filled(skeleton)
+
+
+@dataclass(frozen=True)
+class _TensorSlot:
+    """Where a tensor sits in a state broadcast by :func:`broadcast_state`."""
+    index: int
+    shape: tuple
+    dtype: torch.dtype
+
+
+def optimizer_state_tensors(optimizer) -> list[torch.Tensor]:
+    """The optimizer's state tensors in a fixed order: FlatAdam's, or a torch optimizer's
+    (parameter order, then key order; a torch optimizer creates its state at its first step)."""
     if hasattr(optimizer, "state_tensors"):  # mpirl.optim.FlatAdam
         return optimizer.state_tensors()
     out = []
@@ -93,22 +177,6 @@ def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tens
             state = optimizer.state.get(p, {})
             out.extend(state[k] for k in sorted(state) if isinstance(state[k], torch.Tensor))
     return out
-
-
-def init_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
-    """Create Adam/AdamW state eagerly (zeros, as the first step would) so that every rank holds
-    the same state structure from the start and it can be broadcast and checkpointed."""
-    if not isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
-        return
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            state = optimizer.state[p]
-            if not state:
-                state["step"] = torch.tensor(0.0)
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group.get("amsgrad"):
-                    state["max_exp_avg_sq"] = torch.zeros_like(p)
 
 
 def sync_params(world: World, module: torch.nn.Module,
@@ -158,17 +226,6 @@ class FlatGradients:
         """Zero all gradients in one memset (use instead of ``optimizer.zero_grad``)."""
         self.flat.zero_()
 
-    def views_intact(self) -> bool:
-        """False if something replaced a ``.grad`` (e.g. ``zero_grad(set_to_none=True)``)."""
-        return all(p.grad is not None and p.grad.data_ptr() == self.flat[o:o + 1].data_ptr()
-                   for p, o in zip(self.params, self._offsets()))
-
-    def _offsets(self):
-        offset = 0
-        for p in self.params:
-            yield offset
-            offset += p.numel()
-
     def average(self) -> None:
         """Replace every gradient by its mean over the ranks of ``world``."""
         if self.world.size == 1:
@@ -178,14 +235,15 @@ class FlatGradients:
         self.comm_time_s += time.perf_counter() - t0
         np.multiply(self._buf, self._inv_size, out=self._buf)  # numpy: a third of torch's overhead
 
-    def average_nonblocking(self, wait) -> None:
-        """:meth:`average` through an Iallreduce completed by ``wait(request)`` (e.g. a wait that
-        sleeps between tests). Every rank must average the same way: MPI does not match a
-        blocking collective with a non-blocking one."""
+    def average_nonblocking(self, idle: bool = False) -> None:
+        """:meth:`average` through an Iallreduce, waited for with :func:`wait_idle` when ``idle``
+        (a rank with nothing to add), else with Wait(). Every rank must average the same way:
+        MPI does not match a blocking collective with a non-blocking one."""
         if self.world.size == 1:
             return
         t0 = time.perf_counter()
-        wait(self.world.comm.Iallreduce(MPI.IN_PLACE, self._buf, op=MPI.SUM))
+        request = self.world.comm.Iallreduce(MPI.IN_PLACE, self._buf, op=MPI.SUM)
+        wait_idle(request) if idle else request.Wait()
         self.comm_time_s += time.perf_counter() - t0
         np.multiply(self._buf, self._inv_size, out=self._buf)
 

@@ -29,8 +29,9 @@ class Evaluator:
         self.seed = seed + self.offset
         self.envs = make_vec(env_id, self.local, mode) if self.local else None
 
-    def run(self, act, normalizer: ObsNormalizer | None = None) -> float:
-        """Mean return over all ranks' episodes. ``act(obs) -> actions`` is deterministic."""
+    def run_across_ranks(self, act, normalizer: ObsNormalizer | None = None) -> float:
+        """Mean return over all ranks' episodes (collective). ``act(obs) -> actions`` is
+        deterministic."""
         returns = np.zeros(self.local, np.float64)
         if self.local:
             obs, _ = self.envs.reset(seed=self.seed)

@@ -107,6 +107,11 @@ class ObsNormalizer:
     def state_dict(self) -> dict:
         return self.rms.state_dict()
 
+    def allgather_state_dict(self) -> dict:
+        """What a checkpoint holds (the same on every rank here; a multi-task normaliser gathers
+        every task's): collective, every rank calls it."""
+        return self.state_dict()
+
     def load_state_dict(self, state: dict) -> None:
         self.rms.load_state_dict(state)
         self._refresh()

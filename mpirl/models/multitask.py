@@ -11,7 +11,7 @@ into NaN). Every task thus produces the same shapes, so rollout buffers and the
 
 Each rank evaluates only its own task's heads (``model.task``); the other heads get no gradient
 from its batch. Every rank still holds every head (replicas stay identical), and the sync layer
-averages head gradients over the ranks of their task (:mod:`mpirl.comm.task_sync`).
+averages head gradients over the ranks of their task (:mod:`mpirl.tasks.sync`).
 
 :class:`MultiTaskQNetwork` (DQN) takes the same padded, tagged observations, but a batch may mix
 tasks (transitions replayed from a memory shared by all tasks' ranks): each row goes through the

@@ -82,6 +82,7 @@ class IdentityValueNorm:
         """In place: value-head outputs (any array) -> returns units. Here: nothing to do."""
         return values
 
-    def update(self, b_values: torch.Tensor, b_returns: torch.Tensor):
-        """Fold in a batch of returns; give (old values, returns) in value-head units."""
+    def allreduce_update(self, b_values: torch.Tensor, b_returns: torch.Tensor):
+        """Fold in a batch of returns (with every rank's); give (old values, returns) in value-head
+        units."""
         return b_values, b_returns

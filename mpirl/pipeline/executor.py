@@ -29,7 +29,7 @@ from mpirl.comm.collectives import FlatGradients, allreduce_sum, broadcast_tenso
 from mpirl.comm.p2p import PipeLink
 from mpirl.comm.world import Grid
 from mpirl.pipeline.partition import partition
-from mpirl.pipeline.schedule import Schedule, build
+from mpirl.pipeline.schedule import Schedule, build, simulate
 from mpirl.pipeline.stage import Stage
 
 # loss_fn(output of the micro-batch, micro index) -> loss, or (loss, {name: float}) whose
@@ -74,6 +74,7 @@ class PipelineExecutor:
         self.grid, self.stage = grid, stage
         self.link = PipeLink(grid.pipe)
         self.schedule_name, self.micro_batches = schedule, micro_batches
+        simulate(self.schedule())   # a schedule that would deadlock fails here, not as a hang
         self.grads = FlatGradients(stage.parameters(), grid.data)
         self.average_grads = average_grads
         self.in_shape, self.out_shape = self._agree_shapes(tuple(in_shape))

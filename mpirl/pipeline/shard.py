@@ -6,14 +6,14 @@ parallelism share one training loop:
     grads, data, module     the gradients this rank owns, the ranks it averages them with
                             (for --sync-mode), and the module local-SGD averages
     shuffle_seed(seed)      minibatch order: per rank, or per pipeline (its stages shuffle alike)
-    pool(*tensors)          the update's batch: this rank's rollout, or its whole pipeline's
+    allgather_batch(*tensors)   the update's batch: this rank's rollout, or its whole pipeline's
     forward_backward(obs, rows, loss_fn) -> (loss, stats)   gradients of one minibatch
     clip_(max_norm)         clip by the norm of the WHOLE model's gradient
-    publish()               after an update: the whole model current on every rank
+    allgather_model()       after an update: the whole model current on every rank
     optimizer_state / load_optimizer / sync_params          one checkpoint format for any P
 
 Pipeline acting: every rank keeps the whole model and, after each update, gathers the stages'
-new weights with one Allgatherv (``publish``); rollouts and evaluation then run locally. This was
+new weights with one Allgatherv (``allgather_model``); rollouts and evaluation then run locally. This was
 measured against a forward-only pass through the stages at every environment step (see
 README.md, pipeline section): for RL-sized models a per-step pipeline pass costs several point-to-point
 latencies per env step, while the gather costs one small collective per update.
@@ -46,7 +46,7 @@ class WholeModel:
     def shuffle_seed(self, seed: int) -> int:
         return self.world.rank_seed(seed, 2)
 
-    def pool(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def allgather_batch(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tensors
 
     def forward_backward(self, obs: torch.Tensor, rows: np.ndarray, loss_fn: MinibatchLoss):
@@ -58,16 +58,15 @@ class WholeModel:
     def clip_(self, max_norm: float) -> float:
         return self.grads.clip_(max_norm)
 
-    def publish(self) -> None:
+    def allgather_model(self) -> None:
         pass
 
     def optimizer_state(self, optimizer) -> dict:
         return optimizer.state_dict()
 
-    def load_optimizer(self, optimizer, state: dict | None) -> None:
-        """``state`` from a checkpoint, on rank 0 (None elsewhere; sync_params spreads it)."""
-        if self.world.is_root:
-            optimizer.load_state_dict(state)
+    def load_optimizer(self, optimizer, state: dict) -> None:
+        """``state`` from a checkpoint (every rank has it)."""
+        optimizer.load_state_dict(state)
 
     def sync_params(self, optimizer) -> None:
         sync_params(self.world, self.model, optimizer)
@@ -99,7 +98,7 @@ class PipelineStage:
         seq = np.random.SeedSequence([seed, self.grid.replica, 2, self.grid.stages])
         return int(seq.generate_state(1, dtype=np.uint32)[0])
 
-    def pool(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def allgather_batch(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Every stage's rollout rows concatenated in stage order, on every stage: all
         ``tensors`` (same number of rows) packed as float32 columns into one Allgatherv."""
         n = len(tensors[0])
@@ -136,7 +135,7 @@ class PipelineStage:
     def clip_(self, max_norm: float) -> float:
         return self.executor.clip_grad_norm_(max_norm)
 
-    def publish(self) -> None:
+    def allgather_model(self) -> None:
         self.weights.gather_parameters()
 
     def optimizer_state(self, optimizer) -> dict:
@@ -146,22 +145,17 @@ class PipelineStage:
             state[key] = self.weights.gather(state[key])
         return state
 
-    def load_optimizer(self, optimizer, state: dict | None) -> None:
-        """Whole-model Adam ``state`` on rank 0 (from a checkpoint of any number of stages):
-        broadcast, then each stage keeps its own range."""
+    def load_optimizer(self, optimizer, state: dict) -> None:
+        """Whole-model Adam ``state`` (from a checkpoint of any number of stages; every rank has
+        it): each stage keeps its own range."""
         total = self.weights.total
-        saved = self.world.bcast_obj((state["exp_avg"].numel(), state["lr"])
-                                     if self.world.is_root else None)
-        if saved[0] != total:
-            raise ValueError(f"the checkpoint's optimizer state covers {saved[0]} parameters, "
-                             f"the model has {total}")
-        full = [torch.zeros(1, dtype=torch.float64), torch.zeros(total), torch.zeros(total)]
-        if self.world.is_root:
-            full = [state["step"].to(torch.float64).reshape(1), state["exp_avg"].reshape(-1),
-                    state["exp_avg_sq"].reshape(-1)]
-        broadcast_tensors(self.world, full)
-        optimizer.load_state_dict({"step": full[0], "exp_avg": self.weights.mine(full[1]),
-                                   "exp_avg_sq": self.weights.mine(full[2]), "lr": saved[1]})
+        if state["exp_avg"].numel() != total:
+            raise ValueError(f"the checkpoint's optimizer state covers {state['exp_avg'].numel()} "
+                             f"parameters, the model has {total}")
+        optimizer.load_state_dict({"step": state["step"].to(torch.float64).reshape(1),
+                                   "exp_avg": self.weights.mine(state["exp_avg"].reshape(-1)),
+                                   "exp_avg_sq": self.weights.mine(state["exp_avg_sq"].reshape(-1)),
+                                   "lr": state["lr"]})
 
     def sync_params(self, optimizer) -> None:
         """Rank 0's whole model everywhere; each stage's optimizer state from its replica 0."""

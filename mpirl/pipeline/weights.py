@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 
 from mpirl.comm.collectives import flatten_into, unflatten_from
@@ -57,6 +56,3 @@ class StageSlice:
             return
         local = flatten_into(self.stage_params).to(torch.float32)
         unflatten_from(self.gather(local), self.all_params)
-
-    def bytes_per_gather(self) -> int:
-        return int(np.dtype(np.float32).itemsize) * self.total

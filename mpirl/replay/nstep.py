@@ -15,12 +15,15 @@ import numpy as np
 
 
 class NStepAdder:
-    """Accumulates steps of ``num_envs`` envs; :meth:`add` returns the records that are complete."""
+    """Accumulates steps of ``num_envs`` envs; :meth:`add` returns the records that are complete
+    (with ``task``, each marked as that task's)."""
 
-    def __init__(self, num_envs: int, n: int, gamma: float, dtype: np.dtype):
+    def __init__(self, num_envs: int, n: int, gamma: float, dtype: np.dtype,
+                 task: int | None = None):
         if n < 1:
             raise ValueError(f"n-step length must be >= 1, not {n}")
         self.n, self.gamma, self.dtype = n, gamma, dtype
+        self.task = task   # multi-task: the task id every record carries (its ``task`` field)
         # history[k, e]: env e's step k places back from the newest (k = n-1 is the newest)
         self.history = np.zeros((n, num_envs), dtype=dtype)
         self.pending = np.zeros(num_envs, dtype=np.int64)   # steps waiting for their return
@@ -64,6 +67,8 @@ class NStepAdder:
         out["next_obs"] = np.asarray(next_obs)[es]
         out["done"] = np.asarray(terminated, dtype=bool)[es]
         out["discount"] = self.powers[self.n - ks]
+        if self.task is not None:
+            out["task"] = self.task
 
         self.pending = np.where(ended, 0, self.pending - leaving[0])
         return out

@@ -107,7 +107,7 @@ def test_a_task_at_its_target_is_parked_logged_and_resumed_exactly(tmp_path, tin
     assert cartpole["env_steps"] == parked_at * per_update
     assert acrobot["parked"] is False and acrobot["env_steps"] == 6 * per_update
     state = torch.load(sorted((whole / "checkpoints").glob("ckpt_*.pt"))[-1],
-                       weights_only=True)["shared"]["tasks"]
+                       weights_only=True)["meta"]["scoreboard"]
     assert state["parked"] == [True, False]
 
     # Crash on rank 0 (a parked CartPole rank) at update 5, after the checkpoint at 4: resumed,
@@ -170,14 +170,15 @@ def test_dqn_four_rank_run_writes_per_task_summaries_and_resumes(tmp_path):
         assert key in evals[-1], key
     assert "td_loss" in metrics[-1] and metrics[-1]["replay_size"] > 0
 
-    state = torch.load(sorted((run_dir / "checkpoints").glob("ckpt_*.pt"))[-1],
-                       weights_only=True)["shared"]
+    checkpoint = torch.load(sorted((run_dir / "checkpoints").glob("ckpt_*.pt"))[-1],
+                            weights_only=True)
+    state = checkpoint["shared"]
     for net in ("model", "target"):
         assert {"heads.0.q.weight", "heads.1.q.weight", "trunk.0.weight"} <= set(state[net])
         assert state[net]["trunk.0.weight"].shape[1] == 6 + 2   # Acrobot's width + one-hot
     assert set(state["normalizer"]) == {"CartPole-v1", "Acrobot-v1"}
     assert state["normalizer"]["Acrobot-v1"]["count"] > 0
-    assert state["tasks"]["env_steps"] == [1024, 1024]
+    assert checkpoint["meta"]["scoreboard"]["env_steps"] == [1024, 1024]
 
 
 @pytest.mark.parametrize("mode,extra", [

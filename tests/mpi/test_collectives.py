@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from mpirl.comm import World
+from mpirl.optim import FlatAdam
+from tests.flat import views_intact
 from mpirl.comm.collectives import (DesyncError, FlatGradients, allreduce_sum, check_in_sync,
-                                    global_mean_std, init_optimizer_state, sync_params)
+                                    allreduce_mean_std, sync_params)
 
 NPROCS = (2, 4)
 
@@ -28,7 +30,7 @@ def test_averaged_gradient_equals_single_process_gradient_of_concatenated_batch(
     x, y = _batch(100 + world.rank)
     torch.nn.functional.mse_loss(model(x), y).backward()
     grads.average()
-    assert grads.views_intact()
+    assert views_intact(grads)
 
     reference = _model(0)
     xs, ys = zip(*[_batch(100 + r) for r in range(world.size)])
@@ -41,12 +43,12 @@ def test_averaged_gradient_equals_single_process_gradient_of_concatenated_batch(
 def test_params_and_optimizer_state_broadcast_then_stay_identical():
     world = World()
     model = _model(world.rank)  # deliberately different on each rank
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2 * (1 + world.rank))  # as after a resume
-    init_optimizer_state(opt)
+    grads = FlatGradients(model.parameters(), world)
+    opt = FlatAdam(grads, lr=1e-2 * (1 + world.rank))  # as after a resume
+    opt.exp_avg.fill_(world.rank)                      # moments that differ too
     sync_params(world, model, opt)
     check_in_sync(world, model)
     assert opt.param_groups[0]["lr"] == 1e-2   # root's: the ranks step alike
-    grads = FlatGradients(model.parameters(), world)
     for step in range(5):
         grads.zero()
         x, y = _batch(1000 * step + world.rank)
@@ -55,7 +57,7 @@ def test_params_and_optimizer_state_broadcast_then_stay_identical():
         grads.clip_(0.5)
         opt.step()
     check_in_sync(world, model)
-    states = world.allgather_obj([t.numpy().copy() for s in opt.state.values() for t in s.values()])
+    states = world.allgather_obj([t.numpy().copy() for t in opt.state_tensors()])
     for other in states[1:]:
         for a, b in zip(states[0], other):
             np.testing.assert_array_equal(a, b)
@@ -78,7 +80,7 @@ def test_global_statistics_equal_those_of_all_the_data():
     world = World()
     rng = np.random.default_rng(world.rank)
     x = rng.normal(world.rank, 1 + world.rank, size=10 + 7 * world.rank)
-    mean, std = global_mean_std(world, x)
+    mean, std = allreduce_mean_std(world, x)
     every = np.concatenate(world.allgather_obj(x))
     assert mean == pytest.approx(every.mean(), abs=1e-12)
     assert std == pytest.approx(every.std(), abs=1e-12)

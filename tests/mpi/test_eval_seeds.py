@@ -21,10 +21,10 @@ def test_ranks_evaluate_distinct_episodes(mode):
             starts.append(obs.copy())
         return np.zeros(len(obs), np.int64)
 
-    mean = ev.run(act)
+    mean = ev.run_across_ranks(act)
     first = starts[0] if starts else np.zeros((0, 4), np.float32)
     everyone = np.concatenate(world.allgather_obj(first))
     assert len(everyone) == 10
     assert len({tuple(r) for r in everyone.tolist()}) == 10
-    assert ev.run(lambda obs: np.zeros(len(obs), np.int64)) == mean  # same episodes every time
+    assert ev.run_across_ranks(lambda obs: np.zeros(len(obs), np.int64)) == mean  # same episodes every time
     ev.close()

@@ -10,11 +10,14 @@ import torch
 from mpirl.comm import World
 from mpirl.comm.collectives import FlatGradients, check_in_sync
 from mpirl.comm.sync import AllreduceSync
-from mpirl.comm.task_sync import TaskWeightedSync
+from mpirl.tasks.sync import TaskWeightedSync
 from mpirl.models.multitask import MultiTaskActorCritic
 from mpirl.config import parse_args
-from mpirl.multitask import MultiTask, TaskObsNormalizer, TaskValueNorm
-from mpirl.taskspec import assign_tasks
+from mpirl.tasks.multi import MultiTask
+from mpirl.tasks.pieces import TaskObsNormalizer, TaskValueNorm
+from mpirl.tasks.spec import assign_tasks
+from mpirl.scoreboard import Scoreboard
+from mpirl.train import make_scoreboard
 
 NPROCS = (4,)
 TIMEOUT = 120
@@ -195,8 +198,8 @@ def test_parked_ranks_wait_for_the_others_without_spinning_a_core():
     value_norm.parked = parked
     times = []
     for step in (lambda: sync.gradients_ready(),
-                 lambda: value_norm.update(torch.zeros(0), torch.full((8,), float(task)))
-                 if not parked[task] else value_norm.update(torch.zeros(0), torch.zeros(0))):
+                 lambda: value_norm.allreduce_update(torch.zeros(0), torch.full((8,), float(task)))
+                 if not parked[task] else value_norm.allreduce_update(torch.zeros(0), torch.zeros(0))):
         world.barrier()
         wall, cpu = time.perf_counter(), time.process_time()
         if not parked[task]:
@@ -229,7 +232,7 @@ def test_observation_statistics_are_task_local_and_checkpoints_hold_every_task()
     mine = np.concatenate([d for r, d in enumerate(data) if tasks[r] == task])
     np.testing.assert_allclose(norm.rms.mean, mine.mean(0), rtol=1e-10)
     np.testing.assert_allclose(norm.rms.var, mine.var(0), rtol=1e-10)
-    state = norm.state_dict()
+    state = norm.allgather_state_dict()
     assert sorted(state) == ["A", "B"] and state[["A", "B"][task]]["count"] == len(mine)
 
 
@@ -241,7 +244,7 @@ def test_popart_statistics_are_per_task_and_identical_on_every_replica():
     model = _model(task)
     value_norm = TaskValueNorm(world, task, model, learn=True)
     returns = torch.full((40,), 1000.0 ** task) + torch.arange(40.0) * world.rank
-    values, norm_returns = value_norm.update(returns.clone(), returns)
+    values, norm_returns = value_norm.allreduce_update(returns.clone(), returns)
     check_in_sync(world, model)                       # every replica rescaled the same way
     mean = world.allgather_obj(model.popart.mean.numpy().copy())
     for other in mean[1:]:
@@ -253,69 +256,65 @@ def test_popart_statistics_are_per_task_and_identical_on_every_replica():
     assert abs(float(norm_returns.mean())) < 5       # targets reach the head at unit scale
 
 
-# -- per-task bookkeeping (both tasks' evaluation results set by hand) --------------------------
-class _Run:
-    target, solved_at_step, solved_at_time_s = 475.0, None, None
+# -- per-task bookkeeping on the run's scoreboard (both tasks' evaluation results set by hand) ----
+def _quiet(*parts):
+    pass
 
-    class log:
-        print = staticmethod(lambda *a: None)
 
-    @staticmethod
-    def clock():
-        return 12.5
+def _board_and_tasks(cfg, world):
+    scoreboard = make_scoreboard(cfg, world.size)
+    scoreboard.log = _quiet
+    return scoreboard, MultiTask(cfg, world, scoreboard, log=_quiet)
 
 
 @pytest.mark.mpi(min_size=2)
 def test_each_task_is_solved_on_its_own_target_and_the_run_when_all_are():
-    run = _Run()
     cfg = parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--task-targets", "Acrobot-v1:-90"])
-    tasks = MultiTask(cfg, World(), run)
-    assert run.target is None and tasks.targets == [475.0, -90.0]
-    tasks.latest_train_returns = [480.0, None]
-    assert tasks.reached_target_in_training()
-    tasks.make_evaluator(seed=0).returns = np.array([500.0, -95.0])
+    scoreboard, tasks = _board_and_tasks(cfg, World())
+    assert scoreboard.target is None and scoreboard.targets == [475.0, -90.0]
+    scoreboard.record_training({"CartPole-v1/episode_return_mean": 480.0}, 1, 0)
+    assert scoreboard.reached_in_training()
     record = {}
-    tasks.record_eval(record, global_step=1000)
-    assert record == {"CartPole-v1/eval_return_mean": 500.0, "CartPole-v1/solved": True,
+    scoreboard.record_eval(record, 1000, [500.0, -95.0], time_s=12.5)
+    assert record == {"eval_return_mean": 202.5,
+                      "CartPole-v1/eval_return_mean": 500.0, "CartPole-v1/solved": True,
                       "Acrobot-v1/eval_return_mean": -95.0, "Acrobot-v1/solved": False}
-    assert run.solved_at_step is None and not tasks.reached_target_in_training()  # now solved
-    tasks.latest_train_returns = [400.0, -80.0]
-    assert tasks.reached_target_in_training()
-    tasks.evaluator.returns = np.array([300.0, -85.0])   # CartPole slipped: stays solved
-    tasks.record_eval(record, global_step=2000)
-    assert run.solved_at_step == 2000 and run.solved_at_time_s == 12.5
+    assert not scoreboard.solved and not scoreboard.reached_in_training()  # now solved
+    scoreboard.record_training({"CartPole-v1/episode_return_mean": 400.0,
+                                "Acrobot-v1/episode_return_mean": -80.0}, 1, 0)
+    assert scoreboard.reached_in_training()
+    scoreboard.record_eval(record, 2000, [300.0, -85.0], time_s=12.5)   # CartPole slipped:
+    assert scoreboard.run_solved_at_step == 2000                        # it stays solved
+    assert scoreboard.run_solved_at_time_s == 12.5
     summary = tasks.summary()["tasks"]
     assert summary["CartPole-v1"]["solved_at_step"] == 1000
     assert summary["Acrobot-v1"] == {"ranks": World().size // 2, "target_return": -90.0,
                                      "eval_return_mean": -85.0,
-                                     "episode_return_mean": None, "solved": True,
+                                     "episode_return_mean": -80.0, "solved": True,
                                      "solved_at_step": 2000, "solved_at_time_s": 12.5,
-                                     "env_steps": None, "parked": False, "parked_at_steps": [],
-                                     "resumed_at_steps": []}
-    assert not any(tasks.parked) and tasks.training  # without --park-solved-tasks
+                                     "env_steps": 2 * (World().size // 2), "parked": False,
+                                     "parked_at_steps": [], "resumed_at_steps": []}
+    assert not any(scoreboard.parked) and tasks.training  # without --park-solved-tasks
 
 
 @pytest.mark.mpi(min_size=2)
 def test_tasks_park_at_their_target_train_again_below_it_and_checkpoints_carry_it():
     world = World()
     cfg = parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"])
-    run = _Run()
-    tasks = MultiTask(cfg, world, run)
-    model = tasks.model(0, None)
+    scoreboard, tasks = _board_and_tasks(cfg, world)
+    model = tasks.actor_critic(None)
     grads = FlatGradients(model.parameters(), world)
-    sync = tasks.weighted_sync(AllreduceSync(world, grads), grads, model)
+    sync = tasks.weighted_sync(AllreduceSync(world, grads), grads, model, optimizer=None)
     value_norm = tasks.value_norm(model)
-    evaluator = tasks.make_evaluator(seed=0)
     plain = sync.scale.clone()
 
     def evaluate(returns, step):
-        evaluator.returns = np.array(returns)
         record = {}
-        tasks.record_eval(record, global_step=step)
+        scoreboard.record_eval(record, step, returns, time_s=12.5)
         return record
 
     record = evaluate([480.0, -300.0], 1000)                 # CartPole reaches 475: parked
-    assert tasks.parked == [True, False] and record["CartPole-v1/parked"] is True
+    assert scoreboard.parked == [True, False] and record["CartPole-v1/parked"] is True
     assert tasks.training == (tasks.task == 1) and tasks.ranks_training == tasks.counts[1]
     assert sync.parked == value_norm.parked == [True, False]
     if tasks.task == 0:
@@ -324,12 +323,13 @@ def test_tasks_park_at_their_target_train_again_below_it_and_checkpoints_carry_i
         trunk = torch.tensor([owner is None for owner in sync._owners]).repeat_interleave(
             torch.tensor(sync._sizes))
         np.testing.assert_allclose(sync.scale[trunk], 2 * plain[trunk], rtol=1e-6)
-    saved = tasks.state_dict()
+    saved = scoreboard.state_dict()
 
     evaluate([470.0, -300.0], 2000)                          # slipped below: trains again
-    assert tasks.parked == [False, False] and tasks.training and sync.scale.equal(plain)
+    assert scoreboard.parked == [False, False] and tasks.training and sync.scale.equal(plain)
     evaluate([500.0, -80.0], 3000)                           # both at target: both parked
-    assert tasks.parked == [True, True] and not tasks.training and run.solved_at_step == 3000
+    assert scoreboard.parked == [True, True] and not tasks.training
+    assert scoreboard.run_solved_at_step == 3000
     summary = tasks.summary()
     assert summary["park_solved_tasks"] is True
     assert summary["tasks"]["CartPole-v1"]["parked_at_steps"] == [1000, 3000]
@@ -337,14 +337,16 @@ def test_tasks_park_at_their_target_train_again_below_it_and_checkpoints_carry_i
     assert summary["tasks"]["Acrobot-v1"]["parked_at_steps"] == [3000]
 
     # A checkpoint carries the parked state (and the sync follows it) ...
-    tasks.load_state_dict(saved)
-    assert tasks.parked == [True, False] and sync.parked == [True, False]
+    scoreboard.load_state_dict(saved)
+    assert scoreboard.parked == [True, False] and sync.parked == [True, False]
     assert tasks.summary()["tasks"]["CartPole-v1"]["parked_at_steps"] == [1000]
     # ... a checkpoint from before parking existed parks nothing ...
     old = {k: saved[k] for k in ("solved_at_step", "solved_at_time_s", "train_returns")}
-    tasks.load_state_dict(old)
-    assert tasks.parked == [False, False] and sync.scale.equal(plain)
+    scoreboard.load_state_dict(Scoreboard.state_from_earlier_checkpoint(
+        {"solved_at_step": None, "solved_at_time_s": None}, {"tasks": old}))
+    assert scoreboard.parked == [False, False] and sync.scale.equal(plain)
     # ... and resumed without --park-solved-tasks, every task trains.
-    plain_tasks = MultiTask(parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]), world, _Run())
-    plain_tasks.load_state_dict(saved)
-    assert plain_tasks.parked == [False, False] and plain_tasks.training
+    plain_board, plain_tasks = _board_and_tasks(parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]),
+                                                world)
+    plain_board.load_state_dict(saved)
+    assert plain_board.parked == [False, False] and plain_tasks.training

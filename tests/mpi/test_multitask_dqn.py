@@ -10,7 +10,8 @@ from mpirl.config import parse_args
 from mpirl.comm import World
 from mpirl.comm.collectives import FlatGradients
 from mpirl.comm.sync import AllreduceSync
-from mpirl.multitask import MultiTask
+from mpirl.tasks.multi import MultiTask
+from mpirl.train import make_scoreboard
 
 NPROCS = (4,)
 TIMEOUT = 120
@@ -20,22 +21,15 @@ TASKS = "CartPole-v1,Acrobot-v1,MountainCar-v0"
 B = 16                                   # transitions per rank
 
 
-class _Run:
-    target, solved_at_step, solved_at_time_s = None, None, None
-
-    class log:
-        print = staticmethod(lambda *a: None)
-
-
 def _tasks(weighting):
     cfg = parse_args(["--algo", "dqn", "--tasks", TASKS, "--task-weighting", weighting,
                       "--hidden-sizes", "16,16"])
-    return MultiTask(cfg, World(), _Run())
+    return MultiTask(cfg, World(), make_scoreboard(cfg, World().size), log=lambda *a: None)
 
 
 def _networks(tasks):
     torch.manual_seed(0)
-    return tasks.q_network(0, 0), tasks.q_network(0, 0)
+    return tasks.q_network(None), tasks.q_network(None)
 
 
 def _global_batch(tasks, composition, n_ranks):
@@ -78,7 +72,7 @@ def _loss(online, target, batch, rows, weights=None):
 @pytest.mark.parametrize("weighting", ["equal", "ranks"])
 def test_trunk_gradient_is_the_task_weighted_mean_of_a_mixed_batch(weighting, composition):
     """Each rank learns from its slice of one global batch, through the trainer's pieces
-    (MultiTask.sample_weights: one Allreduce of the batch's task counts; the task-weighted sync:
+    (MultiTask.allreduce_transition_weights: one Allreduce of the batch's task counts; the task-weighted sync:
     one Allreduce of the flat gradient). After them every replica holds, for the trunk, the
     mean over tasks of each task's mean gradient (equal) or the mean over the whole batch
     (ranks), and for head k the mean over task k's transitions; on one process, each task's
@@ -87,12 +81,12 @@ def test_trunk_gradient_is_the_task_weighted_mean_of_a_mixed_batch(weighting, co
     tasks = _tasks(weighting)
     online, target = _networks(tasks)
     grads = FlatGradients(online.parameters(), world)
-    sync = tasks.weighted_sync(AllreduceSync(world, grads), grads, online)
+    sync = tasks.weighted_sync(AllreduceSync(world, grads), grads, online, optimizer=None)
     batch, task = _global_batch(tasks, composition, world.size)
     mine = np.arange(world.rank * B, (world.rank + 1) * B)
     records = np.zeros(B, tasks.transition_dtype(0))
     records["task"] = task[mine]
-    weights = torch.from_numpy(tasks.sample_weights(records))
+    weights = torch.from_numpy(tasks.allreduce_transition_weights(records))
     _loss(online, target, batch, mine, weights).backward()
     sync.gradients_ready()
     every = world.allgather_obj(grads.flat.numpy().tobytes())
@@ -129,7 +123,7 @@ def test_every_rank_holds_every_tasks_observation_statistics():
     normalised with its own task's statistics, on every rank alike."""
     world = World()
     tasks = _tasks("equal")
-    norm = tasks.normalizer(0, every_task=True)
+    norm = tasks.make_envs(seed=0, replay=True).normalizer
     data = []
     for r in range(world.size):
         k = tasks.assignment[r]
@@ -140,16 +134,16 @@ def test_every_rank_holds_every_tasks_observation_statistics():
     for k, d in enumerate(tasks.obs_dims):
         pooled = np.concatenate([data[r] for r in range(world.size)
                                  if tasks.assignment[r] == k]).astype(np.float32).astype(float)
-        np.testing.assert_allclose(norm.every[k].mean, pooled.mean(0), rtol=1e-9)
-        np.testing.assert_allclose(norm.every[k].var, pooled.var(0), rtol=1e-9)
-        assert norm.every[k].count == len(pooled)
+        np.testing.assert_allclose(norm.task_rms[k].mean, pooled.mean(0), rtol=1e-9)
+        np.testing.assert_allclose(norm.task_rms[k].var, pooled.var(0), rtol=1e-9)
+        assert norm.task_rms[k].count == len(pooled)
     raw = np.random.default_rng(99).normal(0, 5, (3, 6)).astype(np.float32)
     stored = norm.for_replay(raw[:, :4])         # CartPole-width observations, padded
     out = norm.normalize_replayed(np.concatenate([stored, raw]), np.array([0, 0, 0, 1, 1, 1]))
     everywhere = world.allgather_obj(out.tobytes())
-    state = norm.state_dict()
+    state = norm.allgather_state_dict()
     assert all(b == everywhere[0] for b in everywhere)
-    cartpole = norm.every[0]
+    cartpole = norm.task_rms[0]
     np.testing.assert_allclose(out[:3, :4], np.clip((raw[:, :4] - cartpole.mean)
                                                     / np.sqrt(cartpole.var + 1e-8), -10, 10),
                                rtol=1e-5, atol=1e-5)

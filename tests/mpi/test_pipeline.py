@@ -233,7 +233,7 @@ def test_ppo_pipeline_shard_equals_the_whole_model_on_the_pooled_batch():
     replica, replicas = shard.grid.replica, shard.grid.replicas
 
     # pool: the rollouts of this pipeline's ranks, in stage order, on every stage
-    obs, act, adv = shard.pool(*_rollout(world.rank))
+    obs, act, adv = shard.allgather_batch(*_rollout(world.rank))
     mine = [_rollout(replica * stages + s) for s in range(stages)]
     for got, want in zip((obs, act, adv), zip(*mine)):
         assert torch.equal(got, torch.cat(want))
@@ -267,12 +267,12 @@ def test_ppo_pipeline_shard_equals_the_whole_model_on_the_pooled_batch():
         if id(p) in stage_ids:
             np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=TOL, rtol=0)
 
-    # one Adam step each; publish makes every rank's whole model the stepped reference
+    # one Adam step each; allgather_model makes every rank's whole model the stepped reference
     optimizer = FlatAdam(shard.grads, lr=1e-2, eps=1e-5)
     optimizer.step()
     ref_opt = torch.optim.Adam(reference.parameters(), lr=1e-2, eps=1e-5)
     ref_opt.step()
-    shard.publish()
+    shard.allgather_model()
     for p, q in zip(model.parameters(), reference.parameters()):
         np.testing.assert_allclose(p.detach().numpy(), q.detach().numpy(), atol=TOL, rtol=0)
     check_in_sync(world, model)
@@ -282,7 +282,7 @@ def test_ppo_pipeline_shard_equals_the_whole_model_on_the_pooled_batch():
     ref_avg = torch.cat([ref_opt.state[q]["exp_avg"].reshape(-1) for q in reference.parameters()])
     np.testing.assert_allclose(state["exp_avg"].numpy(), ref_avg.numpy(), atol=1e-7, rtol=0)
     fresh = FlatAdam(shard.grads, lr=0.5)
-    shard.load_optimizer(fresh, state if world.is_root else None)
+    shard.load_optimizer(fresh, state)   # (a restored state is on every rank)
     for a, b in zip(fresh.state_tensors(), optimizer.state_tensors()):
         assert torch.equal(a, b)
     assert fresh.param_groups[0]["lr"] == 1e-2

@@ -1,15 +1,16 @@
 """Options: defaults < YAML < command line, conversion, and validation messages."""
 import pytest
 
-from mpirl.config import Config, build_parser, parse_args
+from mpirl.config import Config, build_parser
 from mpirl.errors import ConfigError
+from tests.configs import validated
 
 
 def test_defaults_then_yaml_then_command_line(tmp_path):
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text("total_timesteps: 5000\nlearning-rate: 0.001\nhidden_sizes: [32, 16]\n"
                         "anneal_lr: false\n")
-    cfg = parse_args(["--config", str(cfg_file), "--learning-rate", "3e-4"])
+    cfg = validated(["--config", str(cfg_file), "--learning-rate", "3e-4"])
     assert cfg.total_timesteps == 5000               # from YAML
     assert cfg.learning_rate == 3e-4                 # command line wins
     assert cfg.hidden_sizes == (32, 16)
@@ -18,7 +19,7 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
 
 
 def test_command_line_conversions():
-    cfg = parse_args(["--total-timesteps", "1e5", "--hidden-sizes", "128,64,32", "--no-norm-adv",
+    cfg = validated(["--total-timesteps", "1e5", "--hidden-sizes", "128,64,32", "--no-norm-adv",
                       "--target-return", "none", "--target-kl", "0.02"])
     assert cfg.total_timesteps == 100_000 and cfg.hidden_sizes == (128, 64, 32)
     assert cfg.norm_adv is False and cfg.target_return is None and cfg.target_kl == 0.02
@@ -49,29 +50,29 @@ def test_command_line_conversions():
 ])
 def test_bad_values_give_one_clear_message(argv, message):
     with pytest.raises(ConfigError) as err:
-        parse_args(argv)
+        validated(argv)
     assert message in str(err.value)
 
 
 def test_values_at_the_edge_of_the_new_checks_pass():
-    cfg = parse_args(["--seed", "0", "--num-steps", "1e1", "--total-timesteps", "2.5e5",
+    cfg = validated(["--seed", "0", "--num-steps", "1e1", "--total-timesteps", "2.5e5",
                       "--target-kl", "none", "--popart-beta", "1", "--num-envs", "2",
                       "--num-minibatches", "20"])
     assert (cfg.seed, cfg.num_steps, cfg.total_timesteps) == (0, 10, 250_000)
     assert cfg.target_kl is None and cfg.popart_beta == 1.0 and cfg.num_minibatches == 20
     # --num-minibatches is a PPO option: DQN ignores it
-    assert parse_args(["--algo", "dqn", "--num-minibatches", "1000"]).num_minibatches == 1000
+    assert validated(["--algo", "dqn", "--num-minibatches", "1000"]).num_minibatches == 1000
 
 
 def test_a_problem_found_by_two_checks_is_listed_once():
     with pytest.raises(ConfigError) as err:
-        parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--popart-beta", "2"])
+        validated(["--tasks", "CartPole-v1,Acrobot-v1", "--popart-beta", "2"])
     assert str(err.value).count("--popart-beta must lie in (0, 1]") == 1
 
 
 def test_every_problem_is_listed_at_once():
     with pytest.raises(ConfigError) as err:
-        parse_args(["--learning-rate", "0", "--num-steps", "0"])
+        validated(["--learning-rate", "0", "--num-steps", "0"])
     assert "--learning-rate" in str(err.value) and "--num-steps" in str(err.value)
 
 
@@ -79,17 +80,17 @@ def test_yaml_problems(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("total_timesteps: [1, 2\n")
     with pytest.raises(ConfigError, match="malformed YAML"):
-        parse_args(["--config", str(bad)])
+        validated(["--config", str(bad)])
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("totl_timesteps: 5\n")
     with pytest.raises(ConfigError, match="unknown option.*totl_timesteps"):
-        parse_args(["--config", str(unknown)])
+        validated(["--config", str(unknown)])
     with pytest.raises(ConfigError, match="cannot read config file"):
-        parse_args(["--config", str(tmp_path / "missing.yaml")])
+        validated(["--config", str(tmp_path / "missing.yaml")])
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must hold a mapping"):
-        parse_args(["--config", str(listy)])
+        validated(["--config", str(listy)])
 
 
 def test_help_lists_every_option_with_default_and_meaning():
@@ -106,13 +107,13 @@ def test_help_lists_every_option_with_default_and_meaning():
 
 @pytest.mark.parametrize("damage", ["no run.json", "malformed config.yaml", "config not a mapping"])
 def test_resuming_a_damaged_run_dir_is_one_clear_error(tmp_path, damage):
-    from mpirl.train import prepare_run_dir
+    from mpirl.train import create_run_dir
     run_dir = tmp_path / "run"
-    prepare_run_dir(parse_args(["--run-dir", str(run_dir)]), 1)   # a fresh run's files
+    create_run_dir(validated(["--run-dir", str(run_dir)]), 1)   # a fresh run's files
     if damage == "no run.json":
         (run_dir / "run.json").unlink()
     else:
         (run_dir / "config.yaml").write_text("env_id: [unclosed" if damage.startswith("malformed")
                                              else "- a list\n")
     with pytest.raises(ConfigError, match="cannot read the run's config.yaml and run.json"):
-        prepare_run_dir(parse_args(["--run-dir", str(run_dir), "--resume"]), 1)
+        validated(["--run-dir", str(run_dir), "--resume"])

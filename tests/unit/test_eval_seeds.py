@@ -29,7 +29,7 @@ def first_obs(world, episodes=10, seed=10_123, mode="sync", evaluator=None):
             seen.append(obs.copy())
         return np.zeros(len(obs), np.int64)
 
-    ev.run(act)
+    ev.run_across_ranks(act)
     if evaluator is None:
         ev.close()
     return seen[0]

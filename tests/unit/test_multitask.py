@@ -3,16 +3,15 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.config import parse_args
 from mpirl.errors import ConfigError
 from mpirl.comm.collectives import FlatGradients
-from mpirl.comm.task_sync import task_gradient_scale
+from mpirl.tasks.weights import task_gradient_scale
 from mpirl.comm.world import World
 from mpirl.models.actor_critic import Policy
 from mpirl.models.multitask import MultiTaskActorCritic, action_mask
-from mpirl.multitask import pad_and_tag
-from mpirl.taskspec import (assign_tasks, check_tasks, parse_targets, parse_tasks,
-                            rank_counts)
+from mpirl.tasks.pieces import pad_and_tag
+from mpirl.tasks.spec import assign_tasks, parse_targets, parse_tasks, rank_counts
+from tests.configs import validated
 
 
 # -- parsing ------------------------------------------------------------------------------------
@@ -43,27 +42,27 @@ def test_targets_parse_and_must_name_tasks():
 
 def test_config_validation_reports_multitask_problems_once():
     with pytest.raises(ConfigError) as err:
-        parse_args(["--tasks", "CartPole-v1:abc", "--sync-mode", "local-sgd",
+        validated(["--tasks", "CartPole-v1:abc", "--sync-mode", "local-sgd",
                     "--popart-beta", "0"])
     text = str(err.value)
     for part in ("malformed weight", "--sync-mode local-sgd", "--popart-beta"):
         assert part in text
-    assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn"]).algo == "dqn"
+    assert validated(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn"], 2).algo == "dqn"
     with pytest.raises(ConfigError, match="--park-solved-tasks is implemented for --algo ppo "
                                           "only, not --algo dqn"):
-        parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn", "--park-solved-tasks"])
+        validated(["--tasks", "CartPole-v1,Acrobot-v1", "--algo", "dqn", "--park-solved-tasks"], 2)
     with pytest.raises(ConfigError, match="not one of --tasks"):
-        parse_args(["--tasks", "CartPole-v1", "--task-targets", "Acrobot-v1:-100"])
-    assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]).tasks == "CartPole-v1,Acrobot-v1"
+        validated(["--tasks", "CartPole-v1", "--task-targets", "Acrobot-v1:-100"])
+    assert validated(["--tasks", "CartPole-v1,Acrobot-v1"], 2).tasks == "CartPole-v1,Acrobot-v1"
 
 
 def test_world_size_and_action_space_checks():
-    cfg = parse_args(["--tasks", "CartPole-v1,Acrobot-v1,MountainCar-v0"])
+    argv = ["--tasks", "CartPole-v1,Acrobot-v1,MountainCar-v0"]
     with pytest.raises(ConfigError, match="3 tasks but only 2 rank"):
-        check_tasks(cfg, 2)
-    check_tasks(cfg, 3)
+        validated(argv, n_ranks=2)
+    validated(argv, n_ranks=3)
     with pytest.raises(ConfigError, match="Pendulum-v1 has a Box action space"):
-        check_tasks(parse_args(["--tasks", "CartPole-v1,Pendulum-v1"]), 2)
+        validated(["--tasks", "CartPole-v1,Pendulum-v1"], n_ranks=2)
 
 
 # -- assignment ---------------------------------------------------------------------------------
@@ -171,8 +170,8 @@ def test_gradient_scale_renormalises_over_the_tasks_still_training():
 
 
 def test_park_solved_tasks_is_a_multitask_option():
-    assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"]) \
+    assert validated(["--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"], 2) \
         .park_solved_tasks
-    assert not parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]).park_solved_tasks
+    assert not validated(["--tasks", "CartPole-v1,Acrobot-v1"], 2).park_solved_tasks
     with pytest.raises(ConfigError, match="--park-solved-tasks applies to multi-task runs"):
-        parse_args(["--park-solved-tasks"])
+        validated(["--park-solved-tasks"])

@@ -8,11 +8,12 @@ from mpirl.algos.dqn import actor_epsilon, dqn_loss
 from mpirl.config import parse_args
 from mpirl.comm.collectives import FlatGradients
 from mpirl.comm.sync import AllreduceSync
-from mpirl.comm.task_sync import TaskWeightedSync, task_weights
+from mpirl.tasks.sync import TaskWeightedSync
+from mpirl.tasks.weights import task_weights
 from mpirl.comm.world import World
 from mpirl.models.multitask import MultiTaskQNetwork
 from mpirl.models.qnet import QNetwork
-from mpirl.multitask import TaskObsNormalizer, pad_and_tag
+from mpirl.tasks.pieces import TaskObsNormalizer, pad_and_tag
 from mpirl.replay import ReplayBuffer, transition_dtype
 
 COUNTS = (2, 3, 1)      # actions per task: A = 3
@@ -213,14 +214,14 @@ def test_records_carry_their_task_and_keep_the_single_task_layout_without():
 
 def test_stored_observations_are_normalised_with_each_records_own_task():
     dims, ids = [4, 6], ["A", "B"]
-    norm = TaskObsNormalizer(4, 6, 0, ids, World(), every_task=True, obs_dims=dims)
+    norm = TaskObsNormalizer(4, 6, 0, ids, World(), all_tasks=True, obs_dims=dims)
     rng = np.random.default_rng(0)
     raw_a = rng.normal(5, 2, (64, 4)).astype(np.float32)
     acting = norm(raw_a)                       # records task A's statistics for the sync
     norm.allreduce_statistics(World())
     # task B's statistics as if merged from its ranks (one process: set them directly)
     raw_b = rng.normal(-3, 0.5, (64, 6)).astype(np.float32)
-    norm.every[1].merge(64, raw_b.astype(np.float64).sum(0),
+    norm.task_rms[1].merge(64, raw_b.astype(np.float64).sum(0),
                         np.square(raw_b.astype(np.float64)).sum(0))
     norm._refresh()
     stored = np.concatenate([norm.for_replay(raw_a[:3]), norm.for_replay(raw_b[:2])])
@@ -234,14 +235,14 @@ def test_stored_observations_are_normalised_with_each_records_own_task():
     assert not np.allclose(acting[:3], norm(raw_a[:3], accumulate=False))  # stats did move
     # checkpoints restore every task's statistics (a checkpoint holds every task's: each
     # task's ranks add theirs; one process here, so task B's is added by hand)
-    state = {**norm.state_dict(), "B": norm.every[1].state_dict()}
-    fresh = TaskObsNormalizer(4, 6, 0, ids, World(), every_task=True, obs_dims=dims)
+    state = {**norm.allgather_state_dict(), "B": norm.task_rms[1].state_dict()}
+    fresh = TaskObsNormalizer(4, 6, 0, ids, World(), all_tasks=True, obs_dims=dims)
     fresh.load_state_dict(state)
     np.testing.assert_array_equal(fresh.normalize_replayed(stored, np.array([0, 0, 0, 1, 1])), out)
 
 
 def test_padding_is_the_same_for_acting_and_for_stored_records():
-    norm = TaskObsNormalizer(4, 6, 1, ["A", "B"], World(), enabled=False, every_task=True,
+    norm = TaskObsNormalizer(4, 6, 1, ["A", "B"], World(), enabled=False, all_tasks=True,
                              obs_dims=[6, 4])
     raw = np.arange(8, dtype=np.float32).reshape(2, 4)
     np.testing.assert_array_equal(norm.normalize_replayed(norm.for_replay(raw), np.array([1, 1])),

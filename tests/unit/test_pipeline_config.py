@@ -1,8 +1,8 @@
 """Config validation of the pipeline options: one clear problem each, before any MPI."""
 import pytest
 
-from mpirl.config import parse_args
 from mpirl.errors import ConfigError
+from tests.configs import validated
 
 
 @pytest.mark.parametrize("args,message", [
@@ -17,13 +17,14 @@ from mpirl.errors import ConfigError
 ])
 def test_bad_pipeline_options_are_reported(args, message):
     with pytest.raises(ConfigError) as info:
-        parse_args(["--pipeline-stages", "2", *args])
+        validated(["--pipeline-stages", "2", *args], n_ranks=2)
     assert str(info.value).count(message) == 1, str(info.value)
 
 
 def test_good_pipeline_options_pass_and_count_the_pooled_minibatch():
-    cfg = parse_args(["--pipeline-stages", "2", "--micro-batches", "8", "--partition", "2,1",
-                      "--num-minibatches", "4"])  # 32 steps x 8 envs x 2 ranks / 4 = 128 rows
+    cfg = validated(["--pipeline-stages", "2", "--micro-batches", "8", "--partition", "2,1",
+                      "--num-minibatches", "4"], n_ranks=2)  # 32 steps x 8 envs x 2 ranks / 4 = 128 rows
     assert (cfg.pipeline_stages, cfg.micro_batches, cfg.partition) == (2, 8, "2,1")
     with pytest.raises(ConfigError, match="minibatch of 128 rows"):
-        parse_args(["--pipeline-stages", "2", "--micro-batches", "256", "--num-minibatches", "4"])
+        validated(["--pipeline-stages", "2", "--micro-batches", "256", "--num-minibatches", "4"],
+                  n_ranks=2)

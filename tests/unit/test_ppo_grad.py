@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mpirl.algos.ppo import ppo_loss
-from mpirl.algos.ppo_grad import hand_gradients
+from mpirl.algos.ppo_grad import manual_gradients
 from mpirl.config import Config
 from mpirl.models.actor_critic import ActorCritic, Policy
 
@@ -45,7 +45,7 @@ def _autograd(model, cfg, batch):
 
 @pytest.mark.parametrize("space", SPACES)
 @pytest.mark.parametrize("clip_vloss", [False, True])
-def test_hand_gradients_equal_autograd(space, clip_vloss):
+def test_manual_gradients_equal_autograd(space, clip_vloss):
     obs_dim, action_space = SPACES[space]
     torch.manual_seed(0)
     model = ActorCritic(obs_dim, action_space, hidden_sizes=(32, 16))
@@ -54,26 +54,26 @@ def test_hand_gradients_equal_autograd(space, clip_vloss):
     loss, stats, grads = _autograd(model, cfg, batch)
     assert 0.05 < stats["clipfrac"] < 0.95                 # both branches of the clip are taken
 
-    hand = hand_gradients(model, cfg)
-    assert hand is not None
+    manual = manual_gradients(model, cfg)
+    assert manual is not None
     for p in model.parameters():
         p.grad = torch.full_like(p, float("nan"))           # every gradient must be written
-    hand_loss, hand_stats = hand.forward_backward(*batch, with_stats=True)
-    assert hand_loss == pytest.approx(loss, rel=1e-5, abs=1e-6)
-    assert hand_stats.keys() == stats.keys()
+    manual_loss, manual_stats = manual.forward_backward(*batch, with_stats=True)
+    assert manual_loss == pytest.approx(loss, rel=1e-5, abs=1e-6)
+    assert manual_stats.keys() == stats.keys()
     for key in stats:
-        assert hand_stats[key] == pytest.approx(stats[key], rel=1e-5, abs=1e-6), key
+        assert manual_stats[key] == pytest.approx(stats[key], rel=1e-5, abs=1e-6), key
     for (name, p), expected in zip(model.named_parameters(), grads):
         torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6, msg=name)
-    assert hand.forward_backward(*batch, with_stats=False)[1] == {}
+    assert manual.forward_backward(*batch, with_stats=False)[1] == {}
 
 
 def test_other_models_and_pipelines_keep_autograd():
     obs_dim, action_space = SPACES["discrete"]
     model = ActorCritic(obs_dim, action_space)
-    assert hand_gradients(model, Config()) is not None
-    assert hand_gradients(model, Config(pipeline_stages=2)) is None
-    assert hand_gradients(model, Config(sync_mode="overlap")) is None   # its hooks need autograd
+    assert manual_gradients(model, Config()) is not None
+    assert manual_gradients(model, Config(pipeline_stages=2)) is None
+    assert manual_gradients(model, Config(sync_mode="overlap")) is None   # its hooks need autograd
     model[0][1] = torch.nn.ReLU()                           # a layer the derivation does not cover
-    assert hand_gradients(model, Config()) is None
-    assert hand_gradients(torch.nn.Sequential(torch.nn.Linear(4, 3)), Config()) is None
+    assert manual_gradients(model, Config()) is None
+    assert manual_gradients(torch.nn.Sequential(torch.nn.Linear(4, 3)), Config()) is None

@@ -5,9 +5,10 @@ import signal
 
 import pytest
 
-from mpirl.config import parse_args
 from mpirl.comm import World
+from mpirl.config import parse_args
 from mpirl.run import Run
+from mpirl.train import make_scoreboard
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def run(tmp_path):
     cfg = parse_args(["--run-dir", str(tmp_path / "run"), "--eval-interval", "2",
                       "--checkpoint-interval", "100", "--hang-timeout", "0", "--no-tensorboard"])
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGUSR1, signal.SIGTERM)}
-    run = Run(cfg, World(), target=None, total_steps=1000)
+    run = Run(cfg, World(), make_scoreboard(cfg, 1), total_steps=1000)
     run.start(0, 100)
     yield run
     run.log.close()
@@ -27,7 +28,7 @@ def run(tmp_path):
 def _end(run, update, last=10):
     calls = {"evaluate": 0, "checkpoint": []}
 
-    def evaluate(record):
+    def evaluate():
         calls["evaluate"] += 1
         return 42.0
 
@@ -38,7 +39,7 @@ def _end(run, update, last=10):
 def test_an_update_evaluates_when_due_and_goes_on(run):
     assert _end(run, 1) == (False, {"evaluate": 0, "checkpoint": []})
     assert _end(run, 2) == (False, {"evaluate": 1, "checkpoint": []})
-    assert run.last_eval == 42.0 and not run.preempted
+    assert run.scoreboard.last_eval == 42.0 and not run.preempted
 
 
 def test_a_stop_signal_still_takes_the_due_evaluation_then_checkpoints(run):
@@ -47,7 +48,7 @@ def test_a_stop_signal_still_takes_the_due_evaluation_then_checkpoints(run):
     run.stop.signum = signal.SIGUSR1   # as the handler records Slurm's warning signal
     ends, calls = _end(run, 2)
     assert ends and run.preempted and calls == {"evaluate": 1, "checkpoint": [2]}
-    assert run.last_eval == 42.0
+    assert run.scoreboard.last_eval == 42.0
     with open(f"{run.dir}/metrics.jsonl") as fh:
         lines = [json.loads(line) for line in fh]
     assert [line["update"] for line in lines] == [2] and lines[0]["eval_return_mean"] == 42.0

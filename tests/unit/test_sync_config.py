@@ -1,9 +1,8 @@
 """Bad --sync-mode input is refused before training, with one message naming the option."""
 import pytest
 
-from mpirl.config import parse_args
 from mpirl.errors import ConfigError
-from mpirl.train import check_layout
+from tests.configs import validated
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -18,13 +17,13 @@ from mpirl.train import check_layout
 ])
 def test_bad_sync_options_give_one_clear_message(argv, message):
     with pytest.raises(ConfigError) as err:
-        parse_args(argv)
+        validated(argv)
     assert message in str(err.value)
     assert str(err.value).count(message) == 1
 
 
 def test_overlap_is_refused_for_a_pipeline_layout_and_the_good_layouts_pass():
     with pytest.raises(ConfigError, match="overlap does not support --pipeline-stages > 1"):
-        check_layout(parse_args(["--sync-mode", "overlap", "--pipeline-stages", "2"]), 2)
+        validated(["--sync-mode", "overlap", "--pipeline-stages", "2"], n_ranks=2)
     for mode in ("allreduce", "overlap", "local-sgd"):
-        check_layout(parse_args(["--sync-mode", mode, "--sync-every", "1"]), 4)
+        validated(["--sync-mode", mode, "--sync-every", "1"], n_ranks=4)

@@ -1,13 +1,12 @@
 """What ``--tasks`` asks for, checked before any training: parsing, rank assignment, targets.
 
-Kept free of torch (like mpirl.registry) so that bad multi-task input is reported in a fraction
-of a second; the trainer's pieces are in mpirl.multitask.
+Kept free of torch (like mpirl.envs.make) so that bad multi-task input is reported in a fraction
+of a second; the trainer's pieces are in mpirl.tasks.multi and mpirl.tasks.pieces.
 """
 from __future__ import annotations
 
 import gymnasium as gym
 
-from mpirl.config import Config
 from mpirl.errors import ConfigError
 
 
@@ -82,41 +81,3 @@ def task_spaces(env_id: str) -> tuple[int, int]:
         return int(env.observation_space.shape[0]), int(env.action_space.n)
     finally:
         env.close()
-
-
-def config_problems(cfg: Config) -> list[str]:
-    """What is wrong with the multi-task options, without MPI or building envs (config.validate)."""
-    problems = []
-    try:
-        ids = [env_id for env_id, _ in parse_tasks(cfg.tasks)]
-        parse_targets(cfg.task_targets, ids)
-    except ConfigError as exc:
-        problems.append(str(exc))
-    for ok, why in ((cfg.sync_mode == "allreduce", f"--sync-mode {cfg.sync_mode}"),
-                    (cfg.pipeline_stages == 1, f"--pipeline-stages {cfg.pipeline_stages}")):
-        if not ok:
-            problems.append(f"--tasks is implemented with --sync-mode allreduce and one "
-                            f"pipeline stage, not {why}")
-    if cfg.park_solved_tasks and cfg.algo != "ppo":
-        problems.append(f"--park-solved-tasks is implemented for --algo ppo only, not --algo "
-                        f"{cfg.algo}: DQN's ranks learn from replayed batches that mix every "
-                        "task, so a solved task's ranks cannot sit out (--stop-on-solve ends the "
-                        "run once every task is solved)")
-    if not 0 < cfg.popart_beta <= 1:
-        problems.append(f"--popart-beta must lie in (0, 1], not {cfg.popart_beta}")
-    return problems
-
-
-def check_tasks(cfg: Config, n_ranks: int) -> None:
-    """Checks that need the world size or the envs (called from train.check_layout)."""
-    if not cfg.tasks:
-        return
-    tasks = parse_tasks(cfg.tasks)
-    for env_id, _ in tasks:
-        env = gym.make(env_id)
-        space = env.action_space
-        env.close()
-        if not isinstance(space, gym.spaces.Discrete):
-            raise ConfigError(f"--tasks: {env_id} has a {type(space).__name__} action space; "
-                              "multi-task runs need Discrete actions (per-task action masks)")
-    rank_counts(n_ranks, [w for _, w in tasks])

@@ -1,4 +1,5 @@
-"""Task-weighted gradient averaging for multi-task runs, still with ONE flat Allreduce.
+"""The arithmetic of task-weighted gradient averaging in multi-task runs: pure functions, no MPI
+(the averaging itself: :mod:`mpirl.tasks.sync`), still ONE flat Allreduce.
 
 Rank r trains task k(r); ``n_k`` ranks train task k, N ranks in all, K tasks. What we want after
 averaging:
@@ -25,7 +26,7 @@ parked task's head gets 0. While any task is parked every rank averages with a n
 Iallreduce instead (MPI does not match a blocking collective with a non-blocking one, so all
 ranks switch together: the parked state is decided from evaluation results every rank holds).
 Training ranks Wait() on it; parked ranks, which arrive long before the others (they collect
-nothing), wait in :func:`wait_idle`: Test(), then sleep, so they leave the cores to the ranks
+nothing), wait in :func:`~mpirl.comm.collectives.wait_idle`: Test(), then sleep, so they leave the cores to the ranks
 that train instead of polling in MPI's progress loop.
 
 Mixed batches (DQN with a replay memory shared across tasks). There a rank's batch holds
@@ -44,14 +45,8 @@ task k(r)'s, ``m_k = n_k``, ``T = N``, and its scale is ``w_k`` on the trunk, ``
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
-from mpi4py import MPI
-
-from mpirl.comm.collectives import FlatGradients
-from mpirl.comm.world import World
 
 WEIGHTINGS = ("equal", "ranks")
 
@@ -104,90 +99,3 @@ def task_gradient_scale(owners: list[int | None], sizes: list[int], task: int,
     trunk, heads = task_weights(training, sum(rank_counts), weighting)
     mine = [heads[task] if k == task else 0.0 for k in range(len(rank_counts))]
     return segment_scale(owners, sizes, trunk[task], mine)
-
-
-def wait_idle(request: MPI.Request, first_sleep: float = 5e-5, max_sleep: float = 1e-3) -> None:
-    """Wait for ``request`` without keeping a core busy: Test, then sleep, doubling the sleep from
-    ``first_sleep`` up to ``max_sleep`` seconds. (A blocking MPI call polls; with Open MPI's
-    mpi_yield_when_idle it yields between polls, but still takes a core's share of time from
-    ranks that have work.) Each Test also advances the collective's progress on this rank, so
-    the others wait at most about one sleep for it."""
-    sleep = first_sleep
-    while not request.Test():
-        time.sleep(sleep)
-        sleep = min(2 * sleep, max_sleep)
-
-
-def allreduce_sum_nonblocking(world: World, values, idle: bool) -> np.ndarray:
-    """:func:`~mpirl.comm.collectives.allreduce_sum` as an Iallreduce: waited for with
-    :func:`wait_idle` when ``idle``, else with Wait(). Every rank of ``world`` must call this
-    (not the blocking version) for the same reduction."""
-    buf = np.array(values, dtype=np.float64, copy=True).reshape(-1)
-    if world.size > 1:
-        request = world.comm.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-        wait_idle(request) if idle else request.Wait()
-    return buf
-
-
-class TaskWeightedSync:
-    """Wraps a sync strategy whose ``gradients_ready`` averages the flat gradient over all ranks:
-    scales this rank's segments first (see the module docstring), then lets it average.
-
-    :meth:`set_parked` changes which tasks train; it must be called with the same flags on
-    every rank at the same point (MultiTask does, from evaluation results). It also tells
-    ``optimizer`` (a :class:`~mpirl.optim.FlatAdam`, when given) to hold the parked tasks'
-    heads still: a zero gradient alone would leave them drifting on Adam's momentum.
-    """
-
-    def __init__(self, inner, grads: FlatGradients, owner: dict[int, int | None], task: int,
-                 rank_counts: list[int], weighting: str, optimizer=None):
-        self.inner = inner
-        self.grads, self.optimizer = grads, optimizer
-        self.task, self.rank_counts, self.weighting = task, list(rank_counts), weighting
-        self._owners = [owner[id(p)] for p in grads.params]
-        self._sizes = [p.numel() for p in grads.params]
-        self.set_parked([False] * len(rank_counts))
-
-    def set_parked(self, parked: list[bool]) -> None:
-        self.parked = [bool(p) for p in parked]
-        self.any_parked = any(self.parked)
-        self.idle = self.parked[self.task]
-        self.scale = task_gradient_scale(self._owners, self._sizes, self.task, self.rank_counts,
-                                         self.weighting, self.parked).to(self.grads.flat.dtype)
-        if self.optimizer is not None:
-            self.optimizer.frozen = torch.cat([
-                torch.full((size,), owner is not None and self.parked[owner])
-                for owner, size in zip(self._owners, self._sizes)]) if self.any_parked else None
-
-    def weigh_batch(self, counts) -> np.ndarray:
-        """A batch that mixes tasks (DQN): ``counts[k]`` of the global batch's transitions are
-        task k's, the same on every rank. Returns each task's loss weight ``w`` (K,) and scales
-        the heads by ``h / w`` for the next :meth:`gradients_ready` (see the module docstring).
-        """
-        trunk, heads = task_weights(counts, float(np.sum(counts)), self.weighting)
-        factors = np.divide(heads, trunk, out=np.zeros_like(heads), where=trunk > 0)
-        self.scale = segment_scale(self._owners, self._sizes, 1.0, factors).to(
-            self.grads.flat.dtype)
-        return trunk
-
-    @property
-    def replicas_identical(self) -> bool:
-        return self.inner.replicas_identical
-
-    def gradients_ready(self) -> None:
-        if not self.any_parked:
-            self.grads.flat.mul_(self.scale)
-            self.inner.gradients_ready()
-            return
-        if self.idle:
-            self.grads.zero()  # whatever the buffer holds: a parked rank adds exactly nothing
-        else:
-            self.grads.flat.mul_(self.scale)
-        # The inner strategy's averaging, as an Iallreduce.
-        self.grads.average_nonblocking(wait_idle if self.idle else MPI.Request.Wait)
-
-    def end_update(self, update: int) -> dict:
-        return self.inner.end_update(update)
-
-    def __getattr__(self, name):  # anything else a strategy offers (e.g. average())
-        return getattr(self.inner, name)

@@ -1,0 +1,288 @@
+"""One validation pass: every problem a training configuration has, for a given world size.
+
+    problems(cfg, n_ranks)   -> list[str]: the options' values, the environments, the parallel
+                             layout, the tasks, the pipeline, the Slurm world, the run dir
+    check(cfg, n_ranks)      raises ConfigError listing them all
+
+The trainer calls :func:`check` on rank 0 before any rank trains: bad input is reported once,
+all of it at once, and every rank exits with code 2 (mpirl.cli). Nothing here imports torch or
+speaks MPI, so the answer comes in a fraction of a second.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import fields
+
+import gymnasium as gym
+import yaml
+
+from mpirl.config import Config
+from mpirl.envs.make import env_spec
+from mpirl.errors import ConfigError
+from mpirl.pipeline.partition import parse_explicit
+from mpirl.slurm import check_world_size
+from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts
+
+# The action spaces each algorithm handles.
+ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,)}
+
+# Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
+# (Not the pipeline layout: checkpoints always hold the whole model, whatever the stages.)
+MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "num_envs", "normalize_obs", "dueling")
+
+
+def check(cfg: Config, n_ranks: int) -> None:
+    """Raise ConfigError listing every problem of ``cfg`` at ``n_ranks`` ranks (none: return)."""
+    found = problems(cfg, n_ranks)
+    if len(found) == 1:
+        raise ConfigError(found[0])
+    if found:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(found))
+
+
+def problems(cfg: Config, n_ranks: int) -> list[str]:
+    found = slurm_problems(n_ranks) + option_problems(cfg)
+    if cfg.algo in ACTION_SPACES:
+        for env_id in env_ids(cfg):
+            found += env_problems(env_id, cfg.algo, multitask=bool(cfg.tasks))
+    if cfg.pipeline_stages >= 1:
+        found += layout_problems(cfg, n_ranks)
+    found += task_problems(cfg, n_ranks) + run_dir_problems(cfg, n_ranks)
+    return list(dict.fromkeys(found))   # a problem two checks find is listed once
+
+
+def env_ids(cfg: Config) -> list[str]:
+    """The environments the run trains in (none when --tasks does not parse: reported apart)."""
+    if not cfg.tasks:
+        return [cfg.env_id]
+    try:
+        return [env_id for env_id, _ in parse_tasks(cfg.tasks)]
+    except ConfigError:
+        return []
+
+
+# -- the Slurm world -----------------------------------------------------------------------------
+def slurm_problems(n_ranks: int) -> list[str]:
+    """Under Slurm: one job of SLURM_NTASKS ranks, not N single-rank copies (mpirl.slurm)."""
+    try:
+        check_world_size(n_ranks)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+# -- each option's value -------------------------------------------------------------------------
+def option_problems(cfg: Config) -> list[str]:
+    """Values out of range, unknown choices, and options that do not go together; no MPI world
+    or environment needed."""
+    problems: list[str] = []
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            problems.append(message)
+
+    for f in fields(Config):
+        choices = f.metadata["choices"]
+        value = getattr(cfg, f.name)
+        if choices and value not in choices:
+            need(False, f"--{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                        f"not {value!r}")
+    for name in ("total_timesteps", "num_envs", "eval_episodes", "eval_interval", "log_interval",
+                 "checkpoint_interval", "keep_checkpoints", "desync_check_interval", "num_steps",
+                 "num_minibatches", "update_epochs", "buffer_size", "batch_size",
+                 "train_frequency", "gradient_steps", "target_network_frequency", "n_step",
+                 "sync_every", "pipeline_stages", "micro_batches"):
+        need(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, "
+                                      f"not {getattr(cfg, name)}")
+    need(math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0,
+         f"--learning-rate must be > 0, not {cfg.learning_rate}")
+    need(0 <= cfg.learning_starts, f"--learning-starts must be >= 0, not {cfg.learning_starts}")
+    need(cfg.seed >= 0, f"--seed must be >= 0, not {cfg.seed}")
+    for name in ("gamma", "gae_lambda", "per_alpha", "per_beta", "start_e", "end_e",
+                 "apex_epsilon", "exploration_fraction"):
+        value = getattr(cfg, name)
+        need(0 <= value <= 1, f"--{name.replace('_', '-')} must lie in [0, 1], not {value}")
+    need(0 < cfg.tau <= 1, f"--tau must lie in (0, 1], not {cfg.tau}")
+    # PopArt's moving-average step (mpirl/models/popart.py): 1 = the latest batch only; above 1
+    # overshoots, and <= 0 is no moving average.
+    need(0 < cfg.popart_beta <= 1, f"--popart-beta must lie in (0, 1], not {cfg.popart_beta}")
+    need(cfg.target_kl is None or (math.isfinite(cfg.target_kl) and cfg.target_kl > 0),
+         f"--target-kl must be a finite number > 0 (or none), not {cfg.target_kl}")
+    for name in ("clip_coef", "ent_coef", "vf_coef", "max_grad_norm", "apex_alpha",
+                 "samples_per_insert", "spi_tolerance"):
+        value = getattr(cfg, name)
+        need(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} must be >= 0, "
+                                                  f"not {value}")
+    need(cfg.device == "cpu", f"--device {cfg.device}: this version of mpirl trains on cpu only "
+                              "(GPU buffers would need CUDA-aware MPI or host staging)")
+    need(math.isfinite(cfg.hang_timeout) and cfg.hang_timeout >= 0,
+         f"--hang-timeout must be >= 0 seconds, not {cfg.hang_timeout}")
+    need(cfg.torch_threads >= 0, f"--torch-threads must be >= 0, not {cfg.torch_threads}")
+    need(math.isfinite(cfg.bucket_mb) and cfg.bucket_mb > 0,
+         f"--bucket-mb must be a finite number > 0, not {cfg.bucket_mb}")
+    need(cfg.sync_mode == "allreduce" or cfg.algo == "ppo",
+         f"--sync-mode {cfg.sync_mode} is implemented for --algo ppo only "
+         f"(--algo {cfg.algo} averages every gradient: use --sync-mode allreduce)")
+    need(len(cfg.hidden_sizes) >= 1 and all(h >= 1 for h in cfg.hidden_sizes),
+         f"--hidden-sizes needs one or more positive widths, not {cfg.hidden_sizes}")
+    if cfg.algo == "ppo" and cfg.pipeline_stages == 1 and cfg.num_envs is not None \
+            and min(cfg.num_steps, cfg.num_envs, cfg.num_minibatches) >= 1:
+        # (a pipeline cuts the rows of all its stages: pipeline_problems checks that minibatch)
+        rows = cfg.num_steps * cfg.num_envs
+        need(cfg.num_minibatches <= rows,
+             f"--num-minibatches ({cfg.num_minibatches}) must be at most --num-steps x --num-envs "
+             f"({cfg.num_steps} x {cfg.num_envs} = {rows}), the rows one rank collects per update")
+    if cfg.algo == "dqn":
+        need(cfg.buffer_size >= cfg.batch_size,
+             f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
+    need(cfg.tasks or not cfg.park_solved_tasks,
+         "--park-solved-tasks applies to multi-task runs (--tasks); a single-task run's "
+         "analogue is --stop-on-solve")
+    if cfg.tasks:
+        problems += task_option_problems(cfg)
+    if cfg.pipeline_stages > 1:
+        problems += pipeline_problems(cfg)
+    if cfg.resume:
+        need(cfg.run_dir is not None, "--resume needs --run-dir: the run to continue")
+    return problems
+
+
+# -- the environments ----------------------------------------------------------------------------
+def env_problems(env_id: str, algo: str, multitask: bool = False) -> list[str]:
+    """The env exists, builds, and has spaces the algorithm handles (``multitask``: Discrete
+    actions, for per-task action masks)."""
+    try:
+        env_spec(env_id)
+    except ConfigError as exc:
+        return [str(exc)]
+    try:
+        env = gym.make(env_id)
+    except Exception as exc:  # noqa: BLE001 - any construction failure is bad input
+        return [f"cannot create environment {env_id!r}: {exc}"]
+    obs, act = env.observation_space, env.action_space
+    env.close()
+    if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
+        return [f"{env_id}: only flat vector observations are supported, not {obs}"]
+    if multitask and not isinstance(act, gym.spaces.Discrete):
+        return [f"--tasks: {env_id} has a {type(act).__name__} action space; multi-task runs "
+                "need Discrete actions (per-task action masks)"]
+    if not isinstance(act, ACTION_SPACES[algo]):
+        kinds = " or ".join(k.__name__ for k in ACTION_SPACES[algo])
+        return [f"{env_id} has a {type(act).__name__} action space; --algo {algo} needs {kinds}"]
+    return []
+
+
+# -- the parallel layout ---------------------------------------------------------------------------
+def layout_problems(cfg: Config, n_ranks: int) -> list[str]:
+    """Parallel layouts that cannot work with this many ranks."""
+    problems = []
+    if n_ranks % cfg.pipeline_stages:
+        problems.append(f"{n_ranks} ranks cannot form pipelines of --pipeline-stages "
+                        f"{cfg.pipeline_stages} (ranks must be a multiple of the stages)")
+    if cfg.pipeline_stages > 1 and cfg.algo != "ppo":
+        problems.append("--pipeline-stages > 1 is implemented for --algo ppo only")
+    if cfg.pipeline_stages > 1 and cfg.pipeline_stages > len(cfg.hidden_sizes) + 1:
+        problems.append(f"--pipeline-stages {cfg.pipeline_stages} exceeds the model's "
+                        f"{len(cfg.hidden_sizes) + 1} layers (deepen --hidden-sizes)")
+    if cfg.sync_mode == "overlap" and cfg.pipeline_stages > 1:
+        problems.append("--sync-mode overlap does not support --pipeline-stages > 1")
+    return problems
+
+
+def pipelined_minibatch_rows(cfg: Config) -> int:
+    """Rows of one pipelined PPO minibatch before the reset steps of autoreset are dropped: the
+    rollouts of all the pipeline's ranks, cut into --num-minibatches."""
+    return cfg.num_steps * cfg.num_envs * cfg.pipeline_stages // max(cfg.num_minibatches, 1)
+
+
+def pipeline_problems(cfg: Config) -> list[str]:
+    """--pipeline-stages > 1: micro-batches that divide the minibatch, an explicit partition
+    that fits the model."""
+    problems = []
+    if cfg.tasks:
+        problems.append("--tasks cannot be combined with --pipeline-stages > 1")
+    rows = pipelined_minibatch_rows(cfg)
+    if cfg.micro_batches >= 1 and (cfg.micro_batches > rows or rows % cfg.micro_batches):
+        problems.append(f"--micro-batches {cfg.micro_batches} must divide the pipelined minibatch "
+                        f"of {rows} rows (--num-steps x --num-envs x --pipeline-stages / "
+                        "--num-minibatches)")
+    if cfg.partition is not None:
+        try:
+            parse_explicit(cfg.partition, len(cfg.hidden_sizes) + 1, cfg.pipeline_stages)
+        except ValueError as exc:
+            problems.append(f"{exc} (the actor-critic has one per --hidden-sizes width, plus "
+                            "its head)")
+    return problems
+
+
+# -- the tasks ---------------------------------------------------------------------------------------
+def task_option_problems(cfg: Config) -> list[str]:
+    """What is wrong with the multi-task options, without building envs."""
+    problems = []
+    try:
+        ids = [env_id for env_id, _ in parse_tasks(cfg.tasks)]
+        parse_targets(cfg.task_targets, ids)
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if cfg.sync_mode != "allreduce":   # (and one pipeline stage: pipeline_problems)
+        problems.append(f"--tasks is implemented with --sync-mode allreduce, not --sync-mode "
+                        f"{cfg.sync_mode}")
+    if cfg.park_solved_tasks and cfg.algo != "ppo":
+        problems.append(f"--park-solved-tasks is implemented for --algo ppo only, not --algo "
+                        f"{cfg.algo}: DQN's ranks learn from replayed batches that mix every "
+                        "task, so a solved task's ranks cannot sit out (--stop-on-solve ends the "
+                        "run once every task is solved)")
+    return problems
+
+
+def task_problems(cfg: Config, n_ranks: int) -> list[str]:
+    """--tasks at this world size: at least one rank for each task."""
+    if not cfg.tasks:
+        return []
+    try:
+        rank_counts(n_ranks, [w for _, w in parse_tasks(cfg.tasks)])
+    except ConfigError as exc:
+        return [str(exc)]   # (also where --tasks does not parse: reported once)
+    return []
+
+
+# -- the run dir -----------------------------------------------------------------------------------
+def run_dir_problems(cfg: Config, n_ranks: int) -> list[str]:
+    """A new run never overwrites an existing one; --resume continues a run of the same setup
+    that has a checkpoint and can be written to."""
+    path = cfg.run_dir
+    if path is None:
+        return []
+    if not cfg.resume:
+        if os.path.isdir(path) and os.listdir(path):
+            return [f"run dir {path} already holds a run; choose another --run-dir, or add "
+                    "--resume to continue it"]
+        return []
+    saved_cfg = os.path.join(path, "config.yaml")
+    if not os.path.isdir(path):
+        return [f"--resume: run dir {path} does not exist"]
+    if not os.path.isfile(saved_cfg):
+        return [f"--resume: {path} is not an mpirl run (no config.yaml)"]
+    try:
+        with open(saved_cfg) as fh:
+            saved = yaml.safe_load(fh) or {}
+        with open(os.path.join(path, "run.json")) as fh:
+            saved["n_ranks"] = json.load(fh).get("n_ranks")
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, TypeError) as exc:
+        # (json's errors are ValueErrors; Attribute/TypeError: a file that is not a mapping)
+        return [f"--resume: cannot read the run's config.yaml and run.json in {path}: {exc}"]
+    now = {**cfg.to_dict(), "n_ranks": n_ranks}
+    diff = [f"  {k}: run has {saved.get(k)!r}, now {now[k]!r}"
+            for k in MUST_MATCH + ("n_ranks",) if saved.get(k) != now[k]]
+    if diff:
+        return [f"--resume: {path} was trained with a different setup; resuming would mix "
+                "incompatible state:\n" + "\n".join(diff)]
+    checkpoints = os.path.join(path, "checkpoints")
+    if not os.path.isdir(checkpoints) or not any(f.endswith(".pt")
+                                                 for f in os.listdir(checkpoints)):
+        return [f"--resume: {path} has no checkpoint to resume from"]
+    if not os.access(path, os.W_OK):
+        return [f"--resume: run dir {path} is not writable"]
+    return []

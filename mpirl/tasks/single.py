@@ -1,0 +1,71 @@
+"""One environment on every rank (``--env-id``): what a rank trains, and the pieces it trains with.
+
+:class:`~mpirl.tasks.multi.MultiTask` (``--tasks``) answers the same questions with its own
+pieces, so a trainer asks them the same way either way and never branches on --tasks.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mpirl.comm.world import World
+from mpirl.config import Config
+from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
+from mpirl.envs.evaluate import Evaluator
+from mpirl.envs.make import make_vec
+from mpirl.envs.normalize import ObsNormalizer
+from mpirl.envs.vec import VecEnv
+from mpirl.models.actor_critic import ActorCritic
+from mpirl.models.popart import IdentityValueNorm
+from mpirl.models.qnet import QNetwork
+from mpirl.replay.buffer import transition_dtype
+
+
+class SingleTask:
+    training = True      # this rank collects and trains (multi-task: unless its task is parked)
+    record_task = None   # the task id replay records carry (multi-task: this rank's task)
+
+    def __init__(self, cfg: Config, world: World):
+        self.cfg, self.world = cfg, world
+        self.env_id, self.group = cfg.env_id, world   # group: the ranks that share statistics
+        self.ranks_training = world.size
+
+    # -- what a rank acts in ---------------------------------------------------------------------
+    def make_envs(self, seed: int, replay: bool = False) -> VecEnv:
+        """This rank's vector env and its observation normaliser. (``replay``: the normaliser
+        also serves replayed observations; the same one here.)"""
+        envs = make_vec(self.env_id, self.cfg.num_envs, self.cfg.vector_mode)
+        width = envs.single_observation_space.shape[0]
+        return VecEnv(envs, seed, ObsNormalizer((width,), enabled=self.cfg.normalize_obs))
+
+    def make_evaluator(self, seed: int) -> Evaluator:
+        return Evaluator(self.world, self.env_id, self.cfg.eval_episodes, seed,
+                         mode=self.cfg.vector_mode)
+
+    # -- the networks ----------------------------------------------------------------------------
+    def actor_critic(self, envs: VecEnv) -> ActorCritic:
+        return ActorCritic(envs.normalizer.out_dim, envs.single_action_space,
+                           self.cfg.hidden_sizes)
+
+    def q_network(self, envs: VecEnv) -> QNetwork:
+        return QNetwork(envs.normalizer.out_dim, int(envs.single_action_space.n),
+                        self.cfg.hidden_sizes, self.cfg.dueling)
+
+    def transition_dtype(self, envs: VecEnv) -> np.dtype:
+        return transition_dtype(envs.single_observation_space.shape)
+
+    def value_norm(self, model) -> IdentityValueNorm:
+        return IdentityValueNorm()   # (multi-task: PopArt per task)
+
+    # -- what is averaged over which ranks ---------------------------------------------------
+    def weighted_sync(self, sync, grads, model, optimizer):
+        return sync   # every gradient is the plain mean over ranks (multi-task: weighted)
+
+    def allreduce_transition_weights(self, records: np.ndarray) -> float:
+        return 1.0    # every replayed transition counts the same (multi-task: by its task)
+
+    def allreduce_episode_stats(self, stats: EpisodeStats) -> dict:
+        """The update's training episodes, pooled over every rank."""
+        return allreduce_episode_stats(self.world, *stats.drain())
+
+    def summary(self) -> dict:
+        return {}
