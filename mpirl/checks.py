@@ -20,7 +20,7 @@ import yaml
 
 from mpirl.config import Config
 from mpirl.envs.make import env_spec
-from mpirl.errors import ConfigError
+from mpirl.errors import ConfigError, Problems
 from mpirl.pipeline.partition import parse_explicit
 from mpirl.slurm import check_world_size
 from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts
@@ -77,12 +77,8 @@ def slurm_problems(n_ranks: int) -> list[str]:
 def option_problems(cfg: Config) -> list[str]:
     """Values out of range, unknown choices, and options that do not go together; no MPI world
     or environment needed."""
-    problems: list[str] = []
-
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            problems.append(message)
-
+    problems = Problems()
+    need = problems.need
     for f in fields(Config):
         choices = f.metadata["choices"]
         value = getattr(cfg, f.name)

@@ -9,3 +9,12 @@ from __future__ import annotations
 
 class ConfigError(ValueError):
     """Bad input: reported once, before any training, with exit code 2."""
+
+
+class Problems(list):
+    """Bad input found so far, kept to be reported all at once."""
+
+    def need(self, ok: bool, message: str) -> None:
+        """Note ``message`` unless ``ok``."""
+        if not ok:
+            self.append(message)

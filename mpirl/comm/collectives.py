@@ -121,41 +121,32 @@ def broadcast_state(world: World, state, root: int = 0):
         return state
     tensors: list[torch.Tensor] = []
 
-    def skeleton_of(value):
-        if isinstance(value, torch.Tensor):
-            tensors.append(value.detach().contiguous())
-            return _TensorSlot(len(tensors) - 1, tuple(value.shape), value.dtype)
-        if isinstance(value, dict):
-            return {k: skeleton_of(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(skeleton_of(v) for v in value)
-        return value
+    def to_slot(tensor: torch.Tensor) -> _TensorSlot:
+        tensors.append(tensor.detach().contiguous())
+        return _TensorSlot(len(tensors) - 1, tuple(tensor.shape), tensor.dtype)
 
-    skeleton = world.bcast_obj(skeleton_of(state) if world.rank == root else None, root=root)
+    def new_tensor(slot: _TensorSlot) -> _TensorSlot:
+        tensors.append(torch.empty(slot.shape, dtype=slot.dtype))
+        return slot
+
+    skeleton = world.bcast_obj(_map_leaves(state, torch.Tensor, to_slot)
+                               if world.rank == root else None, root=root)
     if world.rank != root:
-        def slots(value):
-            if isinstance(value, _TensorSlot):
-                yield value
-            elif isinstance(value, dict):
-                for v in value.values():
-                    yield from slots(v)
-            elif isinstance(value, (list, tuple)):
-                for v in value:
-                    yield from slots(v)
-        for slot in sorted(slots(skeleton), key=lambda s: s.index):
-            tensors.append(torch.empty(slot.shape, dtype=slot.dtype))
+        _map_leaves(skeleton, _TensorSlot, new_tensor)   # (in slot order: the walk's order)
     broadcast_tensors(world, tensors, root=root)
+    return _map_leaves(skeleton, _TensorSlot, lambda slot: tensors[slot.index])
 
-    def filled(value):
-        if isinstance(value, _TensorSlot):
-            return tensors[value.index]
-        if isinstance(value, dict):
-            return {k: filled(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return type(value)(filled(v) for v in value)
-        return value
 
-    return filled(skeleton)
+def _map_leaves(value, kind: type, fn):
+    """``value`` with every leaf of type ``kind`` in its dicts, lists and tuples replaced by
+    ``fn(leaf)``, in a fixed order (dict order, then list order)."""
+    if isinstance(value, kind):
+        return fn(value)
+    if isinstance(value, dict):
+        return {k: _map_leaves(v, kind, fn) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_leaves(v, kind, fn) for v in value)
+    return value
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,10 @@ class ObsNormalizer:
         total = allreduce_sum(world, flat)
         count, sums = total[0], total[1:].reshape(self._pending.shape)
         self.rms.merge(count, sums[0], sums[1])
+        self._merged()
+
+    def _merged(self) -> None:
+        """The pending sums are in the statistics: start accumulating afresh."""
         self._pending[:] = 0.0
         self._pending_count = 0
         self._refresh()

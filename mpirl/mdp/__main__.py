@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from mpirl.cli import ArgumentParser, decide_on_root
-from mpirl.errors import ConfigError
+from mpirl.errors import ConfigError, Problems
 from mpirl.comm import World, install_abort_on_error
 from mpirl.comm.exchange import allgatherv
 from mpirl.mdp.evaluate import evaluate_in_env, evaluate_in_model
@@ -78,11 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: list[str] | None, n_ranks: int) -> tuple[argparse.Namespace, object]:
     """Parsed and checked options, and the MDP source (rank 0 only). Raises ConfigError."""
     args = build_parser().parse_args(argv)
-    problems: list[str] = []
-
-    def need(ok: bool, message: str) -> None:
-        if not ok:
-            problems.append(message)
+    problems = Problems()
+    need = problems.need
 
     chosen = [flag for flag, v in (("--env", args.env), ("--random-states", args.random_states),
                                    ("--gridworld", args.gridworld)) if v is not None]

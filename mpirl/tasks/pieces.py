@@ -106,9 +106,7 @@ class TaskObsNormalizer(ObsNormalizer):
         for k, rms in enumerate(self.task_rms):
             dk = self.obs_dims[k]
             rms.merge(total[k, 0], total[k, 1:1 + dk], total[k, 1 + D:1 + D + dk])
-        self._pending[:] = 0.0
-        self._pending_count = 0
-        self._refresh()
+        self._merged()
 
     def allgather_state_dict(self) -> dict:
         """Every task's statistics, from its ranks (collective: every rank calls it)."""

@@ -6,8 +6,8 @@ import torch
 from mpirl.comm import World
 from mpirl.optim import FlatAdam
 from tests.flat import views_intact
-from mpirl.comm.collectives import (DesyncError, FlatGradients, allreduce_sum, check_in_sync,
-                                    allreduce_mean_std, sync_params)
+from mpirl.comm.collectives import (DesyncError, FlatGradients, allreduce_mean_std,
+                                    allreduce_sum, broadcast_state, check_in_sync, sync_params)
 
 NPROCS = (2, 4)
 
@@ -126,3 +126,28 @@ def test_allgatherv_and_alltoallv_deliver_the_rows_a_naive_pickled_exchange_does
     received = alltoallv(world, send, send_counts)
     per_source = world.comm.alltoall([mine[k::world.size] for k in range(world.size)])
     assert received.tobytes() == np.concatenate(per_source).tobytes()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_nested_state_broadcast_from_root_arrives_whole_on_every_rank():
+    """comm.broadcast_state (a restored checkpoint's shared state): tensors of several dtypes,
+    dicts, lists and plain values, from rank 0 to all; what other ranks held is ignored."""
+    world = World()
+    g = torch.Generator().manual_seed(world.rank)   # every rank makes a different state
+    state = {"model": {"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g)},
+             "optimizer": {"step": torch.tensor([7.0 + world.rank], dtype=torch.float64),
+                           "lr": 3e-4 * (1 + world.rank)},
+             "rows": [torch.arange(5 + world.rank), {"count": world.rank, "name": "x"}],
+             "empty": torch.zeros(0)}
+    got = broadcast_state(world, state if world.rank == 0 else None)
+    root = world.bcast_obj({"w": state["model"]["w"].numpy(), "b": state["model"]["b"].numpy(),
+                            "step": state["optimizer"]["step"].numpy(),
+                            "rows": state["rows"][0].numpy(), "lr": state["optimizer"]["lr"]})
+    np.testing.assert_array_equal(got["model"]["w"].numpy(), root["w"])
+    np.testing.assert_array_equal(got["model"]["b"].numpy(), root["b"])
+    assert got["optimizer"]["step"].dtype == torch.float64
+    np.testing.assert_array_equal(got["optimizer"]["step"].numpy(), root["step"])
+    assert got["optimizer"]["lr"] == root["lr"]
+    np.testing.assert_array_equal(got["rows"][0].numpy(), root["rows"])
+    assert got["rows"][0].dtype == torch.int64 and got["rows"][1] == {"count": 0, "name": "x"}
+    assert got["empty"].shape == (0,)
