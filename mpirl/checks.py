@@ -161,12 +161,12 @@ def env_problems(env_id: str, algo: str, multitask: bool = False) -> list[str]:
     env.close()
     if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
         return [f"{env_id}: only flat vector observations are supported, not {obs}"]
-    if multitask and not isinstance(act, gym.spaces.Discrete):
-        return [f"--tasks: {env_id} has a {type(act).__name__} action space; multi-task runs "
-                "need Discrete actions (per-task action masks)"]
     if not isinstance(act, ACTION_SPACES[algo]):
         kinds = " or ".join(k.__name__ for k in ACTION_SPACES[algo])
         return [f"{env_id} has a {type(act).__name__} action space; --algo {algo} needs {kinds}"]
+    if multitask and not isinstance(act, gym.spaces.Discrete):
+        return [f"--tasks: {env_id} has a {type(act).__name__} action space; multi-task runs "
+                "need Discrete actions (per-task action masks)"]
     return []
 
 
