@@ -18,6 +18,7 @@ from dataclasses import fields
 import gymnasium as gym
 import yaml
 
+from mpirl import presets
 from mpirl.config import Config
 from mpirl.envs.make import env_spec
 from mpirl.errors import ConfigError, Problems
@@ -25,12 +26,15 @@ from mpirl.pipeline.partition import parse_explicit
 from mpirl.slurm import check_world_size
 from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts
 
+# The env families whose packages come with an extra of mpirl's (setup.cfg).
+EXTRAS = ("box2d", "mujoco")
 # The action spaces each algorithm handles.
 ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,)}
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
 # (Not the pipeline layout: checkpoints always hold the whole model, whatever the stages.)
-MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "num_envs", "normalize_obs", "dueling")
+MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "activation", "num_envs", "normalize_obs",
+              "normalize_reward", "dueling")
 
 
 def check(cfg: Config, n_ranks: int) -> None:
@@ -133,6 +137,14 @@ def option_problems(cfg: Config) -> list[str]:
     if cfg.algo == "dqn":
         need(cfg.buffer_size >= cfg.batch_size,
              f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
+    for name in ("clip_obs", "clip_reward"):
+        value = getattr(cfg, name)
+        need(value > 0, f"--{name.replace('_', '-')} must be > 0, not {value}")
+    need(not cfg.normalize_reward or cfg.algo == "ppo",
+         f"--normalize-reward is implemented for --algo ppo only, not --algo {cfg.algo}")
+    need(not (cfg.normalize_reward and cfg.tasks),
+         "--normalize-reward cannot be combined with --tasks (PopArt normalises each task's "
+         "values: --popart)")
     need(cfg.tasks or not cfg.park_solved_tasks,
          "--park-solved-tasks applies to multi-task runs (--tasks); a single-task run's "
          "analogue is --stop-on-solve")
@@ -155,6 +167,8 @@ def env_problems(env_id: str, algo: str, multitask: bool = False) -> list[str]:
         return [str(exc)]
     try:
         env = gym.make(env_id)
+    except (ImportError, gym.error.DependencyNotInstalled) as exc:
+        return [missing_package(env_id, exc)]
     except Exception as exc:  # noqa: BLE001 - any construction failure is bad input
         return [f"cannot create environment {env_id!r}: {exc}"]
     obs, act = env.observation_space, env.action_space
@@ -168,6 +182,15 @@ def env_problems(env_id: str, algo: str, multitask: bool = False) -> list[str]:
         return [f"--tasks: {env_id} has a {type(act).__name__} action space; multi-task runs "
                 "need Discrete actions (per-task action masks)"]
     return []
+
+
+def missing_package(env_id: str, exc: Exception) -> str:
+    """The message for an env whose package is not installed: which of mpirl's extras has it."""
+    extra = presets.family(env_id)
+    if extra in EXTRAS:
+        return (f"{env_id} needs the {extra} extra, which is not installed: pip install "
+                f"'mpirl[{extra}]' (or 'mpirl[all]'; make setup installs them) ({exc})")
+    return f"cannot create environment {env_id!r}: a package it needs is missing ({exc})"
 
 
 # -- the parallel layout ---------------------------------------------------------------------------

@@ -1,7 +1,15 @@
-"""Run configuration: one documented dataclass, read from YAML and the command line.
+"""Run configuration: one documented dataclass, read from presets, YAML and the command line.
 
-Precedence: built-in defaults < ``--config FILE`` (YAML) < command-line options. Whether the
-values make sense together, and for a world size, is checked in one place: mpirl.checks. Every field is a
+Precedence::
+
+    defaults < defaults for the algorithm and the env's actions < preset < --config FILE < command line
+
+The defaults for PPO follow CleanRL's two files: ``ppo.py`` for Discrete actions and
+``ppo_continuous_action.py`` for Box ones (:data:`DEFAULTS`). A preset (mpirl/presets) is chosen by
+the env id unless ``--preset`` says otherwise. PPO's rollout is given for the whole job
+(``--rollout ENVSxSTEPS``) and split over the ranks, so that the algorithm is the same at any
+rank count; ``--num-envs``/``--num-steps`` set a rank's share directly. Whether the values make
+sense together, and for a world size, is checked in one place: mpirl.checks. Every field is a
 command-line option of the same name with dashes (``total_timesteps`` -> ``--total-timesteps``);
 ``python -m mpirl.train --help`` lists them all with their defaults, grouped as below.
 """
@@ -17,7 +25,9 @@ from typing import Any
 
 import yaml
 
+from mpirl import presets
 from mpirl.cli import ArgumentParser
+from mpirl.envs.make import action_kind
 from mpirl.errors import ConfigError
 
 
@@ -27,8 +37,18 @@ def opt(default: Any, help: str, group: str = "run", choices: tuple | None = Non
 
 
 ALGOS = ("ppo", "dqn")
-# Per-algorithm defaults of shared options, as each CleanRL algorithm file has its own.
-PER_ALGO_DEFAULTS = {"num_envs": {"ppo": 32, "dqn": 8}, "max_grad_norm": {"ppo": 0.5, "dqn": 10.0}}
+# Defaults that depend on the algorithm and on the env's action space, as CleanRL's algorithm
+# files each have their own (ppo.py, ppo_continuous_action.py, dqn.py). Their fields default to
+# None in Config and are filled from here (a Config built directly gets the Discrete column).
+DEFAULTS = {
+    ("ppo", "discrete"): {"learning_rate": 3e-4, "rollout": "8x128", "num_minibatches": 4,
+                          "update_epochs": 4, "ent_coef": 0.01, "max_grad_norm": 0.5},
+    ("ppo", "continuous"): {"learning_rate": 3e-4, "rollout": "1x2048", "num_minibatches": 32,
+                            "update_epochs": 10, "ent_coef": 0.0, "max_grad_norm": 0.5},
+    ("dqn", "discrete"): {"learning_rate": 2.5e-3, "rollout": "8x128", "num_envs": 8,
+                          "num_minibatches": 1, "update_epochs": 1, "ent_coef": 0.0,
+                          "max_grad_norm": 10.0},
+}
 VECTOR_MODES = ("auto", "native", "sync", "async")
 SYNC_MODES = ("allreduce", "overlap", "local-sgd")
 SCHEDULES = ("gpipe", "1f1b")
@@ -42,7 +62,8 @@ class Config:
     env_id: str = opt("CartPole-v1", "gymnasium environment id (any registered id)")
     algo: str = opt("ppo", "algorithm", choices=ALGOS)
     total_timesteps: int = opt(400_000, "environment steps of ALL ranks together")
-    num_envs: int | None = opt(None, "environments per rank (default: 32 for ppo, 8 for dqn)")
+    num_envs: int | None = opt(None, "environments per rank (default: ppo: the rank's share of "
+                                     "--rollout; dqn: 8)")
     seed: int = opt(0, "base seed; rank r derives its own seeds from (seed, r)")
     run_dir: str | None = opt(None, "where outputs go (default runs/<env>__<algo>__<seed>__<time>)")
     resume: bool = opt(False, "continue the run in --run-dir from its latest good checkpoint")
@@ -53,6 +74,8 @@ class Config:
     eval_interval: int = opt(10, "evaluate every N updates (and when training returns reach the "
                                  "target, and at the end)")
     hidden_sizes: tuple = opt((64, 64), "hidden layer widths, e.g. 64,64")
+    activation: str = opt("tanh", "the hidden layers' activation (ppo; dqn's Q-network uses relu)",
+                          choices=("tanh", "relu"))
     device: str = opt("cpu", "torch device; this version trains on cpu only (RL-sized models are "
                              "bound by environment stepping and latency, not FLOPs)")
     torch_threads: int = opt(0, "torch intra-op threads per rank; 0 = auto: the rank's share of "
@@ -64,6 +87,7 @@ class Config:
                            choices=VECTOR_MODES)
     normalize_obs: bool = opt(True, "normalise observations with running statistics merged "
                                     "across ranks")
+    clip_obs: float = opt(10.0, "clip normalised observations to [-clip, clip]")
     log_interval: int = opt(5, "print a progress line every N updates")
     checkpoint_interval: int = opt(50, "checkpoint every N updates (and at the end)")
     keep_checkpoints: int = opt(3, "how many of the newest checkpoints to keep")
@@ -72,24 +96,41 @@ class Config:
                                      "no progress for this many seconds (0: never)")
     tensorboard: bool = opt(True, "write TensorBoard event files to the run dir")
     config: str | None = opt(None, "YAML file with any of these options (the command line wins)")
+    preset: str = opt("auto", "tuned settings: auto (the env's own preset or its family's, when "
+                              "one ships), a preset's name, or none (the defaults alone)")
 
     # -- PPO (CleanRL names) -------------------------------------------------------------------
-    learning_rate: float = opt(2.5e-3, "optimizer learning rate", "ppo")
-    num_steps: int = opt(8, "steps per environment per rollout", "ppo")
+    learning_rate: float | None = opt(None, "optimizer learning rate (default: ppo 3e-4, dqn "
+                                            "2.5e-3)", "ppo")
+    rollout: str | None = opt(None, "one update's rollout over ALL ranks, ENVSxSTEPS; each rank "
+                                    "runs its share of the envs (or of the steps, with more ranks "
+                                    "than envs) (default: 8x128, Box actions 1x2048)", "ppo")
+    num_steps: int | None = opt(None, "steps per environment per rollout (default: --rollout's)",
+                                "ppo")
     anneal_lr: bool = opt(True, "anneal the learning rate linearly to 0", "ppo")
-    gamma: float = opt(0.98, "discount factor", "ppo")
-    gae_lambda: float = opt(0.8, "GAE lambda", "ppo")
-    num_minibatches: int = opt(1, "minibatches per epoch", "ppo")
-    update_epochs: int = opt(10, "epochs over each rollout", "ppo")
+    gamma: float = opt(0.99, "discount factor", "ppo")
+    gae_lambda: float = opt(0.95, "GAE lambda", "ppo")
+    num_minibatches: int | None = opt(None, "minibatches per epoch (default: 4, Box actions 32)",
+                                      "ppo")
+    update_epochs: int | None = opt(None, "epochs over each rollout (default: 4, Box actions 10)",
+                                    "ppo")
     norm_adv: bool = opt(True, "normalise advantages (global mean/std over all ranks; "
                               "with --tasks, over the task's ranks)", "ppo")
     clip_coef: float = opt(0.2, "surrogate clipping coefficient", "ppo")
-    clip_vloss: bool = opt(False, "clip the value loss", "ppo")
-    ent_coef: float = opt(0.0, "entropy bonus coefficient", "ppo")
+    clip_vloss: bool = opt(True, "clip the value loss", "ppo")
+    ent_coef: float | None = opt(None, "entropy bonus coefficient (default: 0.01, Box actions 0)",
+                                 "ppo")
     vf_coef: float = opt(0.5, "value loss coefficient", "ppo")
     max_grad_norm: float | None = opt(None, "clip the global norm of the averaged gradient "
                                             "(default: 0.5 for ppo, 10 for dqn)", "ppo")
     target_kl: float | None = opt(None, "stop the epochs early above this approximate KL", "ppo")
+    normalize_reward: bool | None = opt(None, "scale rewards by the running standard deviation of "
+                                              "the discounted return, merged across ranks "
+                                              "(default: on; off with --tasks, whose values "
+                                              "PopArt normalises)", "ppo")
+    clip_reward: float = opt(10.0, "clip scaled rewards to [-clip, clip]", "ppo")
+    log_std_init: float = opt(0.0, "initial log standard deviation of the Gaussian policy (Box "
+                                   "actions)", "ppo")
 
     # -- DQN ---------------------------------------------------------------------------------
     buffer_size: int = opt(50_000, "replay capacity (transitions per rank's memory)", "dqn")
@@ -102,6 +143,10 @@ class Config:
     start_e: float = opt(1.0, "initial epsilon (single-rank annealing)", "dqn")
     end_e: float = opt(0.05, "final epsilon (single-rank annealing)", "dqn")
     exploration_fraction: float = opt(0.2, "fraction of the run over which epsilon anneals", "dqn")
+    exploration: str = opt("apex", "how the ranks explore: apex (rank i of N with a fixed "
+                                   "eps^(1+alpha*i/(N-1)); a rank alone anneals linearly) or "
+                                   "linear (every rank anneals from --start-e to --end-e)", "dqn",
+                           choices=("apex", "linear"))
     apex_epsilon: float = opt(0.4, "Ape-X base epsilon: rank i explores with eps^(1+alpha*i/(N-1))",
                               "dqn")
     apex_alpha: float = opt(7.0, "Ape-X epsilon exponent spread", "dqn")
@@ -152,9 +197,16 @@ class Config:
                                   "multitask")
 
     def __post_init__(self):
-        for name, by_algo in PER_ALGO_DEFAULTS.items():
-            if getattr(self, name) is None:  # (an unknown --algo is reported by validate)
-                setattr(self, name, by_algo.get(self.algo, by_algo["ppo"]))
+        """Fill what is left unset as for Discrete actions (parse_args knows the env's)."""
+        table = DEFAULTS.get((self.algo, "discrete"), DEFAULTS["ppo", "discrete"])
+        for name, value in table.items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.normalize_reward is None:
+            self.normalize_reward = self.algo == "ppo" and not self.tasks
+        if self.num_envs is None or self.num_steps is None:
+            self.num_envs, self.num_steps = rank_share(self.rollout, 1, self.num_envs,
+                                                       self.num_steps)
 
     # -- derived helpers -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -273,15 +325,25 @@ def load_yaml(path: str) -> dict:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
-def parse_args(argv: list[str] | None = None) -> Config:
-    """Defaults < YAML (--config) < command line, converted to the fields' types. Raises
-    ConfigError listing every value that does not convert; whether the values make sense for a
-    run is mpirl.checks' question."""
+def parse_args(argv: list[str] | None = None, n_ranks: int = 1) -> Config:
+    """The configuration of a run over ``n_ranks`` ranks::
+
+        defaults < DEFAULTS[algo, the env's actions] < preset < --config FILE < command line
+
+    converted to the fields' types, PPO's rollout split over the ranks. Raises ConfigError listing
+    every value that does not convert; whether the values make sense together for a run is
+    mpirl.checks' question."""
     given = vars(build_parser().parse_args(argv))
-    values: dict = {}
-    if given.get("config"):
-        values.update(load_yaml(given["config"]))
-    values.update(given)
+    from_file = load_yaml(given["config"]) if given.get("config") else {}
+    chosen = {**from_file, **given}                  # what the user set: the file, then the line
+    algo = str(chosen.get("algo", FIELDS["algo"].default))
+    env_id = str(chosen.get("env_id", FIELDS["env_id"].default))
+    tasks = chosen.get("tasks")
+    actions = "discrete" if tasks else action_kind(env_id)
+    preset = choose_preset(str(chosen.get("preset", FIELDS["preset"].default)), algo, env_id,
+                           tasks)
+    values = {**DEFAULTS.get((algo, actions), {}), **(preset.options if preset else {}), **chosen,
+              "preset": preset.name if preset else "none"}
     converted, problems = {}, []
     for name, value in values.items():
         try:
@@ -291,7 +353,42 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if problems:
         raise ConfigError("\n".join(problems) if len(problems) == 1 else
                           "invalid configuration:\n  " + "\n  ".join(problems))
+    converted["num_envs"], converted["num_steps"] = rank_share(
+        converted.get("rollout") or DEFAULTS["ppo", "discrete"]["rollout"], n_ranks,
+        converted.get("num_envs"), converted.get("num_steps"))
     return Config(**converted)
+
+
+def choose_preset(name: str, algo: str, env_id: str, tasks) -> presets.Preset | None:
+    """--preset: ``auto`` picks the env's own (none for --tasks, which spans envs), ``none``
+    none, anything else that preset by name."""
+    if name == "none" or algo not in ALGOS:
+        return None
+    if name == "auto":
+        return None if tasks else presets.for_env(algo, env_id)
+    return presets.load(algo, name)
+
+
+def parse_rollout(text: str) -> tuple[int, int]:
+    """``"8x128"`` -> (8, 128): envs over all ranks, steps per env."""
+    envs, sep, steps = str(text).lower().partition("x")
+    if not (sep and envs.isdigit() and steps.isdigit() and int(envs) >= 1 and int(steps) >= 1):
+        raise ConfigError(f"--rollout {text!r}: expected ENVSxSTEPS with whole numbers >= 1, "
+                          "e.g. 8x128")
+    return int(envs), int(steps)
+
+
+def rank_share(rollout: str, n_ranks: int, num_envs: int | None = None,
+               num_steps: int | None = None) -> tuple[int, int]:
+    """A rank's (envs, steps) of a job's ``rollout`` over ``n_ranks``: the envs divided among the
+    ranks (at least one each) and, where there are more ranks than envs, the steps too, so the
+    job's rollout keeps its size. A given ``num_envs`` or ``num_steps`` is the rank's own."""
+    envs, steps = parse_rollout(rollout)
+    if num_envs is None and num_steps is None:
+        num_envs = max(1, envs // n_ranks)
+        num_steps = math.ceil(envs * steps / (n_ranks * num_envs))
+    return (max(1, envs // n_ranks) if num_envs is None else num_envs,
+            steps if num_steps is None else num_steps)
 
 
 def default_run_dir(cfg: Config) -> str:

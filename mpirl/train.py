@@ -49,7 +49,7 @@ def configure(world: World, argv: list[str] | None) -> Config:
     """Rank 0 decides; every rank gets the same Config, or exits with rank 0's one message."""
 
     def decide() -> Config:
-        cfg = parse_args(argv)
+        cfg = parse_args(argv, world.size)
         if cfg.run_dir is None and not cfg.resume:   # (--resume needs the run's dir: a check)
             cfg.run_dir = default_run_dir(cfg)
         check(cfg, world.size)   # every problem at once: options, envs, layout, tasks, run dir
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from mpirl.run import Run
     run = Run(cfg, world, make_scoreboard(cfg, world.size), total_steps=cfg.total_timesteps)
-    run.log.print(f"mpirl: {cfg.algo} on {cfg.tasks or cfg.env_id}, {world.size} rank(s) x {cfg.num_envs} envs, "
-                  f"{torch.get_num_threads()} thread(s)/rank, {cfg.total_timesteps:,} global steps "
-                  f"-> {cfg.run_dir}")
+    run.log.print(f"mpirl: {cfg.algo} on {cfg.tasks or cfg.env_id} (preset {cfg.preset}), "
+                  f"{world.size} rank(s) x {cfg.num_envs} envs, {torch.get_num_threads()} "
+                  f"thread(s)/rank, {cfg.total_timesteps:,} global steps -> {cfg.run_dir}")
     algorithm = importlib.import_module(f"mpirl.algos.{cfg.algo}")
     return algorithm.train(cfg, world, run)
 

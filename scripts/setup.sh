@@ -42,8 +42,8 @@ fi
 if [ "${USE_PIP_MPICH:-0}" = 1 ]; then
     "$VENV/bin/python" -m pip install -q mpich
 fi
-say "installing mpirl and its dependencies into $VENV"
-if ! "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test]' >"$VENV/pip.log" 2>&1; then
+say "installing mpirl, its environment extras (box2d, mujoco) and test tools into $VENV"
+if ! "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,all]' >"$VENV/pip.log" 2>&1; then
     tail -n 30 "$VENV/pip.log"
     say "pip install failed (full log: $VENV/pip.log)"
     exit 1

@@ -114,7 +114,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             global_step += E * N
             if limiter is not None:
                 limiter.insert(E * N)
-        envs.normalizer.allreduce_statistics(tasks.group)
+        envs.allreduce_statistics(tasks.group)
 
         # 2. Learner: as far as the rate limiter allows (or gradient_steps, with no limiter).
         if limiter is not None:
@@ -272,8 +272,8 @@ def apex_epsilon(base: float, alpha: float, rank: int, size: int) -> float:
 def actor_epsilon(cfg: Config, group: World) -> float | None:
     """This rank's fixed Ape-X rate, spread over the ranks that act in the same env (the world;
     multi-task: the task's group, so every task gets the whole range of rates), or None for the
-    linear schedule of a rank that acts alone."""
-    if group.size == 1:
+    linear schedule (a rank that acts alone, or --exploration linear)."""
+    if group.size == 1 or cfg.exploration == "linear":
         return None
     return apex_epsilon(cfg.apex_epsilon, cfg.apex_alpha, group.rank, group.size)
 

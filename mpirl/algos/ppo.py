@@ -81,7 +81,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         training = tasks.training
         collect_rollout(rollout, envs, model, policy, generators["sampler"], value_norm,
                         steps=T if training else 0)
-        envs.normalizer.allreduce_statistics(tasks.group)
+        envs.allreduce_statistics(tasks.group)
 
         # 2. Advantages and the update's batch (a pipeline's: all its stages' rollouts).
         batch = make_batch(rollout, cfg, value_norm, tasks.group, replica.shard)
@@ -137,7 +137,7 @@ class Rollout:
                    np.zeros((T, E), np.float32), np.zeros((T, E), bool))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def collect_rollout(rollout: Rollout, envs: VecEnv, model, policy: Policy,
                     sampler: torch.Generator, value_norm, steps: int) -> None:
     """``steps`` steps of every env on this rank into ``rollout``, and the value of the

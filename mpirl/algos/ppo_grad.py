@@ -1,6 +1,6 @@
 """PPO's minibatch loss and its exact gradient for the plain actor-critic, written out by hand.
 
-For the model of every single-task run (Linear + Tanh hidden blocks, then the packed
+For the model of every single-task run (Linear + Tanh or ReLU hidden blocks, then the packed
 ``[pi | v]`` head of :mod:`mpirl.models.actor_critic`) the loss of a minibatch and its gradient
 are some forty tensor operations. autograd does the same arithmetic but also records a graph and
 replays it op by op; for 256 samples through 64x64 layers that bookkeeping costs more than the
@@ -16,7 +16,8 @@ The derivatives, per sample i of a batch of B (g_x = d loss / d x):
     Discrete:  g_z = g_logp (onehot(a) - p) + c_H / B p (log p + H)        (z the logits)
     Box:       g_mu = g_logp (a - mu) / s^2,  g_log_s = sum_i g_logp_i ((a - mu)^2 / s^2 - 1) - c_H
     g_v_i      = c_V (v_i - R_i) / B, or with --clip-vloss through the larger of the two terms
-    hidden:    g_pre = g_h (1 - h^2)  (h = tanh(pre)),   g_W = g_pre^T x,   g_x = g_pre W
+    hidden:    g_pre = g_h (1 - h^2)  (h = tanh(pre)), or g_h [h > 0] (h = relu(pre)),
+               g_W = g_pre^T x,   g_x = g_pre W
 
 Ties of the two clipped terms (autograd halves them) give the same sums, so the gradients equal
 autograd's to float32 rounding: tests/unit/test_ppo_grad.py holds them to it for Discrete and Box
@@ -41,7 +42,7 @@ def manual_gradients(model: nn.Module, cfg: Config) -> "ManualPPOGradients | Non
         return None
     for block in list(model)[:-1]:
         if not (isinstance(block, nn.Sequential) and len(block) == 2
-                and type(block[0]) is nn.Linear and type(block[1]) is nn.Tanh):
+                and type(block[0]) is nn.Linear and type(block[1]) in (nn.Tanh, nn.ReLU)):
             return None
     return ManualPPOGradients(model, cfg)
 
@@ -51,6 +52,7 @@ class ManualPPOGradients:
 
     def __init__(self, model: ActorCritic, cfg: Config):
         self.hidden = [block[0] for block in list(model)[:-1]]   # the Linear of each block
+        self.relu = [type(block[1]) is nn.ReLU for block in list(model)[:-1]]   # else tanh
         self.head = model.head
         self.continuous = model.continuous
         self.cfg = cfg
@@ -63,9 +65,10 @@ class ManualPPOGradients:
         cfg, head, B = self.cfg, self.head, len(obs)
         # forward, keeping every layer's input
         inputs, x = [], obs
-        for linear in self.hidden:
+        for linear, relu in zip(self.hidden, self.relu):
             inputs.append(x)
-            x = torch.addmm(linear.bias, x, linear.weight.t()).tanh_()
+            x = torch.addmm(linear.bias, x, linear.weight.t())
+            x = x.relu_() if relu else x.tanh_()
         pi = torch.addmm(head.policy.bias, x, head.policy.weight.t())
         value = torch.addmm(head.value.bias, x, head.value.weight.t()).squeeze(1)
 
@@ -127,7 +130,7 @@ class ManualPPOGradients:
         # back through the hidden blocks
         for k in range(len(self.hidden) - 1, -1, -1):
             linear = self.hidden[k]
-            g_pre = g_x.mul_(1.0 - x.square())
+            g_pre = g_x.mul_(x > 0) if self.relu[k] else g_x.mul_(1.0 - x.square())
             x = inputs[k]
             weight_grad(g_pre, x, linear.weight.grad)
             torch.sum(g_pre, 0, out=linear.bias.grad)

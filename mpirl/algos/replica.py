@@ -83,6 +83,8 @@ def restore_or_start(run: Run, replica: Replica, envs: VecEnv,
     if restored is not None:
         replica.load_state_dict(restored.state)
         envs.normalizer.load_state_dict(restored.state["normalizer"])
+        if envs.reward_scaler is not None:
+            envs.reward_scaler.load_state_dict(restored.state["reward_scaler"])
         env_restored = (restored.rank_state is not None
                         and envs.load_state_dict(restored.rank_state["env"]))
         if env_restored:
@@ -96,9 +98,11 @@ def restore_or_start(run: Run, replica: Replica, envs: VecEnv,
 
 def save_checkpoint(run: Run, update: int, replica: Replica, envs: VecEnv,
                     generators: Generators, meta: dict) -> None:
-    """Collective: the replica and the normaliser (the same on every rank), and each rank's env
-    and generators (its own), as the checkpoint of ``update``."""
+    """Collective: the replica and the normalisers' statistics (the same on every rank), and
+    each rank's env and generators (its own), as the checkpoint of ``update``."""
     state = {**replica.gather_state_dict(),
              "normalizer": envs.normalizer.allgather_state_dict()}
+    if envs.reward_scaler is not None:
+        state["reward_scaler"] = envs.reward_scaler.state_dict()
     rank_state = {"env": envs.state_dict(), **generator_states(generators)}
     run.save_checkpoint(update, state, rank_state, meta)

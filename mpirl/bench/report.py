@@ -46,6 +46,8 @@ BLOCKS = (
     Block("multitask", "multitask", "Multi-task PPO", "multitask.md"),
     Block("multitask-dqn", "multitask", "Multi-task DQN", "multitask.md", ("--dqn",)),
     Block("mdp", "mdp", "Tabular MDPs: distributed value iteration", "mdp.md"),
+    Block("zoo", "zoo", "Beyond CartPole: presets and defaults against the published tables",
+          "presets.md"),
 )
 
 HEADER = """\

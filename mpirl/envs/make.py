@@ -23,6 +23,19 @@ def default_target(env_id: str) -> float | None:
     return env_spec(env_id).reward_threshold
 
 
+def action_kind(env_id: str) -> str:
+    """``"continuous"`` for an env with Box actions, else ``"discrete"`` (also when the env
+    cannot be built: the checks made before training say why)."""
+    try:
+        env = gym.make(env_id)
+    except Exception:  # noqa: BLE001 - reported by mpirl.checks
+        return "discrete"
+    try:
+        return "continuous" if isinstance(env.action_space, gym.spaces.Box) else "discrete"
+    finally:
+        env.close()
+
+
 def make_vec(env_id: str, num_envs: int, mode: str = "auto") -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies: the env's native vectorised implementation when it
     has one (``auto``/``native``; CartPole's is ~10x faster per step than a loop of single

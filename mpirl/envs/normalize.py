@@ -119,3 +119,54 @@ class ObsNormalizer:
     def load_state_dict(self, state: dict) -> None:
         self.rms.load_state_dict(state)
         self._refresh()
+
+
+class RewardScaler:
+    """Rewards divided by the running standard deviation of the discounted return, then clipped
+    (the "reward scaling" of Engstrom et al. 2020; gymnasium's NormalizeReward; CleanRL's and
+    SB3's continuous-control PPO). Each env keeps its discounted return
+    ``R <- gamma * R + r`` (reset where an episode ends); the returns' statistics, like the
+    observations', stay frozen during a rollout and are merged over ranks after it
+    (:meth:`allreduce_statistics`), so every rank scales alike.
+
+    The running returns are a rank's own state (checkpointed with its env); the statistics are
+    shared (checkpointed once).
+    """
+
+    def __init__(self, num_envs: int, gamma: float, enabled: bool = True, clip: float = 10.0,
+                 epsilon: float = 1e-8):
+        self.enabled, self.gamma, self.clip, self.epsilon = enabled, gamma, clip, epsilon
+        self.returns = np.zeros(num_envs, np.float64)   # each env's discounted return so far
+        self.rms = RunningMeanStd(())
+        self._pending = np.zeros(3, np.float64)         # count, sum, sum of squares
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._scale = np.float32(1.0 / np.sqrt(self.rms.var + self.epsilon))
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """The rewards of one step to learn from (``valid``: the envs that acted; ``done``:
+        their episodes ended here)."""
+        if not self.enabled:
+            return reward
+        self.returns = np.where(valid, self.returns * self.gamma + reward, self.returns)
+        acted = self.returns[valid]
+        self._pending += (len(acted), acted.sum(), np.square(acted).sum())
+        self.returns[done] = 0.0
+        return np.clip(reward * self._scale, -self.clip, self.clip).astype(np.float32)
+
+    def allreduce_statistics(self, world: World) -> None:
+        """Merge every rank's returns of this rollout into the shared statistics."""
+        if not self.enabled:
+            return
+        count, total, total_sq = allreduce_sum(world, self._pending)
+        self.rms.merge(count, np.asarray(total), np.asarray(total_sq))
+        self._pending[:] = 0.0
+        self._refresh()
+
+    def state_dict(self) -> dict:
+        return self.rms.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rms.load_state_dict(state)
+        self._refresh()

@@ -1,5 +1,5 @@
-"""One rank's vector env: gymnasium's, with reset-step bookkeeping, its observation normaliser and
-its episode statistics.
+"""One rank's vector env: gymnasium's, with reset-step bookkeeping, its observation normaliser, its
+reward scaler and its episode statistics.
 
 Vector envs in gymnasium >= 1.0 reset finished sub-environments on the *next* step ("next-step
 autoreset"): the step after an episode ends returns the first observation of the new episode,
@@ -15,21 +15,25 @@ import torch
 from mpirl.envs import state as envstate
 from mpirl.envs.episodes import EpisodeStats
 from mpirl.envs.make import clip_to_space
-from mpirl.envs.normalize import ObsNormalizer
+from mpirl.comm.world import World
+from mpirl.envs.normalize import ObsNormalizer, RewardScaler
 
 
 class VecEnv:
     """A rank's vector env (``envs``, from :func:`~mpirl.envs.make.make_vec`): :meth:`step` takes
-    actions and returns (reward, terminated, truncated, valid); :meth:`observe` gives the
-    observations normalised by ``normalizer``.
+    actions and returns (reward, terminated, truncated, valid), the reward scaled by
+    ``reward_scaler`` when there is one; :meth:`observe` gives the observations normalised by
+    ``normalizer``. Episode statistics record the env's own rewards.
 
     ``valid`` holds, for the step about to be taken, which sub-envs will really act (False right
     after an episode ended: that step only resets).
     """
 
     def __init__(self, envs: gym.vector.VectorEnv, seed: int,
-                 normalizer: ObsNormalizer | None = None):
+                 normalizer: ObsNormalizer | None = None,
+                 reward_scaler: RewardScaler | None = None):
         self.envs = envs
+        self.reward_scaler = reward_scaler
         self.num_envs = num_envs = envs.num_envs
         self.single_observation_space = self.envs.single_observation_space
         self.single_action_space = self.envs.single_action_space
@@ -52,14 +56,24 @@ class VecEnv:
         self.stats.record(reward, done, valid)
         self.raw_obs = raw
         self.valid = ~done
+        if self.reward_scaler is not None:
+            reward = self.reward_scaler(reward, done, valid)
         return reward.astype(np.float32), terminated, truncated, valid
+
+    def allreduce_statistics(self, world: World) -> None:
+        """Merge the rollout's observation (and reward) statistics over ``world``'s ranks."""
+        self.normalizer.allreduce_statistics(world)
+        if self.reward_scaler is not None:
+            self.reward_scaler.allreduce_statistics(world)
 
     def state_dict(self) -> dict:
         """Everything needed to continue exactly where this env stands (see envstate)."""
         return {"env": envstate.capture(self.envs), "raw_obs": torch.from_numpy(self.raw_obs.copy()),
                 "valid": torch.from_numpy(self.valid.copy()),
                 "running_return": torch.from_numpy(self.stats.running_return.copy()),
-                "running_length": torch.from_numpy(self.stats.running_length.copy())}
+                "running_length": torch.from_numpy(self.stats.running_length.copy()),
+                **({"discounted_return": torch.from_numpy(self.reward_scaler.returns.copy())}
+                   if self.reward_scaler is not None else {})}
 
     def load_state_dict(self, state: dict) -> bool:
         """Restore a saved state; False (fresh episodes) where the env's state was not saved, or
@@ -72,6 +86,8 @@ class VecEnv:
         self.valid = state["valid"].numpy().copy()
         self.stats.running_return = state["running_return"].numpy().copy()
         self.stats.running_length = state["running_length"].numpy().copy()
+        if self.reward_scaler is not None and "discounted_return" in state:
+            self.reward_scaler.returns = state["discounted_return"].numpy().copy()
         return True
 
     def close(self):

@@ -27,6 +27,9 @@ def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias: float = 0.0) -
     return layer
 
 
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
 def hidden_blocks(in_dim: int, hidden_sizes, activation=nn.Tanh) -> list[nn.Module]:
     """One ``Linear + activation`` block per hidden width."""
     blocks, width = [], in_dim
@@ -41,7 +44,7 @@ def run_layers(layers, x: torch.Tensor) -> torch.Tensor:
 
     ``nn.Module.__call__`` costs a few microseconds per layer, as much as the arithmetic for a
     rollout step's batch of 16 observations: skipping it makes acting ~3x faster. Any other layer
-    type is called normally.
+    type is called through its ``forward`` (forward hooks are not run: mpirl sets none).
     """
     for layer in layers:
         kind = type(layer)
@@ -54,19 +57,20 @@ def run_layers(layers, x: torch.Tensor) -> torch.Tensor:
         elif kind is nn.Sequential:
             x = run_layers(layer, x)
         else:
-            x = layer(x)
+            x = layer.forward(x)
     return x
 
 
 class PolicyValueHead(nn.Module):
     """Policy parameters and value from the last hidden features, packed as ``[pi | v]``."""
 
-    def __init__(self, in_dim: int, action_dim: int, continuous: bool):
+    def __init__(self, in_dim: int, action_dim: int, continuous: bool, log_std_init: float = 0.0):
         super().__init__()
         self.policy = layer_init(nn.Linear(in_dim, action_dim), std=0.01)
         self.value = layer_init(nn.Linear(in_dim, 1), std=1.0)
         # State-independent log standard deviation of the Gaussian policy (Box actions only).
-        self.log_std = nn.Parameter(torch.zeros(action_dim)) if continuous else None
+        self.log_std = (nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+                        if continuous else None)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return torch.cat([F.linear(h, self.policy.weight, self.policy.bias),
@@ -76,11 +80,12 @@ class PolicyValueHead(nn.Module):
 class ActorCritic(nn.Sequential):
     """Shared-trunk actor-critic for Discrete or Box action spaces and flat observations."""
 
-    def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64)):
+    def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64),
+                 activation: str = "tanh", log_std_init: float = 0.0):
         self.continuous = isinstance(action_space, gym.spaces.Box)
         self.action_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
-        head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous)
-        super().__init__(*hidden_blocks(obs_dim, hidden_sizes), head)
+        head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous, log_std_init)
+        super().__init__(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]), head)
         self.obs_dim = obs_dim
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

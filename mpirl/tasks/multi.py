@@ -98,7 +98,8 @@ class MultiTask:
         normaliser also holds every other task's statistics (DQN: replayed batches mix tasks)."""
         normalizer = TaskObsNormalizer(self.obs_dims[self.task], self.width, self.task, self.ids,
                                        self.world, enabled=self.cfg.normalize_obs,
-                                       all_tasks=replay, obs_dims=list(self.obs_dims))
+                                       all_tasks=replay, obs_dims=list(self.obs_dims),
+                                       clip=self.cfg.clip_obs)
         return VecEnv(make_vec(self.env_id, self.cfg.num_envs, self.cfg.vector_mode), seed,
                       normalizer)
 

@@ -38,10 +38,10 @@ class TaskObsNormalizer(ObsNormalizer):
 
     def __init__(self, obs_dim: int, width: int, task: int, task_ids: list[str], world: World,
                  enabled: bool = True, all_tasks: bool = False,
-                 obs_dims: list[int] | None = None):
+                 obs_dims: list[int] | None = None, clip: float = 10.0):
         self.width, self.task, self.task_ids, self.world = width, task, task_ids, world
         self.all_tasks = all_tasks
-        super().__init__((obs_dim,), enabled=enabled)
+        super().__init__((obs_dim,), enabled=enabled, clip=clip)
         self.out_dim = width + len(task_ids)
         if all_tasks:
             dims = list(obs_dims) if obs_dims is not None else None

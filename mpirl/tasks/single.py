@@ -12,7 +12,7 @@ from mpirl.config import Config
 from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
 from mpirl.envs.evaluate import Evaluator
 from mpirl.envs.make import make_vec
-from mpirl.envs.normalize import ObsNormalizer
+from mpirl.envs.normalize import ObsNormalizer, RewardScaler
 from mpirl.envs.vec import VecEnv
 from mpirl.models.actor_critic import ActorCritic
 from mpirl.models.popart import IdentityValueNorm
@@ -31,11 +31,16 @@ class SingleTask:
 
     # -- what a rank acts in ---------------------------------------------------------------------
     def make_envs(self, seed: int, replay: bool = False) -> VecEnv:
-        """This rank's vector env and its observation normaliser. (``replay``: the normaliser
-        also serves replayed observations; the same one here.)"""
-        envs = make_vec(self.env_id, self.cfg.num_envs, self.cfg.vector_mode)
+        """This rank's vector env, its observation normaliser and (--normalize-reward) its
+        reward scaler. (``replay``: the normaliser also serves replayed observations; the same
+        one here.)"""
+        cfg = self.cfg
+        envs = make_vec(self.env_id, cfg.num_envs, cfg.vector_mode)
         width = envs.single_observation_space.shape[0]
-        return VecEnv(envs, seed, ObsNormalizer((width,), enabled=self.cfg.normalize_obs))
+        normalizer = ObsNormalizer((width,), enabled=cfg.normalize_obs, clip=cfg.clip_obs)
+        scaler = (RewardScaler(cfg.num_envs, cfg.gamma, clip=cfg.clip_reward)
+                  if cfg.normalize_reward else None)
+        return VecEnv(envs, seed, normalizer, scaler)
 
     def make_evaluator(self, seed: int) -> Evaluator:
         return Evaluator(self.world, self.env_id, self.cfg.eval_episodes, seed,
@@ -44,7 +49,7 @@ class SingleTask:
     # -- the networks ----------------------------------------------------------------------------
     def actor_critic(self, envs: VecEnv) -> ActorCritic:
         return ActorCritic(envs.normalizer.out_dim, envs.single_action_space,
-                           self.cfg.hidden_sizes)
+                           self.cfg.hidden_sizes, self.cfg.activation, self.cfg.log_std_init)
 
     def q_network(self, envs: VecEnv) -> QNetwork:
         return QNetwork(envs.normalizer.out_dim, int(envs.single_action_space.n),

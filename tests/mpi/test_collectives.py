@@ -4,6 +4,9 @@ import pytest
 import torch
 
 from mpirl.comm import World
+from mpirl.envs.make import make_vec
+from mpirl.envs.normalize import ObsNormalizer, RewardScaler
+from mpirl.envs.vec import VecEnv
 from mpirl.optim import FlatAdam
 from tests.flat import views_intact
 from mpirl.comm.collectives import (DesyncError, FlatGradients, allreduce_mean_std,
@@ -85,6 +88,37 @@ def test_global_statistics_equal_those_of_all_the_data():
     assert mean == pytest.approx(every.mean(), abs=1e-12)
     assert std == pytest.approx(every.std(), abs=1e-12)
     assert allreduce_sum(world, [1.0])[0] == world.size
+
+
+@pytest.mark.mpi(min_size=2)
+def test_merged_observation_and_return_statistics_equal_those_of_all_the_data():
+    """A rank's vector env (obs normaliser and reward scaler) after one rollout on every rank:
+    the merged statistics are those of every rank's data in one process (1e-6)."""
+    world = World()
+    envs = VecEnv(make_vec("Pendulum-v1", 3, "sync"), seed=world.rank_seed(0),
+                  normalizer=ObsNormalizer((3,)), reward_scaler=RewardScaler(3, gamma=0.95))
+    rng = np.random.default_rng(world.rank)
+    observations, returns, running = [], [], np.zeros(3)
+    for _ in range(250):                          # past Pendulum's 200-step time limit
+        observations.append(envs.raw_obs.copy())
+        envs.observe()
+        valid = envs.valid.copy()
+        raw_reward = []
+        original = envs.envs.step
+        envs.envs.step = lambda a: (lambda out: (raw_reward.append(out[1]), out)[1])(original(a))
+        _, terminated, truncated, _ = envs.step(rng.uniform(-2, 2, (3, 1)).astype(np.float32))
+        envs.envs.step = original
+        running = np.where(valid, running * 0.95 + raw_reward[0], running)
+        returns.extend(running[valid])
+        running[terminated | truncated] = 0.0
+    envs.allreduce_statistics(world)
+    all_obs = np.concatenate(world.allgather_obj(np.concatenate(observations)))
+    all_returns = np.concatenate(world.allgather_obj(np.asarray(returns)))
+    np.testing.assert_allclose(envs.normalizer.rms.mean, all_obs.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(envs.normalizer.rms.var, all_obs.var(0), rtol=1e-6)
+    np.testing.assert_allclose(envs.reward_scaler.rms.mean, all_returns.mean(), rtol=1e-6)
+    np.testing.assert_allclose(envs.reward_scaler.rms.var, all_returns.var(), rtol=1e-6)
+    assert envs.reward_scaler.rms.count == len(all_returns) < 250 * 3 * world.size
 
 
 @pytest.mark.mpi(min_size=2)

@@ -15,7 +15,47 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
     assert cfg.learning_rate == 3e-4                 # command line wins
     assert cfg.hidden_sizes == (32, 16)
     assert cfg.anneal_lr is False
-    assert cfg.num_envs == Config().num_envs         # default
+    assert cfg.num_envs == validated([]).num_envs    # not given: as without the file
+
+
+def test_defaults_then_preset_then_yaml_then_command_line(tmp_path):
+    """A preset (here CartPole-v1's, chosen by the env id) overrides the defaults; --config and
+    the command line override the preset; --preset none keeps the defaults."""
+    defaults = Config()
+    plain = validated(["--preset", "none"])
+    assert plain.preset == "none" and plain.learning_rate == defaults.learning_rate == 3e-4
+    assert (plain.num_envs, plain.num_steps) == (8, 128)    # the 8x128 rollout on one rank
+    preset = validated([])
+    assert preset.preset == "CartPole-v1" and preset.learning_rate == 2.5e-3
+    assert (preset.num_envs, preset.num_steps, preset.update_epochs) == (32, 8, 10)
+    cfg_file = tmp_path / "run.yaml"
+    cfg_file.write_text("learning_rate: 0.001\nupdate_epochs: 3\n")
+    from_file = validated(["--config", str(cfg_file)])
+    assert (from_file.learning_rate, from_file.update_epochs, from_file.num_steps) == (1e-3, 3, 8)
+    line = validated(["--config", str(cfg_file), "--update-epochs", "2"])
+    assert (line.learning_rate, line.update_epochs) == (1e-3, 2)
+    named = validated(["--env-id", "Acrobot-v1", "--preset", "CartPole-v1"])
+    assert named.preset == "CartPole-v1" and named.learning_rate == 2.5e-3
+    with pytest.raises(ConfigError, match="--preset nope: no such preset for --algo ppo"):
+        validated(["--preset", "nope"])
+
+
+def test_defaults_follow_the_actions_and_the_rollout_is_split_over_the_ranks():
+    from mpirl.config import parse_args
+    box = parse_args(["--env-id", "Pendulum-v1", "--preset", "none"], n_ranks=2)  # CleanRL's
+    assert (box.num_minibatches, box.update_epochs, box.ent_coef) == (32, 10, 0.0)
+    assert (box.rollout, box.num_envs, box.num_steps) == ("1x2048", 1, 1024)
+    discrete = parse_args(["--env-id", "Acrobot-v1", "--preset", "none"], n_ranks=2)
+    assert (discrete.num_minibatches, discrete.update_epochs, discrete.ent_coef) == (4, 4, 0.01)
+    for n_ranks, share in ((1, (8, 128)), (2, (4, 128)), (8, (1, 128)), (16, (1, 64)),
+                           (3, (2, 171))):
+        cfg = parse_args(["--env-id", "MountainCar-v0"], n_ranks=n_ranks)
+        assert (cfg.num_envs, cfg.num_steps) == share, n_ranks
+    given = parse_args(["--env-id", "MountainCar-v0", "--num-envs", "3"], n_ranks=2)
+    assert (given.num_envs, given.num_steps) == (3, 128)       # a rank's own, as given
+    assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1"]).normalize_reward is False
+    with pytest.raises(ConfigError, match="--rollout '8y128': expected ENVSxSTEPS"):
+        parse_args(["--rollout", "8y128"])
 
 
 def test_command_line_conversions():

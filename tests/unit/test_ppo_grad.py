@@ -45,10 +45,12 @@ def _autograd(model, cfg, batch):
 
 @pytest.mark.parametrize("space", SPACES)
 @pytest.mark.parametrize("clip_vloss", [False, True])
-def test_manual_gradients_equal_autograd(space, clip_vloss):
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_manual_gradients_equal_autograd(space, clip_vloss, activation):
     obs_dim, action_space = SPACES[space]
     torch.manual_seed(0)
-    model = ActorCritic(obs_dim, action_space, hidden_sizes=(32, 16))
+    model = ActorCritic(obs_dim, action_space, hidden_sizes=(32, 16), activation=activation,
+                        log_std_init=-0.5)
     cfg = Config(clip_vloss=clip_vloss, ent_coef=0.05, vf_coef=0.7, clip_coef=0.2)
     batch = _batch(model, obs_dim, 256, seed=1)
     loss, stats, grads = _autograd(model, cfg, batch)
@@ -74,6 +76,6 @@ def test_other_models_and_pipelines_keep_autograd():
     assert manual_gradients(model, Config()) is not None
     assert manual_gradients(model, Config(pipeline_stages=2)) is None
     assert manual_gradients(model, Config(sync_mode="overlap")) is None   # its hooks need autograd
-    model[0][1] = torch.nn.ReLU()                           # a layer the derivation does not cover
+    model[0][1] = torch.nn.ELU()                            # a layer the derivation does not cover
     assert manual_gradients(model, Config()) is None
     assert manual_gradients(torch.nn.Sequential(torch.nn.Linear(4, 3)), Config()) is None

@@ -1,0 +1,279 @@
+"""Bench section "zoo": what users bring, against the published tables.
+
+Every environment below trains 5 seeds at 2 ranks as ``python -m mpirl.train --env-id ENV``
+would train it (its shipped preset, or the defaults), for the budget of global steps its
+reference was measured at. A seed's score is its final deterministic evaluation (10 episodes).
+
+    target    the better of CleanRL's and OpenAI Baselines' means (over seeds); where neither
+              publishes one, rl-zoo's mean minus its std (rl-zoo reports one tuned run)
+    stretch   rl-zoo's tuned figure
+
+It writes the table, and one learning-curve PNG per environment (the training episodes' mean
+return, mean and spread over seeds, by global steps and by wall time).
+
+Beside them, Stable-Baselines3's PPO on HalfCheetah-v5 with the hyperparameters of mpirl's MuJoCo
+preset, in the same run on the same machine: steps/s of SB3 (one thread) against mpirl at 1 and 2
+ranks, and for both the wall time to reach CleanRL's published mean on HalfCheetah.
+``--quick``: two envs, tiny budgets, two seeds: a smoke run for the tests.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpirl.launch import train
+
+RANKS = 2
+SEEDS = (0, 1, 2, 3, 4)
+EVAL_EPISODES = 10
+
+
+@dataclass(frozen=True)
+class Reference:
+    """An environment, its budget of global steps, and the published figures (mean, std)."""
+    env_id: str
+    budget: int
+    algo: str = "ppo"
+    cleanrl: tuple | None = None
+    baselines: tuple | None = None
+    zoo: tuple | None = None           # (mean, std, at steps): one tuned run, deterministic eval
+
+    @property
+    def target(self) -> float:
+        means = [ref[0] for ref in (self.cleanrl, self.baselines) if ref is not None]
+        return max(means) if means else self.zoo[0] - self.zoo[1]
+
+    @property
+    def target_source(self) -> str:
+        if self.cleanrl is None and self.baselines is None:
+            return "rl-zoo mean - std"
+        if self.baselines is not None and (self.cleanrl is None
+                                           or self.baselines[0] >= self.cleanrl[0]):
+            return "Baselines ppo2"
+        return "CleanRL"
+
+
+# Published figures: CleanRL's docs (ppo.py, ppo_continuous_action.py on v2, 3 seeds; Baselines'
+# ppo2 as CleanRL quotes it), rl-baselines3-zoo benchmark.md (one tuned run). MuJoCo v2/v3 and
+# LunarLander-v2 in the tables; v5 and v3 here, the ids gymnasium 1.x registers.
+ENVS = (
+    Reference("CartPole-v1", 500_000, cleanrl=(492.40, 13.05), baselines=(497.54, 4.02),
+              zoo=(500.0, 0.0, 100_000)),
+    Reference("Acrobot-v1", 500_000, cleanrl=(-89.93, 6.34), baselines=(-81.82, 5.58),
+              zoo=(-73.5, 18.2, 1_000_000)),
+    Reference("Pendulum-v1", 100_000, zoo=(-172.2, 104.2, 100_000)),
+    Reference("LunarLander-v3", 1_000_000, zoo=(242.1, 31.8, 1_000_000)),
+    Reference("HalfCheetah-v5", 1_000_000, cleanrl=(1822.82, 928.11),
+              baselines=(2152.26, 1159.84), zoo=(5819.1, 663.5, 1_000_000)),
+    Reference("Hopper-v5", 1_000_000, cleanrl=(2231.12, 656.72), baselines=(2518.95, 850.46),
+              zoo=(2410.4, 10.0, 1_000_000)),
+    Reference("MountainCar-v0", 120_000, algo="dqn", zoo=(-100.8, 9.9, 120_000)),
+)
+QUICK = {"CartPole-v1": 8_192, "Pendulum-v1": 8_192}
+# CleanRL's published mean on HalfCheetah (v2), the mark both trainers race to.
+RACE_ENV, RACE_MARK = "HalfCheetah-v5", 1822.82
+
+
+def _train_seed(ref: Reference, seed: int, budget: int, tmp: str) -> dict:
+    run_dir = os.path.join(tmp, f"{ref.env_id}_{seed}")
+    args = ["--env-id", ref.env_id, "--algo", ref.algo, "--seed", str(seed),
+            "--total-timesteps", str(budget), "--eval-episodes", str(EVAL_EPISODES),
+            "--eval-interval", str(10 ** 9), "--no-tensorboard", "--log-interval", str(10 ** 9),
+            "--run-dir", run_dir]
+    t0 = time.perf_counter()
+    train(RANKS, args, timeout=3 * 3600).check()
+    wall = time.perf_counter() - t0
+    with open(os.path.join(run_dir, "summary.json")) as fh:
+        summary = json.load(fh)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
+        lines = [json.loads(line) for line in fh]
+    curve = [(m["global_step"], m["time_s"], m["episode_return_mean"]) for m in lines
+             if m.get("episode_return_mean") is not None]
+    with open(os.path.join(run_dir, "config.yaml")) as fh:
+        preset = next((line.split(":", 1)[1].strip() for line in fh
+                       if line.startswith("preset:")), "none")
+    return {"seed": seed, "final_eval": summary["eval_return_mean"], "wall_s": round(wall, 1),
+            "sps": round(summary["sps"]), "preset": preset, "curve": curve}
+
+
+def _sb3_halfcheetah(steps: int) -> dict | None:
+    """SB3 PPO with the MuJoCo preset's hyperparameters, one thread; None without SB3."""
+    code = f"""
+import json, time, numpy as np, torch
+torch.set_num_threads(1)
+import gymnasium as gym
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.common.callbacks import BaseCallback
+class Mark(BaseCallback):
+    def __init__(self):
+        super().__init__(); self.t0 = time.perf_counter(); self.reached = None; self.returns = []
+    def _on_step(self):
+        for info in self.locals["infos"]:
+            if "episode" in info:
+                self.returns.append(info["episode"]["r"])
+                if self.reached is None and np.mean(self.returns[-10:]) >= {RACE_MARK}:
+                    self.reached = (self.num_timesteps, time.perf_counter() - self.t0)
+        return True
+env = VecNormalize(make_vec_env("{RACE_ENV}", n_envs=1, seed=0), gamma=0.99)
+model = PPO("MlpPolicy", env, n_steps=2048, batch_size=64, n_epochs=10,
+            learning_rate=lambda f: 3e-4 * f, gamma=0.99, gae_lambda=0.95, clip_range=0.2,
+            clip_range_vf=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, seed=0,
+            policy_kwargs=dict(net_arch=[64, 64]), device="cpu")
+mark = Mark()
+t0 = time.perf_counter()
+model.learn({steps}, callback=mark)
+wall = time.perf_counter() - t0
+print(json.dumps({{"steps": {steps}, "wall_s": wall, "sps": {steps} / wall,
+                   "reached": mark.reached, "last10": float(np.mean(mark.returns[-10:]))}}))
+"""
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=6 * 3600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    except subprocess.TimeoutExpired:
+        return None
+    if out.returncode != 0:
+        if "No module named 'stable_baselines3'" in out.stderr:
+            return None
+        raise RuntimeError(f"SB3 run failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _mpirl_race(ranks: int, steps: int, tmp: str) -> dict:
+    """mpirl on the race env at ``ranks`` ranks: steps/s, and when the training episodes'
+    mean return over the last 10 first reached the mark."""
+    run_dir = os.path.join(tmp, f"race_{ranks}")
+    train(ranks, ["--env-id", RACE_ENV, "--seed", "0", "--total-timesteps", str(steps),
+                  "--eval-interval", str(10 ** 9), "--eval-episodes", "1", "--no-tensorboard",
+                  "--run-dir", run_dir], timeout=6 * 3600).check()
+    with open(os.path.join(run_dir, "summary.json")) as fh:
+        summary = json.load(fh)
+    with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
+        lines = [json.loads(line) for line in fh]
+    reached = next(([m["global_step"], m["time_s"]] for m in lines
+                    if (m.get("episode_return_mean") or -np.inf) >= RACE_MARK), None)
+    return {"ranks": ranks, "steps": summary["global_steps"], "wall_s": summary["wall_time_s"],
+            "sps": summary["sps"], "reached": reached}
+
+
+def run(args) -> dict:
+    envs = [r for r in ENVS if r.env_id in QUICK] if args.quick else list(ENVS)
+    seeds = SEEDS[:2] if args.quick else SEEDS
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for ref in envs:
+            budget = QUICK[ref.env_id] if args.quick else ref.budget
+            runs = [_train_seed(ref, seed, budget, tmp) for seed in seeds]
+            finals = [r["final_eval"] for r in runs]
+            mean = statistics.fmean(finals)
+            rows.append({"env_id": ref.env_id, "algo": ref.algo, "budget": budget,
+                         "preset": runs[0]["preset"], "mean": mean,
+                         "std": statistics.pstdev(finals), "finals": finals,
+                         "wall_s": [r["wall_s"] for r in runs], "sps": [r["sps"] for r in runs],
+                         "target": ref.target, "target_source": ref.target_source,
+                         "cleanrl": ref.cleanrl, "baselines": ref.baselines, "zoo": ref.zoo,
+                         "met": bool(mean >= ref.target),
+                         "stretch": None if ref.zoo is None else bool(mean >= ref.zoo[0]),
+                         "curves": [r["curve"] for r in runs]})
+            print(f"  {ref.env_id}: {mean:.1f} +- {statistics.pstdev(finals):.1f} "
+                  f"(target {ref.target:.1f})", flush=True)
+        race_steps = 20_000 if args.quick else 1_000_000
+        race = {"env_id": RACE_ENV, "mark": RACE_MARK, "steps": race_steps,
+                "sb3": _sb3_halfcheetah(race_steps),
+                "mpirl": [_mpirl_race(n, race_steps, tmp) for n in (1, 2)]}
+    plots = [plot_curves(row, args.out) for row in rows]
+    return {"ranks": RANKS, "seeds": list(seeds), "rows": rows, "race": race, "plots": plots}
+
+
+def _band(curves: list, column: int, grid: np.ndarray) -> np.ndarray:
+    """Each seed's training return interpolated on ``grid`` of column ``column`` (0: global
+    steps, 1: seconds), as (seeds, len(grid))."""
+    out = []
+    for curve in curves:
+        if not curve:
+            continue
+        xs = np.array([point[column] for point in curve])
+        ys = np.array([point[2] for point in curve])
+        out.append(np.interp(grid, xs, ys, left=np.nan, right=np.nan))
+    return np.array(out)
+
+
+def plot_curves(row: dict, out_dir: str) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, column, label in ((axes[0], 0, "global steps"), (axes[1], 1, "wall time (s)")):
+        end = max((c[-1][column] for c in row["curves"] if c), default=1)
+        grid = np.linspace(0, end, 200)
+        band = _band(row["curves"], column, grid)
+        if len(band):
+            mean = np.nanmean(band, axis=0)
+            ax.plot(grid, mean, label=f"mpirl, {len(band)} seeds (mean)")
+            ax.fill_between(grid, np.nanmin(band, axis=0), np.nanmax(band, axis=0), alpha=0.25,
+                            label="min-max over seeds")
+        ax.axhline(row["target"], color="k", linestyle="--", linewidth=1,
+                   label=f"target ({row['target_source']})")
+        ax.set_xlabel(label)
+        ax.set_ylabel("training episode return")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{row['env_id']} ({row['algo']}, preset {row['preset']}, {RANKS} ranks)")
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"zoo-{row['env_id']}.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _published(ref) -> str:
+    return "—" if ref is None else f"{ref[0]:.1f} ± {ref[1]:.1f}"
+
+
+def table(result: dict) -> str:
+    lines = [f"{result['ranks']} ranks, seeds {result['seeds']}; a seed's score is its final "
+             f"evaluation ({EVAL_EPISODES} episodes, deterministic).", "",
+             "| env | algo | preset | budget | mpirl | CleanRL | Baselines | rl-zoo (one run) "
+             "| target | met | rl-zoo reached | s / seed | steps/s |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
+    for r in result["rows"]:
+        zoo = "—" if r["zoo"] is None else f"{r['zoo'][0]:.1f} ± {r['zoo'][1]:.1f}"
+        lines.append(
+            f"| {r['env_id']} | {r['algo']} | {r['preset']} | {r['budget']:,} | "
+            f"{r['mean']:.1f} ± {r['std']:.1f} | {_published(r['cleanrl'])} | "
+            f"{_published(r['baselines'])} | {zoo} | {r['target']:.1f} "
+            f"({r['target_source']}) | {'met' if r['met'] else 'NOT met'} | "
+            f"{'—' if r['stretch'] is None else ('yes' if r['stretch'] else 'no')} | "
+            f"{statistics.fmean(r['wall_s']):.0f} | {statistics.fmean(r['sps']):,.0f} |")
+    race = result.get("race")
+    if race:
+        lines += ["", f"{race['env_id']}, {race['steps']:,} steps, the MuJoCo preset's "
+                      f"hyperparameters; time to a mean training return of {race['mark']} "
+                      "(CleanRL's published mean) over the last 10 episodes:", "",
+                  "| trainer | steps/s | vs SB3 | reached at step | after s |",
+                  "|---|---:|---:|---:|---:|"]
+        sb3 = race["sb3"]
+        rows = ([("SB3 PPO, 1 thread", sb3["sps"], sb3["reached"])] if sb3 else [])
+        rows += [(f"mpirl, {m['ranks']} rank(s)", m["sps"], m["reached"]) for m in race["mpirl"]]
+        for name, sps, reached in rows:
+            ratio = f"{sps / sb3['sps']:.2f}x" if sb3 else "—"
+            step, secs = (f"{reached[0]:,}", f"{reached[1]:.0f}") if reached else ("not reached", "—")
+            lines.append(f"| {name} | {sps:,.0f} | {ratio} | {step} | {secs} |")
+        if sb3:
+            two = next(m for m in race["mpirl"] if m["ranks"] == 2)
+            ratio = two["sps"] / sb3["sps"]
+            lines += ["", f"Target: mpirl at 2 ranks at least 3x SB3's steps/s: "
+                          f"{ratio:.2f}x, {'met' if ratio >= 3 else 'NOT met'}."]
+        else:
+            lines += ["", "SB3 is not installed (`pip install 'mpirl[bench]'`): no comparison."]
+    met = sum(r["met"] for r in result["rows"])
+    lines += ["", f"Targets met: {met} of {len(result['rows'])} environments."]
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Beyond CartPole (#17): the trainer on Box2D and MuJoCo tasks, a missing extra reported before
+any rank trains, and learning with the presets and with the general defaults."""
+import pytest
+
+from tests.e2e.conftest import read_metrics, read_summary
+from tests.launch import train
+
+# Blocks a package the way an absent one fails: ``import NAME`` raises ImportError.
+WITHOUT = ("import sys, runpy; sys.modules[{module!r}] = None; sys.argv[0] = 'mpirl.train'; "
+           "runpy.run_module('mpirl.train', run_name='__main__')")
+
+
+@pytest.mark.parametrize("env_id,module,extra", [("HalfCheetah-v5", "mujoco", "mujoco"),
+                                                 ("LunarLander-v3", "Box2D", "box2d")])
+def test_a_missing_extra_is_named_once_before_any_rank_trains(env_id, module, extra, tmp_path):
+    from tests.launch import mpirun
+    run_dir = tmp_path / "run"
+    res = mpirun(2, ["-c", WITHOUT.format(module=module), "--env-id", env_id, "--run-dir",
+                     str(run_dir)], timeout=120)
+    assert res.returncode == 2, res.output
+    assert res.output.count("mpirl: error:") == 1, res.output
+    assert f"{env_id} needs the {extra} extra" in res.output
+    assert f"pip install 'mpirl[{extra}]'" in res.output
+    assert "Traceback" not in res.output and not run_dir.exists()
+
+
+@pytest.mark.parametrize("env_id,preset", [("HalfCheetah-v5", "HalfCheetah"),
+                                           ("LunarLander-v3", "LunarLander")])
+def test_a_short_two_rank_run_on_mujoco_and_box2d(env_id, preset, tmp_path):
+    run_dir = tmp_path / "run"
+    res = train(2, ["--env-id", env_id, "--total-timesteps", "4096", "--rollout", "2x512",
+                    "--num-minibatches", "4", "--update-epochs", "2", "--eval-episodes", "2",
+                    "--no-tensorboard", "--run-dir", str(run_dir)], timeout=240).check()
+    assert f"(preset {preset})" in res.output
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["global_steps"] == 4096
+    assert summary["eval_return_mean"] is not None
+    assert (run_dir / "config.yaml").read_text().count(f"preset: {preset}") == 1
+    metrics = read_metrics(run_dir)
+    assert len(metrics) == 4 and all(m["global_step"] == 1024 * (i + 1)
+                                     for i, m in enumerate(metrics))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("preset", ["auto", "none"])
+def test_acrobot_learns_at_two_ranks_with_its_preset_and_with_the_defaults(preset, seed,
+                                                                             tmp_path):
+    run_dir = tmp_path / "run"
+    train(2, ["--env-id", "Acrobot-v1", "--preset", preset, "--seed", str(seed),
+              "--total-timesteps", "200000", "--target-return", "-100", "--stop-on-solve",
+              "--eval-interval", "5", "--no-tensorboard", "--run-dir", str(run_dir)],
+          timeout=300).check()
+    summary = read_summary(run_dir)
+    assert summary["solved_at_step"] is not None, summary
+    assert summary["eval_return_mean"] >= -100
+
+
+@pytest.mark.slow
+def test_inverted_pendulum_learns_to_balance_for_the_whole_episode(tmp_path):
+    run_dir = tmp_path / "run"
+    train(2, ["--env-id", "InvertedPendulum-v5", "--total-timesteps", "200000",
+              "--target-return", "1000", "--stop-on-solve", "--eval-interval", "5",
+              "--no-tensorboard", "--run-dir", str(run_dir)], timeout=600).check()
+    summary = read_summary(run_dir)
+    assert summary["solved_at_step"] is not None and summary["eval_return_mean"] >= 1000, summary

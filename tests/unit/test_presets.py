@@ -1,0 +1,35 @@
+"""The shipped presets (mpirl/presets): each loads, says where it comes from, sets only options
+that exist with values that convert, and is chosen for the envs it names."""
+import pytest
+
+from mpirl import presets
+from mpirl.config import FIELDS, convert
+from mpirl.errors import ConfigError
+
+SHIPPED = [(algo, name) for algo in ("ppo", "dqn") for name in presets.names(algo)]
+
+
+@pytest.mark.parametrize("algo,name", SHIPPED)
+def test_a_shipped_preset_cites_its_source_and_sets_known_options(algo, name):
+    preset = presets.load(algo, name)
+    assert len(preset.source) > 40, "a preset says where its settings come from"
+    assert preset.env_ids or preset.families
+    for key, value in preset.options.items():
+        assert key in FIELDS, key
+        convert(key, value)                            # a value the option accepts
+    for env_id in preset.env_ids:
+        assert presets.for_env(algo, env_id).name == name
+
+
+def test_an_ids_own_preset_comes_before_its_familys_and_none_is_none():
+    assert presets.family("HalfCheetah-v5") == "mujoco"
+    assert presets.family("LunarLander-v3") == "box2d"
+    assert presets.family("Acrobot-v1") == "classic"
+    assert presets.family("NoSuchEnv-v0") is None
+    assert presets.for_env("ppo", "Hopper-v5").name == "Hopper"          # its own, then:
+    assert presets.for_env("ppo", "Walker2d-v5").name == "mujoco"       # its family's
+    assert presets.for_env("ppo", "CartPole-v1").name == "CartPole-v1"
+    assert presets.for_env("ppo", "MountainCar-v0") is None      # the defaults train it
+    assert presets.for_env("dqn", "MountainCar-v0").name == "MountainCar-v0"
+    with pytest.raises(ConfigError, match="no such preset"):
+        presets.load("ppo", "nope")
