@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mpirl import presets
+from mpirl.config import parse_rollout
 from mpirl.launch import train
 
 RANKS = 2
@@ -78,8 +80,9 @@ ENVS = (
     Reference("MountainCar-v0", 120_000, algo="dqn", zoo=(-100.8, 9.9, 120_000)),
 )
 QUICK = {"CartPole-v1": 8_192, "Pendulum-v1": 8_192}
-# CleanRL's published mean on HalfCheetah (v2), the mark both trainers race to.
-RACE_ENV, RACE_MARK = "HalfCheetah-v5", 1822.82
+# CleanRL's published mean on HalfCheetah (v2), the mark both trainers race to, with the settings
+# of the preset HalfCheetah-v5 trains with, for a fixed budget.
+RACE_ENV, RACE_MARK, RACE_STEPS = "HalfCheetah-v5", 1822.82, 300_000
 
 
 def _train_seed(ref: Reference, seed: int, budget: int, tmp: str) -> dict:
@@ -104,16 +107,37 @@ def _train_seed(ref: Reference, seed: int, budget: int, tmp: str) -> dict:
             "sps": round(summary["sps"]), "preset": preset, "curve": curve}
 
 
-def _sb3_halfcheetah(steps: int) -> dict | None:
-    """SB3 PPO with the MuJoCo preset's hyperparameters, one thread; None without SB3."""
+def sb3_settings(preset: presets.Preset) -> dict:
+    """SB3 PPO's arguments for the settings of an mpirl preset (one env: SB3 runs the whole
+    rollout in one process), and what SB3 cannot take: a trunk shared by policy and value."""
+    o, envs_steps = preset.options, parse_rollout(preset.options["rollout"])
+    batch = envs_steps[0] * envs_steps[1]
+    lr = float(o["learning_rate"])
+    return {"n_steps": batch, "batch_size": batch // int(o["num_minibatches"]),
+            "n_epochs": int(o["update_epochs"]), "learning_rate": lr,
+            "anneal_lr": bool(o.get("anneal_lr", True)), "gamma": float(o["gamma"]),
+            "gae_lambda": float(o["gae_lambda"]), "clip_range": float(o["clip_coef"]),
+            "clip_range_vf": float(o["clip_coef"]) if o.get("clip_vloss", True) else None,
+            "ent_coef": float(o["ent_coef"]), "vf_coef": float(o.get("vf_coef", 0.5)),
+            "max_grad_norm": float(o["max_grad_norm"]),
+            "net_arch": list(o.get("hidden_sizes", [64, 64])),
+            "activation": o.get("activation", "tanh"),
+            "log_std_init": float(o.get("log_std_init", 0.0)),
+            "normalize_obs": bool(o.get("normalize_obs", True)),
+            "normalize_reward": bool(o.get("normalize_reward", True))}
+
+
+def _sb3_race(steps: int, settings: dict) -> dict | None:
+    """SB3 PPO on the race env with ``settings`` (:func:`sb3_settings`), one thread; None
+    without SB3."""
     code = f"""
 import json, time, numpy as np, torch
 torch.set_num_threads(1)
-import gymnasium as gym
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 from stable_baselines3.common.callbacks import BaseCallback
+s = json.loads({json.dumps(json.dumps(settings))})
 class Mark(BaseCallback):
     def __init__(self):
         super().__init__(); self.t0 = time.perf_counter(); self.reached = None; self.returns = []
@@ -121,14 +145,20 @@ class Mark(BaseCallback):
         for info in self.locals["infos"]:
             if "episode" in info:
                 self.returns.append(info["episode"]["r"])
-                if self.reached is None and np.mean(self.returns[-10:]) >= {RACE_MARK}:
+                if (self.reached is None and len(self.returns) >= 10
+                        and np.mean(self.returns[-10:]) >= {RACE_MARK}):
                     self.reached = (self.num_timesteps, time.perf_counter() - self.t0)
         return True
-env = VecNormalize(make_vec_env("{RACE_ENV}", n_envs=1, seed=0), gamma=0.99)
-model = PPO("MlpPolicy", env, n_steps=2048, batch_size=64, n_epochs=10,
-            learning_rate=lambda f: 3e-4 * f, gamma=0.99, gae_lambda=0.95, clip_range=0.2,
-            clip_range_vf=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, seed=0,
-            policy_kwargs=dict(net_arch=[64, 64]), device="cpu")
+env = VecNormalize(make_vec_env("{RACE_ENV}", n_envs=1, seed=0), gamma=s["gamma"],
+                   norm_obs=s["normalize_obs"], norm_reward=s["normalize_reward"])
+lr = s["learning_rate"]
+model = PPO("MlpPolicy", env, n_steps=s["n_steps"], batch_size=s["batch_size"],
+            n_epochs=s["n_epochs"], learning_rate=(lambda f: lr * f) if s["anneal_lr"] else lr,
+            gamma=s["gamma"], gae_lambda=s["gae_lambda"], clip_range=s["clip_range"],
+            clip_range_vf=s["clip_range_vf"], ent_coef=s["ent_coef"], vf_coef=s["vf_coef"],
+            max_grad_norm=s["max_grad_norm"], seed=0, device="cpu",
+            policy_kwargs=dict(net_arch=s["net_arch"], log_std_init=s["log_std_init"],
+                               activation_fn=dict(tanh=torch.nn.Tanh, relu=torch.nn.ReLU)[s["activation"]]))
 mark = Mark()
 t0 = time.perf_counter()
 model.learn({steps}, callback=mark)
@@ -148,19 +178,28 @@ print(json.dumps({{"steps": {steps}, "wall_s": wall, "sps": {steps} / wall,
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _mpirl_race(ranks: int, steps: int, tmp: str) -> dict:
-    """mpirl on the race env at ``ranks`` ranks: steps/s, and when the training episodes'
-    mean return over the last 10 first reached the mark."""
+def _mpirl_race(ranks: int, steps: int, preset: str, tmp: str) -> dict:
+    """mpirl on the race env at ``ranks`` ranks with ``preset`` (SB3's settings): steps/s, and
+    when the training episodes' mean return over the last 10 or so first reached the mark."""
     run_dir = os.path.join(tmp, f"race_{ranks}")
-    train(ranks, ["--env-id", RACE_ENV, "--seed", "0", "--total-timesteps", str(steps),
-                  "--eval-interval", str(10 ** 9), "--eval-episodes", "1", "--no-tensorboard",
-                  "--run-dir", run_dir], timeout=6 * 3600).check()
+    train(ranks, ["--env-id", RACE_ENV, "--preset", preset, "--seed", "0",
+                  "--total-timesteps", str(steps), "--eval-interval", str(10 ** 9),
+                  "--eval-episodes", "1", "--no-tensorboard", "--run-dir", run_dir],
+          timeout=6 * 3600).check()
     with open(os.path.join(run_dir, "summary.json")) as fh:
         summary = json.load(fh)
     with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
         lines = [json.loads(line) for line in fh]
-    reached = next(([m["global_step"], m["time_s"]] for m in lines
-                    if (m.get("episode_return_mean") or -np.inf) >= RACE_MARK), None)
+    reached, window = None, []   # (episodes, mean) of the latest updates, >= 10 episodes
+    for m in lines:
+        if m.get("episodes"):
+            window = (window + [(m["episodes"], m["episode_return_mean"])])[-10:]
+            while len(window) > 1 and sum(n for n, _ in window[1:]) >= 10:
+                window = window[1:]
+            episodes = sum(n for n, _ in window)
+            if episodes >= 10 and sum(n * r for n, r in window) / episodes >= RACE_MARK:
+                reached = [m["global_step"], m["time_s"]]
+                break
     return {"ranks": ranks, "steps": summary["global_steps"], "wall_s": summary["wall_time_s"],
             "sps": summary["sps"], "reached": reached}
 
@@ -186,10 +225,13 @@ def run(args) -> dict:
                          "curves": [r["curve"] for r in runs]})
             print(f"  {ref.env_id}: {mean:.1f} +- {statistics.pstdev(finals):.1f} "
                   f"(target {ref.target:.1f})", flush=True)
-        race_steps = 20_000 if args.quick else 1_000_000
+        race_steps = 20_000 if args.quick else RACE_STEPS
+        preset = presets.for_env("ppo", RACE_ENV)
+        settings = sb3_settings(preset)
         race = {"env_id": RACE_ENV, "mark": RACE_MARK, "steps": race_steps,
-                "sb3": _sb3_halfcheetah(race_steps),
-                "mpirl": [_mpirl_race(n, race_steps, tmp) for n in (1, 2)]}
+                "preset": preset.name, "settings": settings,
+                "sb3": _sb3_race(race_steps, settings),
+                "mpirl": [_mpirl_race(n, race_steps, preset.name, tmp) for n in (1, 2)]}
     plots = [plot_curves(row, args.out) for row in rows]
     return {"ranks": RANKS, "seeds": list(seeds), "rows": rows, "race": race, "plots": plots}
 
@@ -255,9 +297,11 @@ def table(result: dict) -> str:
             f"{statistics.fmean(r['wall_s']):.0f} | {statistics.fmean(r['sps']):,.0f} |")
     race = result.get("race")
     if race:
-        lines += ["", f"{race['env_id']}, {race['steps']:,} steps, the MuJoCo preset's "
-                      f"hyperparameters; time to a mean training return of {race['mark']} "
-                      "(CleanRL's published mean) over the last 10 episodes:", "",
+        lines += ["", f"{race['env_id']}, {race['steps']:,} steps, both with the settings of "
+                      f"mpirl's `{race['preset']}` preset (SB3: separate policy and value "
+                      f"networks; mpirl: one shared trunk); time to a mean training return of "
+                      f"{race['mark']} (CleanRL's published mean) over the last 10 episodes:",
+                  "",
                   "| trainer | steps/s | vs SB3 | reached at step | after s |",
                   "|---|---:|---:|---:|---:|"]
         sb3 = race["sb3"]

@@ -64,3 +64,30 @@ def test_inverted_pendulum_learns_to_balance_for_the_whole_episode(tmp_path):
               "--no-tensorboard", "--run-dir", str(run_dir)], timeout=600).check()
     summary = read_summary(run_dir)
     assert summary["solved_at_step"] is not None and summary["eval_return_mean"] >= 1000, summary
+
+
+def test_reward_scaling_resumes_bit_for_bit(tmp_path):
+    """Pendulum-v1 with the defaults for Box actions (observation and reward normalisation on):
+    crashed on rank 0 and resumed, the run ends with the uninterrupted run's parameters and the
+    same reward statistics, every rank's discounted returns restored with its env."""
+    import torch
+    from tests.e2e.conftest import crash_then_resume, final_params
+    args = ["--env-id", "Pendulum-v1", "--rollout", "4x64", "--num-minibatches", "4",
+            "--update-epochs", "2", "--total-timesteps", "2560", "--eval-episodes", "2",
+            "--eval-interval", "1000", "--checkpoint-interval", "3", "--no-tensorboard"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    train(2, [*args, "--run-dir", str(whole)], timeout=180).check()
+    resumed = crash_then_resume(2, [*args, "--run-dir", str(split)], crash_at_update=7,
+                                total=2560, resumed_from="ckpt_00000006")
+    assert "fresh episodes" not in resumed.output
+    a, b = final_params(whole), final_params(split)
+    assert all(a[key].equal(b[key]) for key in a)
+
+    def newest(run_dir):
+        path = sorted((run_dir / "checkpoints").glob("ckpt_*.pt"))[-1]
+        return torch.load(path, weights_only=True)
+    ca, cb = newest(whole), newest(split)
+    assert ca["shared"]["reward_scaler"] == cb["shared"]["reward_scaler"]
+    assert ca["shared"]["reward_scaler"]["count"] > 0
+    for ra, rb in zip(ca["ranks"], cb["ranks"]):
+        assert ra["env"]["discounted_return"].equal(rb["env"]["discounted_return"])

@@ -26,8 +26,8 @@ def test_an_ids_own_preset_comes_before_its_familys_and_none_is_none():
     assert presets.family("LunarLander-v3") == "box2d"
     assert presets.family("Acrobot-v1") == "classic"
     assert presets.family("NoSuchEnv-v0") is None
-    assert presets.for_env("ppo", "Hopper-v5").name == "Hopper"          # its own, then:
-    assert presets.for_env("ppo", "Walker2d-v5").name == "mujoco"       # its family's
+    assert presets.for_env("ppo", "HalfCheetah-v5").name == "HalfCheetah"   # its own, then:
+    assert presets.for_env("ppo", "Hopper-v5").name == "mujoco"             # its family's
     assert presets.for_env("ppo", "CartPole-v1").name == "CartPole-v1"
     assert presets.for_env("ppo", "MountainCar-v0") is None      # the defaults train it
     assert presets.for_env("dqn", "MountainCar-v0").name == "MountainCar-v0"

@@ -1,0 +1,30 @@
+"""``python -m mpirl.bench zoo --quick`` end to end: seeds of two envs at 2 ranks, the published
+references and verdicts, the SB3 race, a learning-curve PNG per env."""
+import json
+import sys
+
+from tests.launch import run
+
+
+def test_quick_zoo_bench_writes_the_table_the_verdicts_and_a_curve_per_env(tmp_path):
+    out = tmp_path / "bench"
+    res = run([sys.executable, "-m", "mpirl.bench", "zoo", "--quick", "--out", str(out)],
+              timeout=300).check()
+    result = json.loads((out / "zoo.json").read_text())
+    rows = {r["env_id"]: r for r in result["rows"]}
+    assert sorted(rows) == ["CartPole-v1", "Pendulum-v1"] and result["ranks"] == 2
+    cartpole, pendulum = rows["CartPole-v1"], rows["Pendulum-v1"]
+    assert cartpole["preset"] == "CartPole-v1" and pendulum["preset"] == "none"
+    assert cartpole["target"] == 497.54 and cartpole["target_source"] == "Baselines ppo2"
+    assert pendulum["target"] == -172.2 - 104.2                  # rl-zoo's mean minus its std
+    for row in rows.values():
+        assert len(row["finals"]) == len(result["seeds"]) == 2
+        assert row["met"] == (row["mean"] >= row["target"])
+        assert all(len(curve) > 0 for curve in row["curves"])
+        assert (out / f"zoo-{row['env_id']}.png").stat().st_size > 10_000
+    race = result["race"]
+    assert [m["ranks"] for m in race["mpirl"]] == [1, 2]
+    assert all(m["sps"] > 0 for m in race["mpirl"])
+    table = (out / "zoo.md").read_text()
+    assert "| CartPole-v1 | ppo | CartPole-v1 |" in table and "Targets met:" in table
+    assert not (tmp_path / "docs").exists() and "rewritten" not in res.output   # quick: no docs
