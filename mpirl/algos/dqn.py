@@ -64,7 +64,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
     # The replica and its target network: the same initialisation everywhere, rank 0's broadcast.
     torch.manual_seed(cfg.seed)
-    q_network, target_network = tasks.q_network(envs), tasks.q_network(envs)
+    q_network, target_network = tasks.network(envs), tasks.network(envs)
     replica = Replica(cfg, world, q_network, tasks, followers={"target": target_network})
     generators = {"explorer": np.random.default_rng(world.rank_seed(cfg.seed, 1))}
 

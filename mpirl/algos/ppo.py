@@ -44,7 +44,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
     # The replica: the same initialisation everywhere, then rank 0's copy is broadcast anyway.
     torch.manual_seed(cfg.seed)
-    model = tasks.actor_critic(envs)
+    model = tasks.network(envs)
     policy = Policy(model.continuous, model.head.log_std)
     replica = Replica(cfg, world, model, tasks, adam_eps=1e-5)
     value_norm = tasks.value_norm(model)   # multi-task: PopArt per task; otherwise identity

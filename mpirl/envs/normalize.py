@@ -1,13 +1,18 @@
 """Observation statistics that are identical on every rank: running mean and variance merged across
-ranks from (count, sum, sum of squares), in float64."""
+ranks from (count, sum, sum of squares), in float64; and the reward scaling built on them.
+
+Nothing here imports MPI at module level: a trained policy normalises its observations with these
+classes in a process without MPI (mpirl.trained); only the merging across ranks needs it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from mpirl.comm.collectives import allreduce_sum
-from mpirl.comm.world import World
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mpirl.comm.world import World
 
 
 @dataclass
@@ -96,6 +101,7 @@ class ObsNormalizer:
         """Merge every rank's accumulated observations into the shared statistics."""
         if not self.enabled:
             return
+        from mpirl.comm.collectives import allreduce_sum   # (see the module's docstring)
         flat = np.concatenate([[self._pending_count], self._pending.reshape(-1)])
         total = allreduce_sum(world, flat)
         count, sums = total[0], total[1:].reshape(self._pending.shape)
@@ -159,6 +165,7 @@ class RewardScaler:
         """Merge every rank's returns of this rollout into the shared statistics."""
         if not self.enabled:
             return
+        from mpirl.comm.collectives import allreduce_sum   # (see the module's docstring)
         count, total, total_sq = allreduce_sum(world, self._pending)
         self.rms.merge(count, np.asarray(total), np.asarray(total_sq))
         self._pending[:] = 0.0

@@ -1,1 +1,27 @@
-"""Networks: MLP trunks, actor-critic and Q heads, task heads, PopArt."""
+"""Networks: MLP trunks, actor-critic and Q heads, task heads, PopArt.
+
+The builders below make the network a run's config asks for; the trainer (through its tasks) and
+a trained policy loaded from a run dir (mpirl.trained) build it the same way.
+"""
+from __future__ import annotations
+
+
+def network(cfg, obs_width: int, action_space, action_counts=None, task: int | None = None):
+    """The network ``cfg`` trains: PPO's actor-critic or DQN's Q-network, for observations
+    ``obs_width`` wide. Multi-task (``action_counts``: every task's; ``task``: this rank's, or
+    the one to act in): a shared trunk and a head per task, on observations padded to
+    ``obs_width`` and tagged with their task's one-hot."""
+    from mpirl.models.actor_critic import ActorCritic
+    from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
+    from mpirl.models.qnet import QNetwork
+    if action_counts is None:
+        if cfg.algo == "dqn":
+            return QNetwork(obs_width, int(action_space.n), cfg.hidden_sizes, cfg.dueling)
+        return ActorCritic(obs_width, action_space, cfg.hidden_sizes, cfg.activation,
+                           cfg.log_std_init)
+    if cfg.algo == "dqn":
+        return MultiTaskQNetwork(obs_width, list(action_counts), cfg.hidden_sizes, cfg.dueling)
+    model = MultiTaskActorCritic(obs_width, list(action_counts), cfg.hidden_sizes,
+                                 popart_beta=cfg.popart_beta)
+    model.task = task
+    return model

@@ -37,6 +37,7 @@ from mpirl.config import Config
 from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
 from mpirl.envs.make import make_vec
 from mpirl.envs.vec import VecEnv
+from mpirl.models import network
 from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
 from mpirl.replay.buffer import transition_dtype
 from mpirl.scoreboard import Scoreboard
@@ -108,15 +109,9 @@ class MultiTask:
                              self.cfg.eval_episodes, seed, self.cfg.vector_mode)
 
     # -- the networks (the padded width and every task's action count are known already) ------
-    def actor_critic(self, envs: VecEnv) -> MultiTaskActorCritic:
-        model = MultiTaskActorCritic(self.width, list(self.action_counts), self.cfg.hidden_sizes,
-                                     popart_beta=self.cfg.popart_beta)
-        model.task = self.task
-        return model
-
-    def q_network(self, envs: VecEnv) -> MultiTaskQNetwork:
-        return MultiTaskQNetwork(self.width, list(self.action_counts), self.cfg.hidden_sizes,
-                                 self.cfg.dueling)
+    def network(self, envs: VecEnv) -> MultiTaskActorCritic | MultiTaskQNetwork:
+        """PPO's actor-critic or DQN's Q-network: a shared trunk and every task's head."""
+        return network(self.cfg, self.width, None, self.action_counts, self.task)
 
     def transition_dtype(self, envs: VecEnv) -> np.dtype:
         """Replay records of every task: raw observations padded to the widest task, and the

@@ -11,15 +11,7 @@ from mpirl.comm.world import World
 from mpirl.envs.evaluate import Evaluator
 from mpirl.envs.normalize import ObsNormalizer, RunningMeanStd
 from mpirl.models.multitask import MultiTaskActorCritic
-
-
-def pad_and_tag(obs: np.ndarray, width: int, task: int, num_tasks: int) -> np.ndarray:
-    """(B, d) observations -> (B, width + K) float32: zero-padded to ``width``, then the one-hot
-    of ``task``."""
-    out = np.zeros((len(obs), width + num_tasks), np.float32)
-    out[:, :obs.shape[1]] = obs
-    out[:, width + task] = 1.0
-    return out
+from mpirl.tasks.spec import pad_and_tag
 
 
 class TaskObsNormalizer(ObsNormalizer):

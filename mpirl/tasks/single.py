@@ -14,6 +14,7 @@ from mpirl.envs.evaluate import Evaluator
 from mpirl.envs.make import make_vec
 from mpirl.envs.normalize import ObsNormalizer, RewardScaler
 from mpirl.envs.vec import VecEnv
+from mpirl.models import network
 from mpirl.models.actor_critic import ActorCritic
 from mpirl.models.popart import IdentityValueNorm
 from mpirl.models.qnet import QNetwork
@@ -47,13 +48,9 @@ class SingleTask:
                          mode=self.cfg.vector_mode)
 
     # -- the networks ----------------------------------------------------------------------------
-    def actor_critic(self, envs: VecEnv) -> ActorCritic:
-        return ActorCritic(envs.normalizer.out_dim, envs.single_action_space,
-                           self.cfg.hidden_sizes, self.cfg.activation, self.cfg.log_std_init)
-
-    def q_network(self, envs: VecEnv) -> QNetwork:
-        return QNetwork(envs.normalizer.out_dim, int(envs.single_action_space.n),
-                        self.cfg.hidden_sizes, self.cfg.dueling)
+    def network(self, envs: VecEnv) -> ActorCritic | QNetwork:
+        """PPO's actor-critic or DQN's Q-network."""
+        return network(self.cfg, envs.normalizer.out_dim, envs.single_action_space)
 
     def transition_dtype(self, envs: VecEnv) -> np.dtype:
         return transition_dtype(envs.single_observation_space.shape)

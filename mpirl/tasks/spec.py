@@ -6,6 +6,7 @@ of a second; the trainer's pieces are in mpirl.tasks.multi and mpirl.tasks.piece
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 
 from mpirl.errors import ConfigError
 
@@ -81,3 +82,12 @@ def task_spaces(env_id: str) -> tuple[int, int]:
         return int(env.observation_space.shape[0]), int(env.action_space.n)
     finally:
         env.close()
+
+
+def pad_and_tag(obs: np.ndarray, width: int, task: int, num_tasks: int) -> np.ndarray:
+    """The observation every task's network sees: (B, d) observations -> (B, width + K) float32,
+    zero-padded to the widest task's ``width``, then the one-hot of ``task``."""
+    out = np.zeros((len(obs), width + num_tasks), np.float32)
+    out[:, :obs.shape[1]] = obs
+    out[:, width + task] = 1.0
+    return out

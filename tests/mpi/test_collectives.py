@@ -112,10 +112,10 @@ def test_merged_observation_and_return_statistics_equal_those_of_all_the_data():
         returns.extend(running[valid])
         running[terminated | truncated] = 0.0
     envs.allreduce_statistics(world)
-    all_obs = np.concatenate(world.allgather_obj(np.concatenate(observations)))
+    all_obs = np.concatenate(world.allgather_obj(np.concatenate(observations))).astype(np.float64)
     all_returns = np.concatenate(world.allgather_obj(np.asarray(returns)))
-    np.testing.assert_allclose(envs.normalizer.rms.mean, all_obs.mean(0), rtol=1e-6)
-    np.testing.assert_allclose(envs.normalizer.rms.var, all_obs.var(0), rtol=1e-6)
+    np.testing.assert_allclose(envs.normalizer.rms.mean, all_obs.mean(0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(envs.normalizer.rms.var, all_obs.var(0), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(envs.reward_scaler.rms.mean, all_returns.mean(), rtol=1e-6)
     np.testing.assert_allclose(envs.reward_scaler.rms.var, all_returns.var(), rtol=1e-6)
     assert envs.reward_scaler.rms.count == len(all_returns) < 250 * 3 * world.size

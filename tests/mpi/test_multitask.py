@@ -302,7 +302,7 @@ def test_tasks_park_at_their_target_train_again_below_it_and_checkpoints_carry_i
     world = World()
     cfg = parse_args(["--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"])
     scoreboard, tasks = _board_and_tasks(cfg, world)
-    model = tasks.actor_critic(None)
+    model = tasks.network(None)
     grads = FlatGradients(model.parameters(), world)
     sync = tasks.weighted_sync(AllreduceSync(world, grads), grads, model, optimizer=None)
     value_norm = tasks.value_norm(model)

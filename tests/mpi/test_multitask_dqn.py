@@ -29,7 +29,7 @@ def _tasks(weighting):
 
 def _networks(tasks):
     torch.manual_seed(0)
-    return tasks.q_network(None), tasks.q_network(None)
+    return tasks.network(None), tasks.network(None)
 
 
 def _global_batch(tasks, composition, n_ranks):

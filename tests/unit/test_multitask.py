@@ -9,7 +9,7 @@ from mpirl.tasks.weights import task_gradient_scale
 from mpirl.comm.world import World
 from mpirl.models.actor_critic import Policy
 from mpirl.models.multitask import MultiTaskActorCritic, action_mask
-from mpirl.tasks.pieces import pad_and_tag
+from mpirl.tasks.spec import pad_and_tag
 from mpirl.tasks.spec import assign_tasks, parse_targets, parse_tasks, rank_counts
 from tests.configs import validated
 

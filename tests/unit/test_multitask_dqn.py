@@ -13,7 +13,8 @@ from mpirl.tasks.weights import task_weights
 from mpirl.comm.world import World
 from mpirl.models.multitask import MultiTaskQNetwork
 from mpirl.models.qnet import QNetwork
-from mpirl.tasks.pieces import TaskObsNormalizer, pad_and_tag
+from mpirl.tasks.pieces import TaskObsNormalizer
+from mpirl.tasks.spec import pad_and_tag
 from mpirl.replay import ReplayBuffer, transition_dtype
 
 COUNTS = (2, 3, 1)      # actions per task: A = 3

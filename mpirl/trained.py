@@ -1,0 +1,132 @@
+"""A trained policy from a run dir, for your own scripts and notebooks: no MPI, no trainer.
+
+    import gymnasium as gym
+    import mpirl
+
+    policy = mpirl.load("runs/lunar", checkpoint="best")      # or "latest", or a .pt path
+    env = gym.make(policy.env_id)
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(policy.act(obs))
+        done = terminated or truncated
+
+The network and the observation normaliser are rebuilt from the run's config.yaml and the
+checkpoint alone (read with ``torch.load(weights_only=True)``: a checkpoint cannot run code).
+:meth:`TrainedPolicy.act` takes one observation or a batch, as the env gives them, and returns
+what the env takes: the deterministic action by default (as mpirl's evaluation acts), actions
+clipped to a Box space's bounds.
+"""
+from __future__ import annotations
+
+import os
+
+import gymnasium as gym
+import numpy as np
+import torch
+import yaml
+
+from mpirl.checkpoint import CheckpointError, Checkpoints
+from mpirl.config import Config, convert
+from mpirl.envs.make import clip_to_space
+from mpirl.envs.normalize import ObsNormalizer
+from mpirl.errors import ConfigError
+from mpirl.models import network
+from mpirl.models.actor_critic import Policy
+from mpirl.tasks.spec import pad_and_tag, parse_tasks, task_spaces
+
+
+def read_config(run_dir: str) -> Config:
+    """The configuration a run trained with, from its config.yaml."""
+    path = os.path.join(run_dir, "config.yaml")
+    try:
+        with open(path) as fh:
+            values = yaml.safe_load(fh)
+        return Config(**{name: convert(name, value) for name, value in values.items()})
+    except (OSError, yaml.YAMLError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{run_dir} is not an mpirl run dir: cannot read {path} ({exc})") \
+            from None
+
+
+def read_checkpoint(run_dir: str, checkpoint: str = "best") -> tuple[dict, str]:
+    """A run's checkpoint: ``latest`` (the newest that verifies), ``best`` (the best evaluation
+    so far), or a path. Returns (its contents, its path)."""
+    checkpoints = Checkpoints(run_dir)
+    try:
+        if checkpoint == "latest":
+            return checkpoints.load_latest(warn=lambda message: None)
+        path = checkpoints.best_path() if checkpoint == "best" else checkpoint
+        if checkpoint == "best" and not os.path.exists(path):
+            raise CheckpointError(f"{run_dir} has no best checkpoint (a run keeps one from its "
+                                  "first evaluation on): try checkpoint='latest'")
+        return Checkpoints.read(path), path
+    except CheckpointError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class TrainedPolicy:
+    """The policy of a run's checkpoint: :meth:`act` on observations as the env gives them."""
+
+    def __init__(self, cfg: Config, state: dict, step: int, path: str, task: str | None = None):
+        self.config, self.step, self.path = cfg, step, path
+        ids = [env_id for env_id, _ in parse_tasks(cfg.tasks)] if cfg.tasks else [cfg.env_id]
+        if task is None and len(ids) > 1:
+            raise ConfigError(f"the run trained {len(ids)} tasks ({', '.join(ids)}): say which "
+                              f"one to act in, e.g. task={ids[0]!r}")
+        self.env_id = task or ids[0]
+        if self.env_id not in ids:
+            raise ConfigError(f"task {self.env_id!r} is not one of the run's ({', '.join(ids)})")
+        env = gym.make(self.env_id)
+        self.observation_space, self.action_space = env.observation_space, env.action_space
+        env.close()
+        width = int(self.observation_space.shape[0])
+        statistics = state["normalizer"]
+        if cfg.tasks:   # the padded, tagged observations of every task; this one's statistics
+            spaces = [task_spaces(i) for i in ids]
+            self.width, self.task = max(w for w, _ in spaces), ids.index(self.env_id)
+            self.num_tasks = len(ids)
+            self.model = network(cfg, self.width, None, [n for _, n in spaces], self.task)
+            statistics = statistics[self.env_id]
+        else:
+            self.task = None
+            self.model = network(cfg, width, self.action_space)
+        self.normalizer = ObsNormalizer((width,), enabled=cfg.normalize_obs, clip=cfg.clip_obs)
+        self.normalizer.load_state_dict(statistics)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise ConfigError(f"the checkpoint {path} does not fit the network its run's "
+                              f"config.yaml describes ({str(exc).splitlines()[0]})") from None
+        self.model.eval()
+        self.continuous = isinstance(self.action_space, gym.spaces.Box)
+        self.policy = (Policy(self.continuous, self.model.head.log_std)
+                       if cfg.algo == "ppo" else None)
+
+    def act(self, obs, deterministic: bool = True,
+            generator: torch.Generator | None = None) -> np.ndarray:
+        """The action for one observation (shape of the space) or a batch (leading dimension);
+        ``deterministic=False`` samples from the policy (PPO)."""
+        obs = np.asarray(obs, np.float32)
+        single = obs.ndim == len(self.observation_space.shape)
+        x = self.normalizer(obs[None] if single else obs, accumulate=False)
+        if self.task is not None:
+            x = pad_and_tag(x, self.width, self.task, self.num_tasks)
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(x))
+            if self.policy is None:                       # DQN: the greedy action
+                actions = out.argmax(dim=1)
+            else:
+                params, _ = self.model.split(out)
+                actions = (self.policy.mode(params) if deterministic
+                           else self.policy.sample(params, generator or torch.Generator())[0])
+        actions = clip_to_space(actions.numpy(), self.action_space)
+        return actions[0] if single else actions
+
+
+def load(run_dir: str, checkpoint: str = "best", task: str | None = None) -> TrainedPolicy:
+    """The policy a run trained: ``checkpoint`` ``best`` (its best evaluation), ``latest``, or
+    a checkpoint's path; ``task``: which of a multi-task run's tasks to act in."""
+    cfg = read_config(run_dir)
+    saved, path = read_checkpoint(run_dir, checkpoint)
+    return TrainedPolicy(cfg, saved["shared"], int(saved["meta"].get("global_step", 0)), path,
+                         task)
