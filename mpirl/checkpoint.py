@@ -4,6 +4,7 @@ Layout in ``<run_dir>/checkpoints/``::
 
     ckpt_00000120.pt       torch.save of a dict of tensors / numbers / strings / lists / dicts
     ckpt_00000120.sha256   its SHA-256, written (atomically) before the .pt appears
+    best.pt, best.sha256   a copy of the checkpoint of the best evaluation so far
 
 A checkpoint is written to a temporary file, fsynced, then renamed into place, so a crash leaves
 either the old set or the new one, never half a file under a checkpoint's name. Loading uses
@@ -75,8 +76,12 @@ class Checkpoints:
         found = [p for p in glob.glob(os.path.join(self.dir, "ckpt_*.pt")) if NAME.search(p)]
         return sorted(found, reverse=True)
 
-    def save(self, state: dict, update: int, midway=None) -> str:
-        """Write ``state`` as the checkpoint of ``update``; prune all but the newest ``keep``."""
+    def best_path(self) -> str:
+        return os.path.join(self.dir, "best.pt")
+
+    def save(self, state: dict, update: int, midway=None, best: bool = False) -> str:
+        """Write ``state`` as the checkpoint of ``update`` (and, with ``best``, as the best one);
+        prune all but the newest ``keep``."""
         os.makedirs(self.dir, exist_ok=True)
         for stale in glob.glob(os.path.join(self.dir, "*.tmp.*")):  # from a write that died
             os.unlink(stale)
@@ -87,8 +92,12 @@ class Checkpoints:
         torch.save(plain(state), buf)
         data = buf.getvalue()
         path = os.path.join(self.dir, f"ckpt_{update:08d}.pt")
-        _atomic_write(path[:-3] + ".sha256", hashlib.sha256(data).hexdigest().encode() + b"\n")
+        checksum = hashlib.sha256(data).hexdigest().encode() + b"\n"
+        _atomic_write(path[:-3] + ".sha256", checksum)
         _atomic_write(path, data, midway)
+        if best:
+            _atomic_write(self.best_path()[:-3] + ".sha256", checksum)
+            _atomic_write(self.best_path(), data)
         for old in self.paths()[self.keep:]:
             for p in (old, old[:-3] + ".sha256"):
                 if os.path.exists(p):

@@ -64,7 +64,7 @@ class Run:
                     "time_s": self.clock(), "scoreboard": self.scoreboard.state_dict()}
             # (on disk: "shared" is the state every rank shares, "ranks" each rank's own)
             checkpoint = {"meta": meta, "shared": state, "ranks": every_rank_state}
-            self.checkpoints.save(checkpoint, update,
+            self.checkpoints.save(checkpoint, update, best=self.scoreboard.new_best,
                                   midway=lambda: faults.at("checkpoint", 0, update))
 
     def restore(self) -> Restored | None:
@@ -114,7 +114,8 @@ class Run:
         --eval-interval updates, at the last update, and as soon as an unsolved task's training
         returns reach its target; ``evaluate()`` returns the mean evaluation return of each task
         (one number for one task) — then write metrics and the progress line, agree on a stop
-        signal, and checkpoint when due (``checkpoint(update)``). Returns True when training
+        signal, and checkpoint when due (``checkpoint(update)``; also after an evaluation better
+        than any before, which becomes checkpoints/best.pt). Returns True when training
         ends here: the last update, solved with --stop-on-solve, or preempted
         (``self.preempted``). ``before_final_checkpoint`` runs first when it ends (local-sgd
         averages the replicas).
@@ -125,6 +126,7 @@ class Run:
         """
         cfg, scoreboard = self.cfg, self.scoreboard
         self.watchdog.beat()
+        scoreboard.new_best = False
         scoreboard.record_training(record, self.steps_per_update // self.world.size,
                                    self.start_update)
         if (update % cfg.eval_interval == 0 or update == last
@@ -137,8 +139,8 @@ class Run:
         ends = update == last or (cfg.stop_on_solve and scoreboard.solved) or self.preempted
         if ends and before_final_checkpoint is not None:
             before_final_checkpoint()
-        if update % cfg.checkpoint_interval == 0 or ends:
-            checkpoint(update)
+        if update % cfg.checkpoint_interval == 0 or ends or scoreboard.new_best:
+            checkpoint(update)   # (a new best evaluation: also checkpoints/best.pt)
         return ends
 
     # -- stopping ------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ class Scoreboard:
         K = len(self.ids)
         self.eval_returns = np.full(K, np.nan)
         self.last_eval: float | None = None              # the run's: the mean over tasks
+        self.best_eval: float | None = None              # the best of them so far ...
+        self.best_step: int | None = None                # ... and when
+        self.new_best = False                            # the latest evaluation is the best
         self.solved_at_step: list[int | None] = [None] * K
         self.solved_at_time_s: list[float | None] = [None] * K
         self.run_solved_at_step: int | None = None
@@ -125,6 +128,9 @@ class Scoreboard:
         self.eval_returns = np.atleast_1d(np.asarray(returns, np.float64))
         self.last_eval = float(self.eval_returns.mean())
         record["eval_return_mean"] = self.last_eval
+        self.new_best = self.best_eval is None or self.last_eval > self.best_eval
+        if self.new_best:
+            self.best_eval, self.best_step = self.last_eval, global_step
         for k in range(len(self.ids)):
             value, target = float(self.eval_returns[k]), self.targets[k]
             if target is not None and value >= target and self.solved_at_step[k] is None:
@@ -170,6 +176,7 @@ class Scoreboard:
                 "solved_at_time_s": list(self.solved_at_time_s),
                 "run_solved_at_step": self.run_solved_at_step,
                 "run_solved_at_time_s": self.run_solved_at_time_s,
+                "best_eval": self.best_eval, "best_step": self.best_step,
                 "train_returns": list(self.train_returns),
                 "parked": list(self.parked),
                 "parked_at_steps": [list(s) for s in self.parked_at_steps],
@@ -183,6 +190,7 @@ class Scoreboard:
         self.solved_at_time_s = list(state["solved_at_time_s"])
         self.run_solved_at_step = state["run_solved_at_step"]
         self.run_solved_at_time_s = state["run_solved_at_time_s"]
+        self.best_eval, self.best_step = state.get("best_eval"), state.get("best_step")
         self.train_returns = list(state.get("train_returns", [None] * K))
         self.parked_at_steps = [list(s) for s in state.get("parked_at_steps", [[]] * K)]
         self.resumed_at_steps = [list(s) for s in state.get("resumed_at_steps", [[]] * K)]

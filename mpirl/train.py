@@ -14,12 +14,9 @@ import os
 import sys
 import time
 
-# Set before torch loads MKL, its BLAS on x86: on AVX-512 CPUs MKL may round a matrix product
-# differently with the memory alignment of its operands, and a resumed run (whose allocations
-# differ) drifted from an uninterrupted one in the last bits, for one stopping update in three.
-# MKL's strict conditional numerical reproducibility makes products independent of alignment.
-# A value the user sets wins.
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+from mpirl.numerics import reproducible_blas, torch_threads  # noqa: E402
+
+reproducible_blas()   # before torch loads: products that repeat bit for bit across a resume
 
 from mpirl.checks import check  # noqa: E402
 from mpirl.cli import decide_on_root  # noqa: E402
@@ -57,16 +54,6 @@ def configure(world: World, argv: list[str] | None) -> Config:
         return cfg
 
     return decide_on_root(world, decide, "mpirl")
-
-
-def torch_threads(cfg: Config, world: World) -> int:
-    """Intra-op threads for this rank: never more than its share of the cores, and one for small
-    models, whose kernels are too short for threads to pay for their synchronisation."""
-    if cfg.torch_threads:
-        return cfg.torch_threads
-    widths = list(cfg.hidden_sizes)
-    weights = sum(a * b for a, b in zip(widths, widths[1:]))
-    return 1 if weights < 100_000 else world.threads_per_rank()
 
 
 def make_scoreboard(cfg: Config, n_ranks: int) -> Scoreboard:

@@ -102,24 +102,33 @@ class TrainedPolicy:
         self.policy = (Policy(self.continuous, self.model.head.log_std)
                        if cfg.algo == "ppo" else None)
 
-    def act(self, obs, deterministic: bool = True,
-            generator: torch.Generator | None = None) -> np.ndarray:
-        """The action for one observation (shape of the space) or a batch (leading dimension);
-        ``deterministic=False`` samples from the policy (PPO)."""
-        obs = np.asarray(obs, np.float32)
-        single = obs.ndim == len(self.observation_space.shape)
-        x = self.normalizer(obs[None] if single else obs, accumulate=False)
-        if self.task is not None:
-            x = pad_and_tag(x, self.width, self.task, self.num_tasks)
+    def observe(self, obs: np.ndarray) -> np.ndarray:
+        """A batch of the env's observations as the network takes them: normalised with the
+        run's statistics (multi-task: padded and tagged with the task)."""
+        x = self.normalizer.normalize(obs)
+        return x if self.task is None else pad_and_tag(x, self.width, self.task, self.num_tasks)
+
+    def act_on(self, x: np.ndarray, deterministic: bool = True,
+               generator: torch.Generator | None = None) -> np.ndarray:
+        """Actions for a batch of observations already through :meth:`observe`."""
         with torch.no_grad():
             out = self.model(torch.from_numpy(x))
             if self.policy is None:                       # DQN: the greedy action
-                actions = out.argmax(dim=1)
-            else:
-                params, _ = self.model.split(out)
-                actions = (self.policy.mode(params) if deterministic
-                           else self.policy.sample(params, generator or torch.Generator())[0])
-        actions = clip_to_space(actions.numpy(), self.action_space)
+                return out.argmax(dim=1).numpy()
+            params, _ = self.model.split(out)
+            if deterministic:
+                return self.policy.mode(params).numpy()
+            return self.policy.sample(params, generator or torch.Generator())[0].numpy()
+
+    def act(self, obs, deterministic: bool = True,
+            generator: torch.Generator | None = None) -> np.ndarray:
+        """The action for one observation (shape of the space) or a batch (leading dimension),
+        as the env takes it (Box actions clipped to the space); ``deterministic=False`` samples
+        from the policy (PPO)."""
+        obs = np.asarray(obs)
+        single = obs.ndim == len(self.observation_space.shape)
+        x = self.observe(obs[None] if single else obs)
+        actions = clip_to_space(self.act_on(x, deterministic, generator), self.action_space)
         return actions[0] if single else actions
 
 

@@ -138,7 +138,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         if run.end_update(
                 update, num_updates, record,
                 evaluate=lambda: evaluator.run_across_ranks(
-                    lambda obs: greedy_actions(q_network, obs), envs.normalizer),
+                    lambda obs: greedy_actions(q_network, obs), envs.normalizer.normalize),
                 checkpoint=lambda u: save_checkpoint(
                     run, u, replica, envs, generators,
                     meta={"global_step": u * steps_per_update,

@@ -102,7 +102,8 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             check_in_sync(world, model)
         if run.end_update(
                 update, num_updates, record,
-                evaluate=lambda: evaluator.run_across_ranks(act_deterministic, envs.normalizer),
+                evaluate=lambda: evaluator.run_across_ranks(act_deterministic,
+                                                             envs.normalizer.normalize),
                 checkpoint=lambda u: save_checkpoint(run, u, replica, envs, generators,
                                                      meta={"global_step": u * steps_per_update}),
                 before_final_checkpoint=replica.sync.average):

@@ -87,6 +87,10 @@ class ObsNormalizer:
             self._pending_count += len(obs)
         return np.clip((obs - self._mean) * self._inv_std, -self.clip, self.clip).astype(np.float32)
 
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """``obs`` normalised as for acting, without recording them (evaluation)."""
+        return self(obs, accumulate=False)
+
     def for_replay(self, raw: np.ndarray) -> np.ndarray:
         """What a replay memory keeps of raw observations ``raw`` (B, d): ``raw`` itself (they
         are normalised when replayed, with the statistics of then: :meth:`normalize_replayed`)."""
@@ -95,7 +99,7 @@ class ObsNormalizer:
     def normalize_replayed(self, obs: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
         """Replayed observations (see :meth:`for_replay`) normalised as for acting, without recording
         them. (``task``: the task of each row, for normalisers that know several tasks.)"""
-        return self(obs, accumulate=False)
+        return self.normalize(obs)
 
     def allreduce_statistics(self, world: World) -> None:
         """Merge every rank's accumulated observations into the shared statistics."""

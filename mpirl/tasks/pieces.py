@@ -161,9 +161,9 @@ class TaskEvaluator:
         self.own = Evaluator(group, env_id, episodes, seed=seed, mode=mode)
         self.returns = np.full(num_tasks, np.nan)
 
-    def run_across_ranks(self, act, normalizer=None) -> np.ndarray:
+    def run_across_ranks(self, act, observe=None) -> np.ndarray:
         """Each task's mean evaluation return (K,), identical on every rank."""
-        mine = self.own.run_across_ranks(act, normalizer)
+        mine = self.own.run_across_ranks(act, observe)
         row = np.zeros(len(self.returns))
         row[self.task] = mine if self.group.is_root else 0.0
         self.returns = allreduce_sum(self.world, row)

@@ -14,7 +14,7 @@ def test_quick_zoo_bench_writes_the_table_the_verdicts_and_a_curve_per_env(tmp_p
     rows = {r["env_id"]: r for r in result["rows"]}
     assert sorted(rows) == ["CartPole-v1", "Pendulum-v1"] and result["ranks"] == 2
     cartpole, pendulum = rows["CartPole-v1"], rows["Pendulum-v1"]
-    assert cartpole["preset"] == "CartPole-v1" and pendulum["preset"] == "none"
+    assert cartpole["preset"] == "CartPole-v1" and pendulum["preset"] == "Pendulum-v1"
     assert cartpole["target"] == 497.54 and cartpole["target_source"] == "Baselines ppo2"
     assert pendulum["target"] == -172.2 - 104.2                  # rl-zoo's mean minus its std
     for row in rows.values():

@@ -139,3 +139,29 @@ def test_world_size_guard_refuses_a_trainer_started_without_a_launcher(jobdir):
     assert "SLURM_NTASKS=2" in log and "single process" in log, log
     assert log.count("SLURM_NTASKS=2") == 1, log  # said once
     assert not (jobdir / "runs" / "bare" / "summary.json").exists()
+
+
+def test_sweep_runs_its_grid_as_an_array_then_summarises_in_a_dependent_job(jobdir):
+    grid = jobdir / "sweep.yaml"
+    grid.write_text("options:\n  total-timesteps: 2048\n  num-envs: 2\n  num-steps: 16\n"
+                    "  update-epochs: 1\n  eval-episodes: 2\n  tensorboard: false\n"
+                    "grid:\n  learning-rate: [1.0e-4, 1.0e-3]\nseeds: [0, 1]\n")
+    planner = submit("sweep.sbatch", [str(grid)], ["--ntasks=1"], cwd=jobdir)
+    completed(jobdir, planner)
+    log = (jobdir / f"sweep_{planner}.out").read_text()
+    assert f"sweep of 4 runs in {jobdir}/runs/sweep_{planner}" in log, log
+    array = log.split("array job ")[1].split(",")[0]
+    summary_job = log.split("summary job ")[1].split()[0]
+    completed(jobdir, array)
+    completed(jobdir, summary_job)
+    sweep = jobdir / "runs" / f"sweep_{planner}"
+    runs = sorted(p.name for p in sweep.glob("run_*"))
+    assert runs == ["run_000", "run_001", "run_002", "run_003"]
+    seeds = [summary(sweep / r)["seed"] for r in runs]
+    assert seeds == [0, 1, 0, 1]
+    results = json.loads((sweep / "results.json").read_text())
+    assert sorted(r["config"] for r in results["rows"]) == ["learning_rate=0.0001",
+                                                           "learning_rate=0.001"]
+    assert all(r["runs"] == r["finished"] == 2 for r in results["rows"])
+    assert "| learning_rate=0.001 | 2 | 2 |" in (sweep / "results.md").read_text()
+    assert (sweep / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -38,8 +38,13 @@ def _end(run, update, last=10):
 
 def test_an_update_evaluates_when_due_and_goes_on(run):
     assert _end(run, 1) == (False, {"evaluate": 0, "checkpoint": []})
-    assert _end(run, 2) == (False, {"evaluate": 1, "checkpoint": []})
+    # the first evaluation is the best so far: checkpointed (checkpoints/best.pt) ...
+    assert _end(run, 2) == (False, {"evaluate": 1, "checkpoint": [2]})
     assert run.scoreboard.last_eval == 42.0 and not run.preempted
+    assert run.scoreboard.new_best and run.scoreboard.best_step == 200
+    # ... one no better is not
+    assert _end(run, 4) == (False, {"evaluate": 1, "checkpoint": []})
+    assert not run.scoreboard.new_best and run.scoreboard.best_eval == 42.0
 
 
 def test_a_stop_signal_still_takes_the_due_evaluation_then_checkpoints(run):
