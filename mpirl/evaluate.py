@@ -12,14 +12,14 @@ length, their mean and std, the checkpoint and its step, the seeds) and prints o
 
 ``--video DIR`` records every episode this command runs, as MP4, with gymnasium's RecordVideo
 (rank r records its own episodes). Only evaluation episodes are ever recorded: training never
-renders. MuJoCo renders headless through EGL or OSMesa, whichever the machine has.
+renders. MuJoCo renders headless through EGL or OSMesa, whichever works on the machine.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes.util
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -29,6 +29,7 @@ from mpirl.numerics import reproducible_blas, torch_threads
 reproducible_blas()   # before torch loads: the trainer's evaluations, bit for bit
 
 from mpirl.cli import ArgumentParser, decide_on_root  # noqa: E402
+from mpirl import presets  # noqa: E402
 from mpirl.comm.collectives import broadcast_state  # noqa: E402
 from mpirl.comm.world import World, install_abort_on_error  # noqa: E402
 from mpirl.errors import ConfigError, Problems  # noqa: E402
@@ -88,15 +89,25 @@ def _render_modes(env_id: str) -> list[str]:
 
 
 def headless_rendering() -> None:
-    """Render without a display: MuJoCo through EGL or OSMesa, whichever this machine has, and
-    pygame (classic control, Box2D) to no window. What the user set wins."""
+    """Render without a display: pygame (classic control, Box2D) to no window. What the user
+    set wins. (MuJoCo's backend is chosen by :func:`mujoco_gl_backend`.)"""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-    if "MUJOCO_GL" not in os.environ:
-        for backend, library in (("egl", "EGL"), ("osmesa", "OSMesa")):
-            if ctypes.util.find_library(library):
-                os.environ["MUJOCO_GL"] = backend
-                os.environ.setdefault("PYOPENGL_PLATFORM", backend)
-                return
+
+
+def mujoco_gl_backend() -> str | None:
+    """The first of EGL (a GPU's) and OSMesa (software) that makes a GL context here, each tried
+    in a subprocess: MuJoCo reads MUJOCO_GL once, when it is imported."""
+    probe = "import mujoco; mujoco.GLContext(16, 16).make_current()"
+    for backend in ("egl", "osmesa"):
+        try:
+            done = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                  timeout=120, env={**os.environ, "MUJOCO_GL": backend,
+                                                    "PYOPENGL_PLATFORM": backend})
+        except subprocess.TimeoutExpired:
+            continue
+        if done.returncode == 0:
+            return backend
+    return None
 
 
 def parse(argv: list[str] | None):
@@ -113,7 +124,15 @@ def parse(argv: list[str] | None):
     ids = [t.split(":")[0] for t in cfg.tasks.split(",")] if cfg.tasks else [cfg.env_id]
     problems.need(args.task is None or args.task in ids,
                   f"--task {args.task}: not one of the run's tasks ({', '.join(ids)})")
+    gl = os.environ.get("MUJOCO_GL")
     if args.video:
+        if gl is None and any(presets.family(env_id) == "mujoco" for env_id in ids):
+            gl = mujoco_gl_backend()
+            problems.need(gl is not None, "--video: MuJoCo cannot render on this machine: "
+                          "install OSMesa (Debian: apt-get install libosmesa6) or a GPU "
+                          "driver with EGL, or set MUJOCO_GL")
+            if gl:
+                os.environ.update(MUJOCO_GL=gl, PYOPENGL_PLATFORM=gl)
         for env_id in ([args.task] if args.task else ids):
             problems.extend(render_problems(env_id))
     if problems:
@@ -122,7 +141,7 @@ def parse(argv: list[str] | None):
     saved, path = read_checkpoint(args.run_dir, args.checkpoint)
     for env_id in ([args.task] if args.task else ids):   # the checkpoint fits the network
         TrainedPolicy(cfg, saved["shared"], 0, path, env_id if cfg.tasks else None)
-    return args, cfg, saved, path
+    return args, cfg, saved, path, gl
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     on_root = {}
 
     def decide():
-        args, cfg, on_root["saved"], path = parse(argv)
-        return args, cfg, path, on_root["saved"]["meta"]
+        args, cfg, on_root["saved"], path, gl = parse(argv)
+        return args, cfg, path, on_root["saved"]["meta"], gl
 
-    args, cfg, path, meta = decide_on_root(world, decide, PROG)
+    args, cfg, path, meta, gl = decide_on_root(world, decide, PROG)
+    if gl:   # every rank renders MuJoCo through the backend rank 0 found
+        os.environ.update(MUJOCO_GL=gl, PYOPENGL_PLATFORM=gl)
     import torch
     torch.set_num_threads(torch_threads(cfg, world))   # as the trainer: the same products
     state = broadcast_state(world, on_root["saved"]["shared"] if world.is_root else None)

@@ -320,4 +320,8 @@ def table(result: dict) -> str:
             lines += ["", "SB3 is not installed (`pip install 'mpirl[bench]'`): no comparison."]
     met = sum(r["met"] for r in result["rows"])
     lines += ["", f"Targets met: {met} of {len(result['rows'])} environments."]
+    if "seconds" in result and not result.get("quick"):
+        minutes = result["seconds"] / 60
+        lines.append(f"The whole section took {minutes:.0f} minutes (target: under 90): "
+                     f"{'met' if minutes < 90 else 'NOT met'}.")
     return "\n".join(lines)

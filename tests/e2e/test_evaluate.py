@@ -131,3 +131,15 @@ def test_bad_evaluate_input_is_one_clear_error(case, message, tmp_path):
     assert res.returncode == 2, res.output
     assert res.output.count("python -m mpirl.evaluate: error:") == 1, res.output
     assert message in res.output and "Traceback" not in res.output
+
+
+def test_a_checkpoint_from_another_environment_is_refused(tmp_path):
+    cartpole, acrobot = tmp_path / "cartpole", tmp_path / "acrobot"
+    for run_dir, env_id in ((cartpole, "CartPole-v1"), (acrobot, "Acrobot-v1")):
+        train(0, [*TINY, "--env-id", env_id, "--total-timesteps", "512", "--run-dir",
+                  str(run_dir)], timeout=120).check()
+    other = sorted((acrobot / "checkpoints").glob("ckpt_*.pt"))[-1]
+    res = evaluate(0, [str(cartpole), "--checkpoint", str(other)])
+    assert res.returncode == 2 and "Traceback" not in res.output, res.output
+    assert "does not fit the network its run's config.yaml describes" in res.output
+    assert not (cartpole / "eval.json").exists()
