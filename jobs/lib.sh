@@ -3,8 +3,8 @@
 # Variables a user may set (export them before sbatch, or edit here for a site):
 #   MPIRL_ROOT      the mpirl checkout (default: the directory sbatch was run from)
 #   MPIRL_VENV      its virtual environment (default: $MPIRL_ROOT/.venv; python from PATH if absent)
-#   MPIRL_LAUNCHER  srun (default: srun --mpi=$MPIRL_SRUN_MPI) or mpirun (Open MPI/MPICH's own,
-#                   inside the allocation)
+#   MPIRL_LAUNCHER  srun (default: srun --mpi=$MPIRL_SRUN_MPI) or mpiexec (the MPI library's own,
+#                   inside the allocation; mpirun is taken as its other name)
 #   MPIRL_SRUN_MPI  srun's PMI plugin (default pmix; `srun --mpi=list` shows the site's)
 #   MPIRL_RUNS      where run directories go (default: runs/ in the job's working directory)
 
@@ -17,9 +17,12 @@ if [ -f "$MPIRL_VENV/bin/activate" ]; then
 else
     echo "[mpirl job] no virtual environment at $MPIRL_VENV: using $(command -v python3 || echo 'no python3')" >&2
 fi
-# Open MPI refuses root and more ranks than cores unless told; idle ranks yield the CPU.
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
+# Where Open MPI runs, it refuses root and more ranks than cores unless told; idle ranks yield the
+# CPU. Other MPIs (MPICH, Intel MPI, Cray MPICH) need none of this.
+if mpiexec --version 2>/dev/null | grep -q "Open MPI"; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
+fi
 # Threads per rank from --cpus-per-task; srun (since Slurm 22.05) does not inherit it by itself.
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
 export SRUN_CPUS_PER_TASK=${SLURM_CPUS_PER_TASK:-1}
@@ -45,8 +48,8 @@ RUN_DIR=$MPIRL_RUNS/${SLURM_JOB_NAME%.sbatch}_$(job_tag)
 launcher() {
     case "$MPIRL_LAUNCHER" in
         srun) LAUNCH=(srun --mpi="$MPIRL_SRUN_MPI" --ntasks="$1" --kill-on-bad-exit=1) ;;
-        mpirun) LAUNCH=(mpirun -n "$1") ;;
-        *) say "MPIRL_LAUNCHER must be srun or mpirun, not '$MPIRL_LAUNCHER'"; return 2 ;;
+        mpiexec|mpirun) LAUNCH=(mpiexec -n "$1") ;;
+        *) say "MPIRL_LAUNCHER must be srun or mpiexec, not '$MPIRL_LAUNCHER'"; return 2 ;;
     esac
     LAUNCH+=(python -m mpi4py)
 }

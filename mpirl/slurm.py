@@ -101,7 +101,7 @@ def check_world_size(size: int, env: Mapping[str, str] | None = None) -> None:
             f"MPI library has no Slurm support, so srun launched {tasks} separate single-rank "
             f"copies instead of one {tasks}-rank job. Launch with the PMI plugin your MPI was "
             f"built for (`srun --mpi=pmix`; see `srun --mpi=list`), or use mpirun inside the "
-            f"allocation (MPIRL_LAUNCHER=mpirun in jobs/*.sbatch), and make sure mpi4py is built "
+            f"allocation (MPIRL_LAUNCHER=mpiexec in jobs/*.sbatch), and make sure mpi4py is built "
             f"against the site's MPI (see README.md, 'Running on a Slurm cluster').")
     if size == 1 and source == "SLURM_NTASKS":
         raise WorldSizeError(

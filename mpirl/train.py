@@ -24,7 +24,7 @@ from mpirl.config import Config, default_run_dir, parse_args, to_yaml  # noqa: E
 from mpirl.errors import ConfigError  # noqa: E402
 from mpirl.scoreboard import Scoreboard  # noqa: E402
 from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts  # noqa: E402
-from mpirl.comm.world import World, install_abort_on_error  # noqa: E402
+from mpirl.comm.world import World, describe_mpi, install_abort_on_error  # noqa: E402
 from mpirl.envs.make import default_target  # noqa: E402
 
 def create_run_dir(cfg: Config, n_ranks: int) -> None:
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     run.log.print(f"mpirl: {cfg.algo} on {cfg.tasks or cfg.env_id} (preset {cfg.preset}), "
                   f"{world.size} rank(s) x {cfg.num_envs} envs, {torch.get_num_threads()} "
                   f"thread(s)/rank, {cfg.total_timesteps:,} global steps -> {cfg.run_dir}")
+    run.log.print(describe_mpi())
     algorithm = importlib.import_module(f"mpirl.algos.{cfg.algo}")
     return algorithm.train(cfg, world, run)
 

@@ -3,7 +3,7 @@
 # none is on PATH and we may install it), the .venv with the package and its test tools, and an
 # activation script that lets Open MPI run as root and with more ranks than cores.
 #
-#   scripts/setup.sh            # .venv + MPI
+#   scripts/setup.sh            # .venv + MPI, and .venv-mpich for the tests' second MPI
 #   VENV=/path scripts/setup.sh # another venv location
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,17 +59,44 @@ if ! command -v cc >/dev/null && ! command -v gcc >/dev/null; then
 fi
 "$VENV/bin/python" -m mpirl.native || true
 
-# 4. Activation: Open MPI refuses root and oversubscription unless told; with more ranks than
-#    cores, busy-polling ranks starve each other, so idle ranks yield the CPU.
+# 4. Activation: where Open MPI launches, let it run as root and with more ranks than cores, and
+#    let idle ranks yield the CPU (busy-polling ranks starve each other when oversubscribed).
+#    MPICH needs none of it.
 marker="# >>> mpirl MPI environment >>>"
-if ! grep -qF "$marker" "$VENV/bin/activate"; then
-    cat >> "$VENV/bin/activate" <<'EOT'
+write_activation() {  # write_activation VENV
+    grep -qF "$marker" "$1/bin/activate" && return 0
+    cat >> "$1/bin/activate" <<'EOT'
 # >>> mpirl MPI environment >>>
-export OMPI_ALLOW_RUN_AS_ROOT=1
-export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_mpi_yield_when_idle=1
+if mpiexec --version 2>/dev/null | grep -q "Open MPI"; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
+fi
 # <<< mpirl MPI environment <<<
 EOT
+}
+write_activation "$VENV"
+
+# 5. A second MPI for the tests (make test runs the MPI tier under it too; make test MPI=mpich
+#    runs everything under it): MPICH from PyPI, with its own mpi4py, in $MPICH_VENV, which
+#    takes every other package from $VENV rather than installing them again.
+MPICH_VENV=${MPICH_VENV:-$VENV-mpich}
+if [ "${MPIRL_NO_MPICH:-0}" != 1 ]; then
+    if [ ! -x "$MPICH_VENV/bin/python" ]; then
+        say "creating $MPICH_VENV: MPICH from PyPI for the tests' second MPI"
+        "$PYTHON" -m venv "$MPICH_VENV"
+    fi
+    site=$("$MPICH_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    shared=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    echo "import site; site.addsitedir('$(cd "$shared" && pwd)')" > "$site/zz_mpirl_shared.pth"
+    mpi4py=$("$VENV/bin/python" -c 'import mpi4py; print(mpi4py.__version__)')
+    if ! "$MPICH_VENV/bin/python" -m pip install -q mpich "mpi4py==$mpi4py" \
+            >"$MPICH_VENV/pip.log" 2>&1; then
+        tail -n 20 "$MPICH_VENV/pip.log"
+        say "cannot install MPICH into $MPICH_VENV (log: $MPICH_VENV/pip.log)"
+        exit 1
+    fi
+    write_activation "$MPICH_VENV"
+    "$MPICH_VENV/bin/python" -c 'from mpi4py import MPI; assert "MPICH" in MPI.Get_library_version()' \
+        || { say "$MPICH_VENV does not run on MPICH"; exit 1; }
 fi
-say "ready: source $VENV/bin/activate && mpirun -n 8 python -m mpirl.train"
+say "ready: source $VENV/bin/activate && mpiexec -n 8 python -m mpirl.train"

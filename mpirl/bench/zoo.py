@@ -287,11 +287,10 @@ def table(result: dict) -> str:
              "| target | met | rl-zoo reached | s / seed | steps/s |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
     for r in result["rows"]:
-        zoo = "—" if r["zoo"] is None else f"{r['zoo'][0]:.1f} ± {r['zoo'][1]:.1f}"
         lines.append(
             f"| {r['env_id']} | {r['algo']} | {r['preset']} | {r['budget']:,} | "
             f"{r['mean']:.1f} ± {r['std']:.1f} | {_published(r['cleanrl'])} | "
-            f"{_published(r['baselines'])} | {zoo} | {r['target']:.1f} "
+            f"{_published(r['baselines'])} | {_published(r['zoo'])} | {r['target']:.1f} "
             f"({r['target_source']}) | {'met' if r['met'] else 'NOT met'} | "
             f"{'—' if r['stretch'] is None else ('yes' if r['stretch'] else 'no')} | "
             f"{statistics.fmean(r['wall_s']):.0f} | {statistics.fmean(r['sps']):,.0f} |")

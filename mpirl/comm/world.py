@@ -6,6 +6,7 @@ size 1 running the same code path.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import traceback
@@ -103,6 +104,26 @@ class World:
         """A distinct, reproducible 32-bit seed for (seed, world rank, stream)."""
         seq = np.random.SeedSequence([seed, self.world_rank, stream])
         return int(seq.generate_state(1, dtype=np.uint32)[0])
+
+THREAD_LEVELS = {MPI.THREAD_SINGLE: "single", MPI.THREAD_FUNNELED: "funneled",
+                 MPI.THREAD_SERIALIZED: "serialized", MPI.THREAD_MULTIPLE: "multiple"}
+
+
+def cuda_aware() -> bool | None:
+    """Whether the MPI library takes CUDA device buffers (Open MPI's and MPICH's
+    MPIX_Query_cuda_support), or None where it cannot say."""
+    query = getattr(ctypes.CDLL(None), "MPIX_Query_cuda_support", None)
+    return None if query is None else bool(query())
+
+
+def describe_mpi() -> str:
+    """The MPI library this process runs on, its thread support and CUDA awareness: one line."""
+    library = " ".join(MPI.Get_library_version().splitlines()[0].split())
+    library = library.split(",")[0] if library.startswith("Open MPI") else library
+    aware = {True: "yes", False: "no", None: "unknown"}[cuda_aware()]
+    return (f"MPI: {library} (thread support: {THREAD_LEVELS.get(MPI.Query_thread(), '?')}, "
+            f"CUDA-aware: {aware})")
+
 
 def abort_job(code: int = 1) -> None:
     """End every rank of the job now (MPI_Abort on the world): the caller has printed why."""

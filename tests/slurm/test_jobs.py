@@ -54,8 +54,8 @@ def test_mdp_job_solves_over_the_allocation_with_v_shared_in_memory(jobdir):
     assert "launcher=srun" in (jobdir / f"mdp_{job}.out").read_text()
 
 
-# Both launchers: srun --mpi=pmix (the default) and MPIRL_LAUNCHER=mpirun inside the allocation.
-@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+# Both launchers: srun --mpi=pmix (the default) and MPIRL_LAUNCHER=mpiexec inside the allocation.
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
 def test_multinode_job_spans_nodes_times_tasks(jobdir, launcher):
     nodes = min(2, len(slurm("sinfo", "-h", "-N", "-o", "%N").split()))
     job = submit("multinode.sbatch", TRAIN, [f"--nodes={nodes}", "--ntasks-per-node=2"],
