@@ -5,6 +5,6 @@ from mpirl.config import Config, parse_args
 
 
 def validated(argv: list[str], n_ranks: int = 1) -> Config:
-    cfg = parse_args(argv)
+    cfg = parse_args(argv, n_ranks)
     check(cfg, n_ranks)
     return cfg

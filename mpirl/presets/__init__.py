@@ -7,7 +7,9 @@ family's) and applies it between the defaults and ``--config``/the command line:
 
     defaults < preset < --config FILE < command line
 
-``--preset NAME`` chooses one by name and ``--preset none`` trains with the defaults alone. The
+``--preset NAME`` chooses one by name and ``--preset none`` trains with the defaults alone. A
+preset with ``auto: false`` is never picked by the env id, only by name (settings for a special
+purpose, such as the quickest first solve). The
 chosen preset is named in the run's first log line and recorded in its config.yaml.
 
 Kept free of torch: presets are read before any rank trains.
@@ -35,6 +37,7 @@ class Preset:
     env_ids: tuple = ()                  # the ids it applies to ...
     families: tuple = ()                 # ... or the families
     options: dict = field(default_factory=dict)
+    auto: bool = True                    # picked by the env id (False: by --preset NAME only)
 
 
 def names(algo: str) -> list[str]:
@@ -57,7 +60,7 @@ def load(algo: str, name: str) -> Preset:
     return Preset(name=name, algo=algo, source=" ".join(str(data["source"]).split()),
                   env_ids=tuple(applies.get("env_ids", ())),
                   families=tuple(applies.get("families", ())),
-                  options=dict(data.get("options") or {}))
+                  options=dict(data.get("options") or {}), auto=bool(data.get("auto", True)))
 
 
 def family(env_id: str) -> str | None:
@@ -74,7 +77,7 @@ def family(env_id: str) -> str | None:
 
 def for_env(algo: str, env_id: str) -> Preset | None:
     """The preset that applies to ``env_id``: the one that names it, else its family's."""
-    shipped = [load(algo, name) for name in names(algo)]
+    shipped = [p for p in (load(algo, name) for name in names(algo)) if p.auto]
     named = [p for p in shipped if env_id in p.env_ids]
     if named:
         return named[0]

@@ -72,7 +72,7 @@ def test_reward_scaling_resumes_bit_for_bit(tmp_path):
     same reward statistics, every rank's discounted returns restored with its env."""
     import torch
     from tests.e2e.conftest import crash_then_resume, final_params
-    args = ["--env-id", "Pendulum-v1", "--rollout", "4x64", "--num-minibatches", "4",
+    args = ["--env-id", "Pendulum-v1", "--preset", "none", "--rollout", "4x64", "--num-minibatches", "4",
             "--update-epochs", "2", "--total-timesteps", "2560", "--eval-episodes", "2",
             "--eval-interval", "1000", "--checkpoint-interval", "3", "--no-tensorboard"]
     whole, split = tmp_path / "whole", tmp_path / "split"

@@ -54,7 +54,7 @@ def test_two_stages_at_four_ranks_write_a_run_and_resume_with_whole_model_checkp
     (3, ["--pipeline-stages", "2"], "3 ranks cannot form pipelines of --pipeline-stages 2"),
     (4, ["--pipeline-stages", "4"], "--pipeline-stages 4 exceeds the model's 3 layers"),
     (2, ["--pipeline-stages", "2", "--micro-batches", "3"],
-     "--micro-batches 3 must divide the pipelined minibatch of 128 rows"),
+     "--micro-batches 3 must divide the pipelined minibatch of 32 rows"),
 ], ids=["ranks-not-divisible", "more-stages-than-layers", "micro-not-dividing"])
 def test_bad_pipeline_input_is_one_clear_error_before_training(nprocs, args, message, tmp_path, tiny):
     run_dir = tmp_path / "run"

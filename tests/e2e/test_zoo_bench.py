@@ -14,7 +14,7 @@ def test_quick_zoo_bench_writes_the_table_the_verdicts_and_a_curve_per_env(tmp_p
     rows = {r["env_id"]: r for r in result["rows"]}
     assert sorted(rows) == ["CartPole-v1", "Pendulum-v1"] and result["ranks"] == 2
     cartpole, pendulum = rows["CartPole-v1"], rows["Pendulum-v1"]
-    assert cartpole["preset"] == "CartPole-v1" and pendulum["preset"] == "Pendulum-v1"
+    assert cartpole["preset"] == "none" and pendulum["preset"] == "Pendulum-v1"
     assert cartpole["target"] == 497.54 and cartpole["target_source"] == "Baselines ppo2"
     assert pendulum["target"] == -172.2 - 104.2                  # rl-zoo's mean minus its std
     for row in rows.values():
@@ -26,5 +26,5 @@ def test_quick_zoo_bench_writes_the_table_the_verdicts_and_a_curve_per_env(tmp_p
     assert [m["ranks"] for m in race["mpirl"]] == [1, 2]
     assert all(m["sps"] > 0 for m in race["mpirl"])
     table = (out / "zoo.md").read_text()
-    assert "| CartPole-v1 | ppo | CartPole-v1 |" in table and "Targets met:" in table
+    assert "| CartPole-v1 | ppo | none |" in table and "Targets met:" in table
     assert not (tmp_path / "docs").exists() and "rewritten" not in res.output   # quick: no docs

@@ -19,23 +19,25 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
 
 
 def test_defaults_then_preset_then_yaml_then_command_line(tmp_path):
-    """A preset (here CartPole-v1's, chosen by the env id) overrides the defaults; --config and
+    """A preset (here Acrobot-v1's, chosen by the env id) overrides the defaults; --config and
     the command line override the preset; --preset none keeps the defaults."""
     defaults = Config()
-    plain = validated(["--preset", "none"])
+    plain = validated(["--env-id", "Acrobot-v1", "--preset", "none"])
     assert plain.preset == "none" and plain.learning_rate == defaults.learning_rate == 3e-4
     assert (plain.num_envs, plain.num_steps) == (8, 128)    # the 8x128 rollout on one rank
-    preset = validated([])
-    assert preset.preset == "CartPole-v1" and preset.learning_rate == 2.5e-3
-    assert (preset.num_envs, preset.num_steps, preset.update_epochs) == (32, 8, 10)
+    assert plain.anneal_lr is True and plain.ent_coef == 0.01
+    preset = validated(["--env-id", "Acrobot-v1"])
+    assert preset.preset == "Acrobot-v1" and preset.anneal_lr is False and preset.ent_coef == 0
+    assert (preset.num_envs, preset.num_steps, preset.gae_lambda) == (16, 256, 0.94)
     cfg_file = tmp_path / "run.yaml"
     cfg_file.write_text("learning_rate: 0.001\nupdate_epochs: 3\n")
-    from_file = validated(["--config", str(cfg_file)])
-    assert (from_file.learning_rate, from_file.update_epochs, from_file.num_steps) == (1e-3, 3, 8)
-    line = validated(["--config", str(cfg_file), "--update-epochs", "2"])
+    from_file = validated(["--env-id", "Acrobot-v1", "--config", str(cfg_file)])
+    assert (from_file.learning_rate, from_file.update_epochs, from_file.num_steps) == (1e-3, 3, 256)
+    line = validated(["--env-id", "Acrobot-v1", "--config", str(cfg_file), "--update-epochs", "2"])
     assert (line.learning_rate, line.update_epochs) == (1e-3, 2)
-    named = validated(["--env-id", "Acrobot-v1", "--preset", "CartPole-v1"])
-    assert named.preset == "CartPole-v1" and named.learning_rate == 2.5e-3
+    named = validated(["--env-id", "CartPole-v1", "--preset", "Acrobot-v1"])
+    assert named.preset == "Acrobot-v1" and named.gae_lambda == 0.94
+    assert validated([]).preset == "none"        # CartPole-v1 trains with the defaults
     with pytest.raises(ConfigError, match="--preset nope: no such preset for --algo ppo"):
         validated(["--preset", "nope"])
 
@@ -85,8 +87,8 @@ def test_command_line_conversions():
     (["--popart-beta", "1.5"], "--popart-beta must lie in (0, 1], not 1.5"),
     (["--num-steps", "2", "--num-envs", "2", "--num-minibatches", "5"],
      "--num-minibatches (5) must be at most --num-steps x --num-envs (2 x 2 = 4)"),
-    (["--num-steps", "4", "--num-minibatches", "200"],   # --num-envs resolved: 32 for ppo
-     "--num-minibatches (200) must be at most --num-steps x --num-envs (4 x 32 = 128)"),
+    (["--num-steps", "4", "--num-minibatches", "200"],   # --num-envs resolved: 8 for ppo
+     "--num-minibatches (200) must be at most --num-steps x --num-envs (4 x 8 = 32)"),
 ])
 def test_bad_values_give_one_clear_message(argv, message):
     with pytest.raises(ConfigError) as err:

@@ -6,8 +6,8 @@ from tests.configs import validated
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--micro-batches", "3"], "--micro-batches 3 must divide the pipelined minibatch of 512 rows"),
-    (["--micro-batches", "1024"], "--micro-batches 1024 must divide the pipelined minibatch"),
+    (["--micro-batches", "3"], "--micro-batches 3 must divide the pipelined minibatch of 256 rows"),
+    (["--micro-batches", "512"], "--micro-batches 512 must divide the pipelined minibatch"),
     (["--micro-batches", "0"], "--micro-batches must be >= 1, not 0"),
     (["--pipeline-schedule", "zigzag"], "--pipeline-schedule must be one of gpipe, 1f1b, not 'zigzag'"),
     (["--partition", "3,1"], "--partition '3,1': needs 2 positive counts (one per stage) that add "
@@ -23,8 +23,8 @@ def test_bad_pipeline_options_are_reported(args, message):
 
 def test_good_pipeline_options_pass_and_count_the_pooled_minibatch():
     cfg = validated(["--pipeline-stages", "2", "--micro-batches", "8", "--partition", "2,1",
-                      "--num-minibatches", "4"], n_ranks=2)  # 32 steps x 8 envs x 2 ranks / 4 = 128 rows
+                      "--num-minibatches", "4"], n_ranks=2)  # the 8x128 rollout / 4 = 256 rows
     assert (cfg.pipeline_stages, cfg.micro_batches, cfg.partition) == (2, 8, "2,1")
-    with pytest.raises(ConfigError, match="minibatch of 128 rows"):
-        validated(["--pipeline-stages", "2", "--micro-batches", "256", "--num-minibatches", "4"],
+    with pytest.raises(ConfigError, match="minibatch of 256 rows"):
+        validated(["--pipeline-stages", "2", "--micro-batches", "512", "--num-minibatches", "4"],
                   n_ranks=2)

@@ -18,7 +18,8 @@ def test_a_shipped_preset_cites_its_source_and_sets_known_options(algo, name):
         assert key in FIELDS, key
         convert(key, value)                            # a value the option accepts
     for env_id in preset.env_ids:
-        assert presets.for_env(algo, env_id).name == name
+        chosen = presets.for_env(algo, env_id)
+        assert (chosen is not None and chosen.name == name) == preset.auto
 
 
 def test_an_ids_own_preset_comes_before_its_familys_and_none_is_none():
@@ -28,8 +29,9 @@ def test_an_ids_own_preset_comes_before_its_familys_and_none_is_none():
     assert presets.family("NoSuchEnv-v0") is None
     assert presets.for_env("ppo", "HalfCheetah-v5").name == "HalfCheetah"   # its own, then:
     assert presets.for_env("ppo", "Hopper-v5").name == "mujoco"             # its family's
-    assert presets.for_env("ppo", "CartPole-v1").name == "CartPole-v1"
-    assert presets.for_env("ppo", "MountainCar-v0") is None      # the defaults train it
+    assert presets.for_env("ppo", "CartPole-v1") is None         # the defaults train these
+    assert presets.load("ppo", "cartpole-quick").auto is False   # (by name only)
+    assert presets.for_env("ppo", "MountainCar-v0") is None
     assert presets.for_env("dqn", "MountainCar-v0").name == "MountainCar-v0"
     with pytest.raises(ConfigError, match="no such preset"):
         presets.load("ppo", "nope")
