@@ -19,7 +19,7 @@ else
 fi
 # Where Open MPI runs, it refuses root and more ranks than cores unless told; idle ranks yield the
 # CPU. Other MPIs (MPICH, Intel MPI, Cray MPICH) need none of this.
-if mpiexec --version 2>/dev/null | grep -q "Open MPI"; then
+if mpiexec --version 2>/dev/null | grep -qE "Open MPI|OpenRTE"; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 fi

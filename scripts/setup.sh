@@ -62,12 +62,11 @@ fi
 # 4. Activation: where Open MPI launches, let it run as root and with more ranks than cores, and
 #    let idle ranks yield the CPU (busy-polling ranks starve each other when oversubscribed).
 #    MPICH needs none of it.
-marker="# >>> mpirl MPI environment >>>"
-write_activation() {  # write_activation VENV
-    grep -qF "$marker" "$1/bin/activate" && return 0
+write_activation() {  # write_activation VENV: (re)writes the block, so a set-up run again updates it
+    sed -i '/^# >>> mpirl MPI environment >>>$/,/^# <<< mpirl MPI environment <<<$/d' "$1/bin/activate"
     cat >> "$1/bin/activate" <<'EOT'
 # >>> mpirl MPI environment >>>
-if mpiexec --version 2>/dev/null | grep -q "Open MPI"; then
+if mpiexec --version 2>/dev/null | grep -qE "Open MPI|OpenRTE"; then
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_mpi_yield_when_idle=1
 fi

@@ -33,6 +33,10 @@ def slurm_env() -> dict:
     # A test run inside a Slurm job must not pass that job's identity on to the jobs it submits.
     for name in [k for k in env if k.startswith("SLURM_") and k != "SLURM_CONF"]:
         del env[name]
+    # Nor Open MPI's permissions: the job scripts (jobs/lib.sh) must set them where they are needed,
+    # as they would for a user who submits from a login shell without them.
+    for name in [k for k in env if k.startswith("OMPI_")]:
+        del env[name]
     return env
 
 
