@@ -29,7 +29,9 @@ from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts
 # The env families whose packages come with an extra of mpirl's (setup.cfg).
 EXTRAS = ("box2d", "mujoco")
 # The action spaces each algorithm handles.
-ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,)}
+ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,),
+                 "sac": (gym.spaces.Box,), "td3": (gym.spaces.Box,)}
+OFF_POLICY = ("sac", "td3")
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
 # (Not the pipeline layout: checkpoints always hold the whole model, whatever the stages.)
@@ -53,7 +55,8 @@ def problems(cfg: Config, n_ranks: int) -> list[str]:
             found += env_problems(env_id, cfg.algo, multitask=bool(cfg.tasks))
     if cfg.pipeline_stages >= 1:
         found += layout_problems(cfg, n_ranks)
-    found += task_problems(cfg, n_ranks) + run_dir_problems(cfg, n_ranks)
+    found += task_problems(cfg, n_ranks) + off_policy_problems(cfg, n_ranks)
+    found += run_dir_problems(cfg, n_ranks)
     return list(dict.fromkeys(found))   # a problem two checks find is listed once
 
 
@@ -134,7 +137,7 @@ def option_problems(cfg: Config) -> list[str]:
         need(cfg.num_minibatches <= rows,
              f"--num-minibatches ({cfg.num_minibatches}) must be at most --num-steps x --num-envs "
              f"({cfg.num_steps} x {cfg.num_envs} = {rows}), the rows one rank collects per update")
-    if cfg.algo == "dqn":
+    if cfg.algo in ("dqn",) + OFF_POLICY:
         need(cfg.buffer_size >= cfg.batch_size,
              f"--buffer-size ({cfg.buffer_size}) must be at least --batch-size ({cfg.batch_size})")
     for name in ("clip_obs", "clip_reward"):
@@ -154,6 +157,42 @@ def option_problems(cfg: Config) -> list[str]:
         problems += pipeline_problems(cfg)
     if cfg.resume:
         need(cfg.run_dir is not None, "--resume needs --run-dir: the run to continue")
+    return problems
+
+
+# -- SAC and TD3 -----------------------------------------------------------------------------------
+def off_policy_problems(cfg: Config, n_ranks: int) -> list[str]:
+    """--algo sac / td3: a global batch the ranks can split and the memory can fill, a ratio of
+    gradient steps that can be met, noise that makes sense."""
+    if cfg.algo not in OFF_POLICY:
+        return []
+    problems = Problems()
+    need = problems.need
+    need(not cfg.tasks, f"--tasks is implemented for --algo ppo and dqn, not --algo {cfg.algo}")
+    need(cfg.batch_size % n_ranks == 0,
+         f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of the "
+         f"{n_ranks} ranks that split it")
+    need(cfg.batch_size <= cfg.learning_starts,
+         f"--batch-size {cfg.batch_size} is larger than the {cfg.learning_starts:,} transitions "
+         f"the replay memory holds when learning starts (--learning-starts): raise "
+         f"--learning-starts or lower --batch-size")
+    need(cfg.learning_starts < cfg.total_timesteps,
+         f"--learning-starts {cfg.learning_starts:,} is not below --total-timesteps "
+         f"{cfg.total_timesteps:,}: the run would never learn")
+    need(math.isfinite(cfg.utd) and cfg.utd > 0,
+         f"--utd must be a finite number > 0 (gradient steps per global env step), not {cfg.utd}")
+    if math.isfinite(cfg.utd) and cfg.utd > 0 and cfg.learning_starts < cfg.total_timesteps:
+        need(cfg.utd * (cfg.total_timesteps - cfg.learning_starts) >= 1,
+             f"--utd {cfg.utd} cannot be met: it asks for less than one gradient step in the "
+             f"{cfg.total_timesteps - cfg.learning_starts:,} steps after --learning-starts")
+    need(cfg.policy_frequency >= 1, f"--policy-frequency must be >= 1, not {cfg.policy_frequency}")
+    need(math.isfinite(cfg.noise_spread) and cfg.noise_spread >= 1,
+         f"--noise-spread must be >= 1 (1: every rank alike), not {cfg.noise_spread}")
+    need(math.isfinite(cfg.alpha) and cfg.alpha > 0, f"--alpha must be > 0, not {cfg.alpha}")
+    for name in ("exploration_noise", "policy_noise", "noise_clip"):
+        value = getattr(cfg, name)
+        need(math.isfinite(value) and value >= 0,
+             f"--{name.replace('_', '-')} must be >= 0, not {value}")
     return problems
 
 

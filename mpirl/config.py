@@ -36,7 +36,16 @@ def opt(default: Any, help: str, group: str = "run", choices: tuple | None = Non
     return field(default=default, metadata={"help": help, "group": group, "choices": choices})
 
 
-ALGOS = ("ppo", "dqn")
+ALGOS = ("ppo", "dqn", "sac", "td3")
+# What SAC and TD3 share: one env per rank stepped once between gradient steps, a memory of a
+# million, a global batch of 256, Polyak targets, no normalisation or gradient clipping, and
+# intervals counted in such updates (an update: one step of each rank's envs).
+OFF_POLICY = {"rollout": "1x1", "num_envs": 1, "train_frequency": 1, "hidden_sizes": (256, 256),
+              "buffer_size": 1_000_000, "batch_size": 256, "tau": 0.005, "n_step": 1,
+              "prioritized": False, "normalize_obs": False, "max_grad_norm": 0.0,
+              "num_minibatches": 1, "update_epochs": 1, "ent_coef": 0.0, "eval_interval": 5_000,
+              "log_interval": 1_000, "checkpoint_interval": 25_000,
+              "desync_check_interval": 1_000}
 # Defaults that depend on the algorithm and on the env's action space, as CleanRL's algorithm
 # files each have their own (ppo.py, ppo_continuous_action.py, dqn.py). Their fields default to
 # None in Config and are filled from here (a Config built directly gets the Discrete column).
@@ -48,6 +57,13 @@ DEFAULTS = {
     ("dqn", "discrete"): {"learning_rate": 2.5e-3, "rollout": "8x128", "num_envs": 8,
                           "num_minibatches": 1, "update_epochs": 1, "ent_coef": 0.0,
                           "max_grad_norm": 10.0},
+    # CleanRL's sac_continuous_action.py and SB3's SAC where they agree; SB3's one learning rate
+    # and its actor step on every gradient step (CleanRL: q_lr 1e-3, the actor every 2nd, twice)
+    ("sac", "continuous"): {**OFF_POLICY, "learning_rate": 3e-4, "learning_starts": 5_000,
+                            "policy_frequency": 1, "target_network_frequency": 1},
+    # CleanRL's td3_continuous_action.py
+    ("td3", "continuous"): {**OFF_POLICY, "learning_rate": 3e-4, "learning_starts": 25_000,
+                            "policy_frequency": 2, "target_network_frequency": 2},
 }
 VECTOR_MODES = ("auto", "native", "sync", "async")
 SYNC_MODES = ("allreduce", "overlap", "local-sgd")
@@ -122,7 +138,8 @@ class Config:
                                  "ppo")
     vf_coef: float = opt(0.5, "value loss coefficient", "ppo")
     max_grad_norm: float | None = opt(None, "clip the global norm of the averaged gradient "
-                                            "(default: 0.5 for ppo, 10 for dqn)", "ppo")
+                                            "(default: 0.5 for ppo, 10 for dqn; sac and td3: 0, "
+                                            "no clipping, as CleanRL's)", "ppo")
     target_kl: float | None = opt(None, "stop the epochs early above this approximate KL", "ppo")
     normalize_reward: bool | None = opt(None, "scale rewards by the running standard deviation of "
                                               "the discounted return, merged across ranks "
@@ -134,7 +151,8 @@ class Config:
 
     # -- DQN ---------------------------------------------------------------------------------
     buffer_size: int = opt(50_000, "replay capacity (transitions per rank's memory)", "dqn")
-    batch_size: int = opt(64, "transitions per gradient step (per rank)", "dqn")
+    batch_size: int = opt(64, "transitions per gradient step: dqn: per rank; sac, td3 (default "
+                              "256): of all ranks together, split over them", "dqn")
     learning_starts: int = opt(1_000, "global steps before learning starts", "dqn")
     train_frequency: int = opt(4, "environment steps per rank between training rounds", "dqn")
     gradient_steps: int = opt(1, "gradient steps per training round", "dqn")
@@ -161,6 +179,25 @@ class Config:
     samples_per_insert: float = opt(32.0, "rate limiter: sampled / inserted transitions", "dqn")
     spi_tolerance: float = opt(0.5, "rate limiter: allowed relative deviation from the ratio",
                                "dqn")
+
+    # -- SAC and TD3 -------------------------------------------------------------------------
+    utd: float = opt(1.0, "gradient steps per global environment step (all ranks' steps "
+                          "together, so the ratio means the same at any rank count)", "offpolicy")
+    policy_frequency: int = opt(1, "gradient steps per actor step (sac: and temperature step; "
+                                   "td3: 2, the delayed actor)", "offpolicy")
+    noise_spread: float = opt(2.0, "rank i of N scales its exploration noise by "
+                                   "spread^(2i/(N-1)-1), from 1/spread to spread (Ape-X's spread; "
+                                   "1: every rank alike)", "offpolicy")
+    autotune: bool = opt(True, "sac: tune the temperature to an entropy of -dim(actions), "
+                               "starting from alpha 1", "offpolicy")
+    alpha: float = opt(0.2, "sac: the entropy temperature when not --autotune", "offpolicy")
+    exploration_noise: float = opt(0.1, "td3: standard deviation of the acting noise, in units of "
+                                        "the action scale", "offpolicy")
+    policy_noise: float = opt(0.2, "td3: standard deviation of the target policy smoothing noise",
+                              "offpolicy")
+    noise_clip: float = opt(0.5, "td3: clip the smoothing noise to [-clip, clip]", "offpolicy")
+    save_replay: bool = opt(False, "keep each rank's replay memory with every checkpoint "
+                                   "(run_dir/replay/), so --resume goes on with it", "offpolicy")
 
     # -- communication --------------------------------------------------------------------------
     sync_mode: str = opt("allreduce", "gradient sync: every update, overlapped buckets, or "
@@ -198,7 +235,8 @@ class Config:
 
     def __post_init__(self):
         """Fill what is left unset as for Discrete actions (parse_args knows the env's)."""
-        table = DEFAULTS.get((self.algo, "discrete"), DEFAULTS["ppo", "discrete"])
+        table = (DEFAULTS.get((self.algo, "discrete")) or DEFAULTS.get((self.algo, "continuous"))
+                 or DEFAULTS["ppo", "discrete"])
         for name, value in table.items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
@@ -215,7 +253,8 @@ class Config:
         return d
 
 
-GROUP_TITLES = {"run": "run", "ppo": "PPO", "dqn": "DQN (--algo dqn)",
+GROUP_TITLES = {"run": "run", "ppo": "PPO", "dqn": "DQN and replay (--algo dqn; the replay "
+                "options serve sac and td3 too)", "offpolicy": "SAC and TD3 (--algo sac, td3)",
                 "parallel": "parallelism", "multitask": "multi-task (--tasks)"}
 FIELDS = {f.name: f for f in fields(Config)}
 

@@ -33,35 +33,54 @@ class FlatAdam:
     annealing, ``step()``, ``state_dict()`` / ``load_state_dict()``, and :meth:`state_tensors`
     for broadcasting the state from rank 0.
 
+    ``parts`` ({name: (start, stop)}, contiguous ranges of the flat vector) makes each range an
+    Adam of its own, with its own step count and learning rate (``param_groups``, one per part):
+    SAC's and TD3's critics, actor and temperature share one gradient buffer, so one Allreduce
+    averages them all, but TD3 steps its actor only every other update, and an actor left out
+    must neither move nor age its moments, as a separate torch optimizer would not.
+    ``step("critic", "actor")`` steps those parts; ``step()`` all of them. Default: one part,
+    the whole vector.
+
     ``frozen`` (a bool mask over the flat vector, or None) holds elements still: a parked task's
     head. A zero gradient is not enough, since Adam's momentum would keep moving them; their
     first moment is cleared instead, so each step moves them by exactly 0, and a task that
     trains again starts its head's momentum afresh.
     """
 
-    def __init__(self, grads: FlatGradients, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+    def __init__(self, grads: FlatGradients, lr: float, betas=(0.9, 0.999), eps: float = 1e-8,
+                 parts: dict[str, tuple[int, int]] | None = None):
         self.grads = grads
         self.flat = flatten_params(grads.params)
-        self.param_groups = [{"lr": lr, "betas": betas, "eps": eps}]
-        self.step_count = torch.zeros(1, dtype=torch.float64)  # a tensor, so it can be broadcast
+        parts = parts or {"all": (0, self.flat.numel())}
+        self.param_groups = [{"name": name, "start": start, "stop": stop, "lr": lr,
+                              "betas": betas, "eps": eps}
+                             for name, (start, stop) in parts.items()]
+        self._index = {group["name"]: i for i, group in enumerate(self.param_groups)}
+        # one step count per part; a tensor, so it can be broadcast
+        self.step_count = torch.zeros(len(self.param_groups), dtype=torch.float64)
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.frozen: torch.Tensor | None = None
 
     @torch.no_grad()
-    def step(self) -> None:
-        group = self.param_groups[0]
+    def step(self, *names: str) -> None:
+        for i in ([self._index[n] for n in names] if names else range(len(self.param_groups))):
+            self._step_part(i)
+
+    def _step_part(self, i: int) -> None:
+        group = self.param_groups[i]
+        part = slice(group["start"], group["stop"])
         beta1, beta2 = group["betas"]
-        self.step_count += 1
-        step = float(self.step_count[0])
-        grad = self.grads.flat
-        self.exp_avg.lerp_(grad, 1 - beta1)
+        self.step_count[i] += 1
+        step = float(self.step_count[i])
+        grad, exp_avg, exp_avg_sq = self.grads.flat[part], self.exp_avg[part], self.exp_avg_sq[part]
+        exp_avg.lerp_(grad, 1 - beta1)
         if self.frozen is not None:
-            self.exp_avg.masked_fill_(self.frozen, 0.0)
-        self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            exp_avg.masked_fill_(self.frozen[part], 0.0)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step_size = group["lr"] / (1 - beta1 ** step)
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])
-        self.flat.addcdiv_(self.exp_avg, denom, value=-step_size)
+        denom = (exp_avg_sq.sqrt() / math.sqrt(1 - beta2 ** step)).add_(group["eps"])
+        self.flat[part].addcdiv_(exp_avg, denom, value=-step_size)
 
     def zero_grad(self, set_to_none: bool = False) -> None:
         self.grads.zero()
@@ -71,13 +90,36 @@ class FlatAdam:
 
     def state_dict(self) -> dict:
         return {"step": self.step_count.clone(), "exp_avg": self.exp_avg.clone(),
-                "exp_avg_sq": self.exp_avg_sq.clone(), "lr": self.param_groups[0]["lr"]}
+                "exp_avg_sq": self.exp_avg_sq.clone(), "lr": self.param_groups[0]["lr"],
+                "lrs": [group["lr"] for group in self.param_groups]}
 
     def load_state_dict(self, state: dict) -> None:
         if state["exp_avg"].shape != self.exp_avg.shape:
             raise ValueError(f"optimizer state for {state['exp_avg'].numel()} parameters, "
                              f"model has {self.exp_avg.numel()}")
+        if state["step"].shape != self.step_count.shape:
+            raise ValueError(f"optimizer state of {state['step'].numel()} part(s), this "
+                             f"optimizer has {self.step_count.numel()}")
         self.step_count.copy_(state["step"])
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
-        self.param_groups[0]["lr"] = state["lr"]
+        for group, lr in zip(self.param_groups, state.get("lrs", [state["lr"]])):
+            group["lr"] = lr
+
+
+def module_parts(model: torch.nn.Module, names: list[str]) -> dict[str, tuple[int, int]]:
+    """The ranges of the flat vector that ``model``'s submodules ``names`` occupy (for
+    :class:`FlatAdam`'s ``parts``), in the order of ``model.parameters()``; every trainable
+    parameter must belong to exactly one of them, each a contiguous run."""
+    owner = {id(p): name for name in names for p in getattr(model, name).parameters()}
+    parts: dict[str, list[int]] = {}
+    offset = 0
+    for p in (p for p in model.parameters() if p.requires_grad):
+        name = owner.get(id(p))
+        if name is None:
+            raise ValueError(f"a parameter of shape {tuple(p.shape)} is in none of {names}")
+        if name in parts and parts[name][1] != offset:
+            raise ValueError(f"the parameters of {name!r} are not contiguous in the model")
+        parts.setdefault(name, [offset, offset])[1] = offset + p.numel()
+        offset += p.numel()
+    return {name: tuple(parts[name]) for name in names if name in parts}

@@ -112,6 +112,8 @@ class TrainedPolicy:
                generator: torch.Generator | None = None) -> np.ndarray:
         """Actions for a batch of observations already through :meth:`observe`."""
         with torch.no_grad():
+            if self.config.algo in ("sac", "td3"):        # the actor's deterministic action
+                return self.model.actor.mode(torch.from_numpy(x)).numpy()
             out = self.model(torch.from_numpy(x))
             if self.policy is None:                       # DQN: the greedy action
                 return out.argmax(dim=1).numpy()

@@ -19,7 +19,7 @@ from mpirl.comm.sync import make_sync
 from mpirl.comm.world import World
 from mpirl.config import Config
 from mpirl.envs.vec import VecEnv
-from mpirl.optim import FlatAdam
+from mpirl.optim import FlatAdam, module_parts
 from mpirl.pipeline.shard import model_shard
 from mpirl.run import Run
 
@@ -29,11 +29,14 @@ Generators = dict[str, "torch.Generator | np.random.Generator"]
 
 class Replica:
     def __init__(self, cfg: Config, world: World, model: torch.nn.Module, tasks,
-                 adam_eps: float = 1e-8, followers: dict[str, torch.nn.Module] | None = None):
+                 adam_eps: float = 1e-8, followers: dict[str, torch.nn.Module] | None = None,
+                 parts: list[str] | None = None):
         self.world, self.model = world, model
         self.shard = model_shard(cfg, world, model)   # the whole model, or a pipeline stage
         self.grads = self.shard.grads
-        self.optimizer = FlatAdam(self.grads, lr=cfg.learning_rate, eps=adam_eps)
+        # parts: submodules that FlatAdam steps apart (SAC's and TD3's critic, actor, temperature)
+        self.optimizer = FlatAdam(self.grads, lr=cfg.learning_rate, eps=adam_eps,
+                                  parts=module_parts(model, parts) if parts else None)
         sync = make_sync(cfg.sync_mode, self.shard.data, self.grads, self.shard.module,
                          self.optimizer, cfg.sync_every, cfg.bucket_mb)
         self.sync = tasks.weighted_sync(sync, self.grads, model, self.optimizer)

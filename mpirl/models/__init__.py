@@ -7,13 +7,18 @@ from __future__ import annotations
 
 
 def network(cfg, obs_width: int, action_space, action_counts=None, task: int | None = None):
-    """The network ``cfg`` trains: PPO's actor-critic or DQN's Q-network, for observations
+    """The network ``cfg`` trains: PPO's actor-critic, DQN's Q-network, or SAC's and TD3's
+    agent (critics, actor, temperature: mpirl.models.continuous), for observations
     ``obs_width`` wide. Multi-task (``action_counts``: every task's; ``task``: this rank's, or
     the one to act in): a shared trunk and a head per task, on observations padded to
     ``obs_width`` and tagged with their task's one-hot."""
     from mpirl.models.actor_critic import ActorCritic
     from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
     from mpirl.models.qnet import QNetwork
+    if cfg.algo in ("sac", "td3"):
+        from mpirl.models.continuous import OffPolicyAgent
+        return OffPolicyAgent(cfg.algo, obs_width, action_space, cfg.hidden_sizes, cfg.autotune,
+                              cfg.alpha)
     if action_counts is None:
         if cfg.algo == "dqn":
             return QNetwork(obs_width, int(action_space.n), cfg.hidden_sizes, cfg.dueling)

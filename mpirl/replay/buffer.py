@@ -3,7 +3,7 @@
 A transition is one numpy *record* (a structured dtype, see :func:`transition_dtype`):
 
     obs       (*obs_shape,)  observation the action was taken in
-    action    ()             int64 action (Discrete spaces)
+    action    ()             int64 action (Discrete spaces); (A,) float32 (Box spaces: SAC, TD3)
     reward    ()             float32 n-step return r_t + g r_{t+1} + ... + g^(k-1) r_{t+k-1}
     next_obs  (*obs_shape,)  observation k steps later, to bootstrap from
     done      ()             bool, the episode terminated within those k steps (no bootstrap)
@@ -28,13 +28,16 @@ from mpirl.replay.sumtree import SumTree
 PRIORITY_EPS = 1e-6
 
 
-def transition_dtype(obs_shape: tuple, obs_dtype=np.float32, task: bool = False) -> np.dtype:
+def transition_dtype(obs_shape: tuple, obs_dtype=np.float32, task: bool = False,
+                     action_shape: tuple = ()) -> np.dtype:
     """The record dtype of one transition with observations of ``obs_shape`` / ``obs_dtype``
-    (``task``: with the task id field of multi-task runs)."""
-    obs_shape = tuple(obs_shape)
+    (``task``: with the task id field of multi-task runs; ``action_shape``: a Box space's, whose
+    actions are float32 vectors, else one int64 action)."""
+    obs_shape, action_shape = tuple(obs_shape), tuple(action_shape)
+    action = ("action", np.float32, action_shape) if action_shape else ("action", np.int64)
     # aligned (padded like a C struct): fields sit at multiples of their size, so a column of
     # records can be handed to torch, and copies move whole words
-    return np.dtype([("obs", obs_dtype, obs_shape), ("action", np.int64), ("reward", np.float32),
+    return np.dtype([("obs", obs_dtype, obs_shape), action, ("reward", np.float32),
                      ("next_obs", obs_dtype, obs_shape), ("done", np.bool_),
                      ("discount", np.float32)] + ([("task", np.int64)] if task else []),
                     align=True)
@@ -143,3 +146,22 @@ class ReplayBuffer:
         priorities = np.abs(np.asarray(priorities, dtype=np.float64)) + PRIORITY_EPS
         self.max_priority = max(self.max_priority, float(priorities.max(initial=0.0)))
         self.tree.update(slots, priorities ** self.alpha)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything the memory holds, as arrays (mpirl.replay.snapshot writes them to disk)."""
+        state = {"storage": self.storage[:self.size],
+                 "counters": np.array([self.next, self.size, self.added], np.int64),
+                 "max_priority": np.array([self.max_priority])}
+        if self.prioritized:
+            state["tree"] = self.tree.tree
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.next, self.size, self.added = (int(c) for c in state["counters"])
+        if state["storage"].dtype != self.storage.dtype or self.size > self.capacity:
+            raise ValueError("a replay snapshot of another memory's records or capacity")
+        self.storage[:self.size] = state["storage"]
+        self.max_priority = float(state["max_priority"][0])
+        if self.prioritized:
+            self.tree.tree[:] = state["tree"]   # in place: the native kernels hold its address
+

@@ -72,3 +72,12 @@ class NStepAdder:
 
         self.pending = np.where(ended, 0, self.pending - leaving[0])
         return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The steps still waiting for their n-step return."""
+        return {"history": self.history, "pending": self.pending}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.history[...] = state["history"]
+        self.pending[...] = state["pending"]
+

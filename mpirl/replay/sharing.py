@@ -72,6 +72,15 @@ class SharedReplay:
     def add(self, records: np.ndarray) -> None:
         self.memory.add(records)
 
+    def generator_states(self) -> dict:
+        """The two generators' states (a resumed run draws the batches it would have drawn)."""
+        return {"shared_rng": self.shared_rng.bit_generator.state,
+                "local_rng": self.local_rng.bit_generator.state}
+
+    def load_generator_states(self, states: dict) -> None:
+        self.shared_rng.bit_generator.state = states["shared_rng"]
+        self.local_rng.bit_generator.state = states["local_rng"]
+
     def _weights(self, probs: np.ndarray, beta: float, max_weight: float | None = None):
         if not self.memory.prioritized:
             return np.ones(probs.shape[0], dtype=np.float32)

@@ -5,6 +5,7 @@ pieces, so a trainer asks them the same way either way and never branches on --t
 """
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 
 from mpirl.comm.world import World
@@ -53,7 +54,10 @@ class SingleTask:
         return network(self.cfg, envs.normalizer.out_dim, envs.single_action_space)
 
     def transition_dtype(self, envs: VecEnv) -> np.dtype:
-        return transition_dtype(envs.single_observation_space.shape)
+        space = envs.single_action_space
+        return transition_dtype(envs.single_observation_space.shape,
+                                action_shape=space.shape if isinstance(space, gym.spaces.Box)
+                                else ())
 
     def value_norm(self, model) -> IdentityValueNorm:
         return IdentityValueNorm()   # (multi-task: PopArt per task)
