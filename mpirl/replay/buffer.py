@@ -154,6 +154,9 @@ class ReplayBuffer:
                  "max_priority": np.array([self.max_priority])}
         if self.prioritized:
             state["tree"] = self.tree.tree
+            # (the tree re-sums its inner nodes every `capacity` writes: a resumed tree must
+            # re-sum when the saved one would have, for its sums to go on bit for bit)
+            state["tree_writes"] = np.array([self.tree._writes_since_rebuild], np.int64)
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -164,4 +167,5 @@ class ReplayBuffer:
         self.max_priority = float(state["max_priority"][0])
         if self.prioritized:
             self.tree.tree[:] = state["tree"]   # in place: the native kernels hold its address
+            self.tree._writes_since_rebuild = int(state["tree_writes"][0])
 
