@@ -37,15 +37,15 @@ def opt(default: Any, help: str, group: str = "run", choices: tuple | None = Non
 
 
 ALGOS = ("ppo", "dqn", "sac", "td3")
-# What SAC and TD3 share: one env per rank stepped once between gradient steps, a memory of a
-# million, a global batch of 256, Polyak targets, no normalisation or gradient clipping, and
-# intervals counted in such updates (an update: one step of each rank's envs).
-OFF_POLICY = {"rollout": "1x1", "num_envs": 1, "train_frequency": 1, "hidden_sizes": (256, 256),
+# What SAC and TD3 share: one env per rank, learning after every step, a memory of a million, a
+# global batch of 256, Polyak targets, no normalisation or gradient clipping; an update (one
+# metrics line, one merge of statistics) is 50 steps of each rank's env, and the intervals count
+# such updates (at 2 ranks: a log line every 1,000 global steps, an evaluation every 5,000).
+OFF_POLICY = {"rollout": "1x1", "num_envs": 1, "train_frequency": 50, "hidden_sizes": (256, 256),
               "buffer_size": 1_000_000, "batch_size": 256, "tau": 0.005, "n_step": 1,
               "prioritized": False, "normalize_obs": False, "max_grad_norm": 0.0,
-              "num_minibatches": 1, "update_epochs": 1, "ent_coef": 0.0, "eval_interval": 5_000,
-              "log_interval": 1_000, "checkpoint_interval": 25_000,
-              "desync_check_interval": 1_000}
+              "num_minibatches": 1, "update_epochs": 1, "ent_coef": 0.0, "eval_interval": 50,
+              "log_interval": 10, "checkpoint_interval": 250, "desync_check_interval": 10}
 # Defaults that depend on the algorithm and on the env's action space, as CleanRL's algorithm
 # files each have their own (ppo.py, ppo_continuous_action.py, dqn.py). Their fields default to
 # None in Config and are filled from here (a Config built directly gets the Discrete column).
@@ -154,7 +154,9 @@ class Config:
     batch_size: int = opt(64, "transitions per gradient step: dqn: per rank; sac, td3 (default "
                               "256): of all ranks together, split over them", "dqn")
     learning_starts: int = opt(1_000, "global steps before learning starts", "dqn")
-    train_frequency: int = opt(4, "environment steps per rank between training rounds", "dqn")
+    train_frequency: int = opt(4, "environment steps per rank per update: dqn trains after "
+                                  "them; sac and td3 (default 50) learn after every step and log, "
+                                  "merge statistics and count intervals per update", "dqn")
     gradient_steps: int = opt(1, "gradient steps per training round", "dqn")
     target_network_frequency: int = opt(100, "gradient steps between target updates", "dqn")
     tau: float = opt(1.0, "target update rate (1 = hard copy, <1 = Polyak)", "dqn")

@@ -4,8 +4,9 @@ Every rank steps its own vector env with its own exploration noise and holds a r
 agent (twin critics, an actor and, for SAC, the temperature: one module, one flat gradient
 buffer). Each update:
 
-    act        train_frequency steps x E envs on this rank: uniformly random actions until the
-               job has taken learning_starts steps, then the actor's, rank i of N scaling its
+    act        train_frequency steps x E envs on this rank (default 50 x 1), each step
+               followed by its insert and its learning: uniformly random actions until the job
+               has taken learning_starts steps, then the actor's, rank i of N scaling its
                exploration noise by noise_spread^(2i/(N-1) - 1) (from 1/spread to spread; one
                rank: 1, CleanRL's and SB3's behaviour)
     insert     n-step transition records (raw observations, float actions) into the replay
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from typing import Callable
 
 import numpy as np
@@ -120,14 +120,15 @@ def train(cfg: Config, world: World, run: Run, losses: Losses) -> dict:
             if global_step > learner.learn_from_step:
                 owed += cfg.utd * E * N
                 while owed >= 1.0:
-                    stats = learner.step(beta, update)
+                    stats.update(learner.step(beta, update))   # (the latest actor step's too)
                     owed -= 1.0
         if cfg.normalize_obs:
             envs.allreduce_statistics(world)
 
         # 2. Bookkeeping: global statistics, desync check, evaluation, logs, checkpoints.
         update += 1
-        record = {**run.record(update), "beta": beta, "gradient_steps": learner.gradient_steps,
+        record = {**run.record(update), **({"beta": beta} if cfg.prioritized else {}),
+                  "gradient_steps": learner.gradient_steps,
                   "learned_this_update": learner.steps_this_update, "replay_size": len(memory),
                   "comm_time_s": replica.grads.comm_time_s, **stats,
                   **tasks.allreduce_episode_stats(envs.stats)}
@@ -272,3 +273,14 @@ class Transitions:
         return cls(obs("obs"), field(records, "action"), field(records, "reward"),
                    obs("next_obs"), field(records, "done").float(), field(records, "discount"),
                    torch.from_numpy(np.ascontiguousarray(weights)))
+
+
+def twin_critic_loss(agent: OffPolicyAgent, batch: Transitions, target: torch.Tensor):
+    """Both algorithms' critic loss mean_i w_i [(Q_1(s, a) - y)^2 + (Q_2(s, a) - y)^2] against the
+    target ``y`` (B,), the mean |TD error| of the two critics (B,) as new priorities, and
+    statistics."""
+    q1, q2 = agent.critic(batch.obs, batch.actions)
+    loss = (batch.weights * ((q1 - target).square() + (q2 - target).square())).mean()
+    td_abs = ((q1 - target).abs() + (q2 - target).abs()).detach() / 2
+    return loss, td_abs, {"critic_loss": loss.item(), "q_mean": q1.mean().item()}
+

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 
 from mpirl.algos import offpolicy
-from mpirl.algos.offpolicy import Transitions
+from mpirl.algos.offpolicy import Transitions, twin_critic_loss
 from mpirl.comm.world import World
 from mpirl.config import Config
 from mpirl.models.continuous import OffPolicyAgent
@@ -54,11 +54,7 @@ def sac_losses(agent: OffPolicyAgent, targets: dict, batch: Transitions, update_
         next_q1, next_q2 = targets["target_critic"](batch.next_obs, next_actions)
         next_value = torch.min(next_q1, next_q2) - alpha * next_log_prob
         target = batch.rewards + batch.discounts * (1.0 - batch.dones) * next_value
-    q1, q2 = agent.critic(batch.obs, batch.actions)
-    critic_loss = (batch.weights * ((q1 - target).square() + (q2 - target).square())).mean()
-    td_abs = ((q1 - target).abs() + (q2 - target).abs()).detach() / 2
-    stats = {"critic_loss": critic_loss.item(), "q_mean": q1.mean().item()}
-    loss = critic_loss
+    loss, td_abs, stats = twin_critic_loss(agent, batch, target)
     if update_actor:
         actions, log_prob = agent.actor(batch.obs, generator)
         with held_still(agent.critic):

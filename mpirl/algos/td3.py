@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from mpirl.algos import offpolicy
-from mpirl.algos.offpolicy import Transitions
+from mpirl.algos.offpolicy import Transitions, twin_critic_loss
 from mpirl.algos.sac import held_still
 from mpirl.comm.world import World
 from mpirl.config import Config
@@ -58,11 +58,7 @@ def td3_losses(agent: OffPolicyAgent, targets: dict, batch: Transitions, update_
     noise = torch.randn(batch.actions.shape, generator=generator, dtype=batch.actions.dtype)
     target = td3_target(targets["target_actor"], targets["target_critic"], batch, noise,
                         policy_noise, noise_clip)
-    q1, q2 = agent.critic(batch.obs, batch.actions)
-    critic_loss = (batch.weights * ((q1 - target).square() + (q2 - target).square())).mean()
-    td_abs = ((q1 - target).abs() + (q2 - target).abs()).detach() / 2
-    stats = {"critic_loss": critic_loss.item(), "q_mean": q1.mean().item()}
-    loss = critic_loss
+    loss, td_abs, stats = twin_critic_loss(agent, batch, target)
     if update_actor:
         with held_still(agent.critic):
             q1_pi = agent.critic.first(batch.obs, agent.actor(batch.obs))

@@ -48,7 +48,8 @@ BLOCKS = (
     Block("mdp", "mdp", "Tabular MDPs: distributed value iteration", "mdp.md"),
     Block("zoo", "zoo", "Beyond CartPole: presets and defaults against the published tables",
           "presets.md"),
-    Block("sac", "sac", "Off-policy continuous control: SAC over the shared replay memory"),
+    Block("sac", "sac", "Off-policy continuous control: SAC over the shared replay memory",
+          "offpolicy.md"),
 )
 
 HEADER = """\

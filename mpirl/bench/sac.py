@@ -25,8 +25,8 @@ episodes (what both trainers log while they learn; evaluation is kept out of eve
 MPIRL_BENCH_SAC_LONG: unset, the race and both sharing comparisons run (many hours on a
 laptop-class CPU: SAC takes a gradient step per env step); ``0`` leaves out HalfCheetah's
 sharing comparison; ``1`` adds the long run. ``--quick``: a smoke run for the tests, on
-Pendulum-v1 only (no MuJoCo), with tiny budgets, learning after 1,000 steps and 2 seeds; its
-figures are not results.
+Pendulum-v1 only (no MuJoCo), with tiny budgets, smaller batches, learning after 1,000 steps in
+the race and 2 seeds; its figures are not results.
 """
 from __future__ import annotations
 
@@ -34,14 +34,12 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 
 import numpy as np
 
 from mpirl.config import parse_args
+from mpirl.bench.sb3 import run_sb3
 from mpirl.launch import train
 
 RANKS = 2
@@ -50,13 +48,15 @@ EVAL_EPISODES = 10
 WINDOW = 10                      # training episodes in the mean that is held to a mark
 PRESET = "mujoco"                # the race's settings, on both sides
 RACE_ENV, RACE_MARK, RACE_STEPS = "HalfCheetah-v5", 5000.0, 300_000
-# --quick: the race on Pendulum (no MuJoCo), learning after 1,000 steps on both sides
-QUICK_RACE = {"env_id": "Pendulum-v1", "mark": -400.0, "steps": 3_000, "learning_starts": 1_000}
+# --quick: the race on Pendulum (no MuJoCo), learning after 1,000 steps and from batches of 64
+# on both sides
+QUICK_RACE = {"env_id": "Pendulum-v1", "mark": -400.0, "steps": 1_600,
+              "options": ("--learning-starts", "1000", "--batch-size", "64")}
 SPEED = 1.5                      # the race's target: 2 ranks reach the mark this much sooner
 # (env, global steps, mark, options beyond the env's preset); HalfCheetah's only in full runs
 SHARING = (("Pendulum-v1", 20_000, -200.0, ()), ("HalfCheetah-v5", 300_000, 5000.0, ()))
-QUICK_SHARING = (("Pendulum-v1", 1_500, -200.0,
-                  ("--learning-starts", "500", "--batch-size", "64")),)
+QUICK_SHARING = (("Pendulum-v1", 800, -200.0,
+                  ("--learning-starts", "400", "--batch-size", "64")),)
 SHARING_MODES = ("allgather", "none")
 LONG_ENV, LONG_STEPS = "HalfCheetah-v5", 1_000_000
 ZOO = (9535.5, 100.5)            # rl-baselines3-zoo benchmark.md, SAC HalfCheetah-v3, one run
@@ -65,11 +65,13 @@ NEVER = math.inf
 
 def long_setting() -> str | None:
     """MPIRL_BENCH_SAC_LONG: None (unset), "0" or "1"."""
-    value = os.environ.get("MPIRL_BENCH_SAC_LONG", "").strip()
-    return value or None
+    value = os.environ.get("MPIRL_BENCH_SAC_LONG", "").strip() or None
+    if value not in (None, "0", "1"):
+        raise ValueError(f"MPIRL_BENCH_SAC_LONG={value!r}: 0, 1 or unset")
+    return value
 
 
-# -- the training return held to a mark -------------------------------------------------------
+# -- the training return held to a mark -----------------------------------------------------------
 class Window:
     """The mean return of the latest WINDOW training episodes, fed per logged update as
     (episodes, their mean): an update that ends several episodes (2 ranks) comes in whole, so
@@ -110,7 +112,7 @@ def reached(curve: list, mark: float) -> list | None:
     return None
 
 
-# -- the race --------------------------------------------------------------------------------------
+# -- the race -------------------------------------------------------------------------------------
 def sb3_settings(env_id: str, preset: str = PRESET, extra: tuple = ()) -> dict:
     """SB3 SAC's arguments for mpirl's ``--algo sac`` settings with ``preset`` on ``env_id``
     (the configuration the trainer itself resolves), and the settings SB3 has no counterpart
@@ -127,7 +129,7 @@ def sb3_settings(env_id: str, preset: str = PRESET, extra: tuple = ()) -> dict:
             "buffer_size": int(cfg.buffer_size), "learning_starts": int(cfg.learning_starts),
             "tau": float(cfg.tau), "gamma": float(cfg.gamma),
             "train_freq": int(cfg.train_frequency),
-            "gradient_steps": int(round(cfg.utd * cfg.train_frequency)),
+            "gradient_steps": round(cfg.utd * cfg.train_frequency),
             "net_arch": list(cfg.hidden_sizes),
             "ent_coef": "auto" if cfg.autotune else float(cfg.alpha)}
 
@@ -166,16 +168,9 @@ wall = time.perf_counter() - t0
 print(json.dumps({{"steps": {steps}, "wall_s": wall, "sps": {steps} / wall,
                    "curve": mark.curve}}))
 """
-    try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=12 * 3600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    except subprocess.TimeoutExpired:
+    result = run_sb3(code, timeout=12 * 3600)
+    if result is None:
         return None
-    if out.returncode != 0:
-        if "No module named 'stable_baselines3'" in out.stderr:
-            return None
-        raise RuntimeError(f"SB3 run failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
     result["reached"] = reached(result["curve"], mark)
     return result
 
@@ -212,7 +207,7 @@ def race_verdict(sb3: dict | None, two: dict) -> dict:
 def _race(quick: bool, tmp: str) -> dict:
     if quick:
         env_id, mark, steps = QUICK_RACE["env_id"], QUICK_RACE["mark"], QUICK_RACE["steps"]
-        extra = ("--learning-starts", str(QUICK_RACE["learning_starts"]))
+        extra = QUICK_RACE["options"]
     else:
         env_id, mark, steps, extra = RACE_ENV, RACE_MARK, RACE_STEPS, ()
     settings = sb3_settings(env_id, PRESET, extra)
@@ -231,7 +226,7 @@ def _race(quick: bool, tmp: str) -> dict:
             **race_verdict(sb3, next(m for m in mpirl if m["ranks"] == 2))}
 
 
-# -- sharing against none ---------------------------------------------------------------------------
+# -- sharing against none -------------------------------------------------------------------------
 def _train_seed(env_id: str, mode: str, seed: int, budget: int, mark: float, extra: tuple,
                 tmp: str) -> dict:
     run_dir = os.path.join(tmp, f"share_{env_id}_{mode}_{seed}")
@@ -310,7 +305,7 @@ def run(args) -> dict:
             "sharing": sharing, "long": long_run, "plots": plots}
 
 
-# -- plots ------------------------------------------------------------------------------------------
+# -- plots ----------------------------------------------------------------------------------------
 def _axes(title: str):
     import matplotlib
     matplotlib.use("Agg")
@@ -456,9 +451,9 @@ def table(result: dict) -> str:
     if long_run:
         lines += ["", f"One long run: {long_run['env_id']} at {long_run['ranks']} ranks, "
                       f"{long_run['steps']:,} steps in {long_run['wall_s'] / 3600:.1f} h "
-                      f"({long_run['sps']:,.0f} steps/s); final evaluation {long_run['final_eval']:.1f} "
-                      f"({EVAL_EPISODES} episodes) against rl-zoo's {ZOO[0]} ± {ZOO[1]} "
-                      f"(SAC, HalfCheetah-v3, one run).",
+                      f"({long_run['sps']:,.0f} steps/s); final evaluation "
+                      f"{long_run['final_eval']:.1f} ({EVAL_EPISODES} episodes) against "
+                      f"rl-zoo's {ZOO[0]} ± {ZOO[1]} (SAC, HalfCheetah-v3, one run).",
                   f"Target: at least rl-zoo's mean - std ({long_run['target']:.1f}): "
                   f"{'met' if long_run['met'] else 'NOT met'}; rl-zoo's mean reached: "
                   f"{'yes' if long_run['stretch'] else 'no'}."]

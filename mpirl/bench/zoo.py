@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import numpy as np
 
 from mpirl import presets
 from mpirl.config import parse_rollout
+from mpirl.bench.sb3 import run_sb3
 from mpirl.launch import train
 
 RANKS = 2
@@ -166,16 +165,7 @@ wall = time.perf_counter() - t0
 print(json.dumps({{"steps": {steps}, "wall_s": wall, "sps": {steps} / wall,
                    "reached": mark.reached, "last10": float(np.mean(mark.returns[-10:]))}}))
 """
-    try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=6 * 3600, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    except subprocess.TimeoutExpired:
-        return None
-    if out.returncode != 0:
-        if "No module named 'stable_baselines3'" in out.stderr:
-            return None
-        raise RuntimeError(f"SB3 run failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_sb3(code, timeout=6 * 3600)
 
 
 def _mpirl_race(ranks: int, steps: int, preset: str, tmp: str) -> dict:
