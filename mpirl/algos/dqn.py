@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from mpirl import faults
-from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint
+from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint, update_target
 from mpirl.comm.collectives import check_in_sync
 from mpirl.comm.world import World
 from mpirl.config import Config
@@ -296,10 +296,3 @@ def dqn_loss(q_network: QNetwork, target_network: QNetwork, obs, actions, reward
     q_taken = q_network(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
     loss = (weights * F.smooth_l1_loss(q_taken, td_target, reduction="none")).mean()
     return loss, (td_target - q_taken).detach().abs(), q_taken.detach()
-
-
-@torch.no_grad()
-def update_target(target_network: QNetwork, q_network: QNetwork, tau: float) -> None:
-    """target <- tau * q + (1 - tau) * target (tau = 1: a hard copy)."""
-    for t, q in zip(target_network.parameters(), q_network.parameters()):
-        t.copy_(q) if tau >= 1.0 else t.lerp_(q, tau)

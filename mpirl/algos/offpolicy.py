@@ -41,8 +41,7 @@ import numpy as np
 import torch
 
 from mpirl import faults
-from mpirl.algos.dqn import field, update_target
-from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint
+from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint, update_target
 from mpirl.comm.collectives import check_in_sync
 from mpirl.comm.world import World
 from mpirl.config import Config
@@ -270,8 +269,10 @@ class Transitions:
         def obs(name: str) -> torch.Tensor:
             return torch.from_numpy(normalizer.normalize_replayed(
                 np.ascontiguousarray(records[name])))
-        return cls(obs("obs"), field(records, "action"), field(records, "reward"),
-                   obs("next_obs"), field(records, "done").float(), field(records, "discount"),
+        def column(name: str) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(records[name]))
+        return cls(obs("obs"), column("action"), column("reward"), obs("next_obs"),
+                   column("done").float(), column("discount"),
                    torch.from_numpy(np.ascontiguousarray(weights)))
 
 

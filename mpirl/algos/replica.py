@@ -3,7 +3,8 @@
 A :class:`Replica` is this rank's copy of the model being trained and what trains it: the shard it
 owns (the whole model, or its pipeline stage: :func:`~mpirl.pipeline.shard.model_shard`), the flat
 gradients and FlatAdam over them, the ``--sync-mode`` strategy (task-weighted with --tasks), and
-the networks that follow the model without training (DQN's target network).
+the networks that follow the model without training (DQN's target network; SAC's and TD3's
+targets), moved by :func:`update_target`.
 
 :func:`restore_or_start` and :func:`save_checkpoint` are the two ends of a checkpoint for every
 algorithm: the replica, the observation normaliser, and this rank's environment and random
@@ -109,3 +110,11 @@ def save_checkpoint(run: Run, update: int, replica: Replica, envs: VecEnv,
         state["reward_scaler"] = envs.reward_scaler.state_dict()
     rank_state = {"env": envs.state_dict(), **generator_states(generators)}
     run.save_checkpoint(update, state, rank_state, meta)
+
+
+@torch.no_grad()
+def update_target(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
+    """A follower after the network it follows: target <- tau * source + (1 - tau) * target
+    (tau = 1: a hard copy, DQN's; SAC and TD3 Polyak-average with a small tau)."""
+    for t, s in zip(target.parameters(), source.parameters()):
+        t.copy_(s) if tau >= 1.0 else t.lerp_(s, tau)
