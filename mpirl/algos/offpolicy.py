@@ -87,20 +87,20 @@ def train(cfg: Config, world: World, run: Run, losses: Losses) -> dict:
     learner = Learner(cfg, replica, targets, replay, envs, losses, generators["learning"])
 
     restored = restore_or_start(run, replica, envs, generators)
-    start_update, owed = 0, 0.0
+    start_update = 0
     if restored is not None:
         start_update, learner.gradient_steps = restored["update"], restored["gradient_steps"]
-        owed = restored["owed_gradient_steps"]
-        kept = world.all_ranks(cfg.save_replay and has_replay(cfg.run_dir, world.rank,
-                                                              start_update))
-        if kept:   # (every rank, or none: the memories must agree)
-            load_replay(cfg.run_dir, world.rank, replay, adder)
-            run.log.print(f"replay memory restored ({len(memory):,} transitions on rank 0)")
-        else:
+        learner.owed = restored["owed_gradient_steps"]
+        if not restore_memory(cfg, world, run, replay, adder, start_update):
             learner.learn_from_step = start_update * steps_per_update + cfg.learning_starts
-            run.log.print(f"note: the replay memory was not saved (--save-replay keeps it); "
-                          f"it restarts empty and learning resumes after "
-                          f"{cfg.learning_starts:,} new global steps")
+
+    def checkpoint(u: int) -> None:
+        save_checkpoint(run, u, replica, envs, generators,
+                        meta={"global_step": u * steps_per_update,
+                              "gradient_steps": learner.gradient_steps,
+                              "owed_gradient_steps": learner.owed})
+        if cfg.save_replay:
+            save_replay(cfg.run_dir, world.rank, u, replay, adder)
 
     run.start(start_update, steps_per_update)
     update = start_update
@@ -112,15 +112,12 @@ def train(cfg: Config, world: World, run: Run, losses: Losses) -> dict:
         learner.steps_this_update = 0
         beta = anneal_beta(cfg.per_beta, global_step / cfg.total_timesteps)
 
-        # 1. Act and insert, learning after each step: utd gradient steps per global env step.
+        # 1. Act and insert, each step followed by its share of learning.
         for _ in range(cfg.train_frequency):
             actor.step(random_play=global_step < learner.learn_from_step)
             global_step += E * N
             if global_step > learner.learn_from_step:
-                owed += cfg.utd * E * N
-                while owed >= 1.0:
-                    stats.update(learner.step(beta, update))   # (the latest actor step's too)
-                    owed -= 1.0
+                stats.update(learner.learn(E * N, beta, update))
         if cfg.normalize_obs:
             envs.allreduce_statistics(world)
 
@@ -133,15 +130,6 @@ def train(cfg: Config, world: World, run: Run, losses: Losses) -> dict:
                   **tasks.allreduce_episode_stats(envs.stats)}
         if update % cfg.desync_check_interval == 0:
             check_in_sync(world, agent)
-
-        def checkpoint(u: int) -> None:
-            save_checkpoint(run, u, replica, envs, generators,
-                            meta={"global_step": u * steps_per_update,
-                                  "gradient_steps": learner.gradient_steps,
-                                  "owed_gradient_steps": owed})
-            if cfg.save_replay:
-                save_replay(cfg.run_dir, world.rank, u, replay, adder)
-
         if run.end_update(update, num_updates, record,
                           evaluate=lambda: evaluator.run_across_ranks(
                               lambda obs: deterministic_actions(agent, obs),
@@ -154,6 +142,21 @@ def train(cfg: Config, world: World, run: Run, losses: Losses) -> dict:
     evaluator.close()
     return run.finish(update, extra={"replay_sharing": cfg.replay_sharing,
                                      "gradient_steps": learner.gradient_steps})
+
+
+def restore_memory(cfg: Config, world: World, run: Run, replay: SharedReplay,
+                   adder: NStepAdder, update: int) -> bool:
+    """With --save-replay, every rank's memory as the checkpoint of ``update`` left it; True if
+    restored (every rank, or none: the memories must agree), else they stay empty, said once."""
+    kept = world.all_ranks(cfg.save_replay and has_replay(cfg.run_dir, world.rank, update))
+    if kept:
+        load_replay(cfg.run_dir, world.rank, replay, adder)
+        run.log.print(f"replay memory restored ({len(replay.memory):,} transitions on rank 0)")
+    else:
+        run.log.print(f"note: the replay memory was not saved (--save-replay keeps it); it "
+                      f"restarts empty and learning resumes after {cfg.learning_starts:,} new "
+                      f"global steps")
+    return kept
 
 
 # -- acting ------------------------------------------------------------------------------------
@@ -223,8 +226,19 @@ class Learner:
         self.normalizer, self.losses, self.generator = envs.normalizer, losses, generator
         self.rank_batch = cfg.batch_size // replica.world.size   # mpirl.checks: it divides
         self.learn_from_step = cfg.learning_starts
+        self.owed = 0.0              # gradient steps earned (utd per global env step), not taken
         self.gradient_steps = 0      # over the whole run
         self.steps_this_update = 0
+
+    def learn(self, global_steps: int, beta: float, update: int) -> dict:
+        """The gradient steps that ``global_steps`` more env steps earn at --utd (a fraction
+        carries over); the statistics of the latest (and of the latest actor step)."""
+        stats: dict = {}
+        self.owed += self.cfg.utd * global_steps
+        while self.owed >= 1.0:
+            stats.update(self.step(beta, update))
+            self.owed -= 1.0
+        return stats
 
     def step(self, beta: float, update: int) -> dict:
         """One gradient step (collective: sampling, the Allreduce)."""
