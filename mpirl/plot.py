@@ -155,12 +155,13 @@ def plot(paths: list[str], x: str = "steps", metric: str | None = None,
         mean, low, high = bootstrap_band(on_grid(curves, grid))
         result[label] = {"x": grid, "mean": mean, "low": low, "high": high,
                          "runs": [run["dir"] for run in members]}
-    write_png(result, out, x, metric)
+    write_png(result, out, x, metric, title=next(iter(envs)) if len(envs) == 1 else None)
     write_csv(result, os.path.splitext(out)[0] + ".csv")
     return result
 
 
-def write_png(result: dict, out: str, x: str, metric: str) -> None:
+def write_png(result: dict, out: str, x: str, metric: str, title: str | None = None) -> None:
+    """The curves, each with its band; ``title``: the environment they all share."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -172,7 +173,7 @@ def write_png(result: dict, out: str, x: str, metric: str) -> None:
             ax.fill_between(c["x"], c["low"], c["high"], color=line.get_color(), alpha=0.2)
     ax.set_xlabel("global steps" if x == "steps" else "wall time (s)")
     ax.set_ylabel(metric)
-    ax.set_title("mean over runs, 95% bootstrap confidence band")
+    ax.set_title(f"{title + ': ' if title else ''}mean over runs, 95% bootstrap confidence band")
     ax.legend(fontsize=8)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
