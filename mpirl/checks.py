@@ -30,7 +30,8 @@ from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts
 EXTRAS = ("box2d", "mujoco")
 # The action spaces each algorithm handles.
 ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,),
-                 "sac": (gym.spaces.Box,), "td3": (gym.spaces.Box,)}
+                 "sac": (gym.spaces.Box,), "td3": (gym.spaces.Box,),
+                 "impala": (gym.spaces.Discrete, gym.spaces.Box)}
 OFF_POLICY = ("sac", "td3")
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
@@ -56,6 +57,7 @@ def problems(cfg: Config, n_ranks: int) -> list[str]:
     if cfg.pipeline_stages >= 1:
         found += layout_problems(cfg, n_ranks)
     found += task_problems(cfg, n_ranks) + off_policy_problems(cfg, n_ranks)
+    found += impala_problems(cfg, n_ranks)
     found += run_dir_problems(cfg, n_ranks)
     return list(dict.fromkeys(found))   # a problem two checks find is listed once
 
@@ -143,8 +145,8 @@ def option_problems(cfg: Config) -> list[str]:
     for name in ("clip_obs", "clip_reward"):
         value = getattr(cfg, name)
         need(value > 0, f"--{name.replace('_', '-')} must be > 0, not {value}")
-    need(not cfg.normalize_reward or cfg.algo == "ppo",
-         f"--normalize-reward is implemented for --algo ppo only, not --algo {cfg.algo}")
+    need(not cfg.normalize_reward or cfg.algo in ("ppo", "impala"),
+         f"--normalize-reward is implemented for --algo ppo and impala, not --algo {cfg.algo}")
     need(not (cfg.normalize_reward and cfg.tasks),
          "--normalize-reward cannot be combined with --tasks (PopArt normalises each task's "
          "values: --popart)")
@@ -193,6 +195,33 @@ def off_policy_problems(cfg: Config, n_ranks: int) -> list[str]:
         value = getattr(cfg, name)
         need(math.isfinite(value) and value >= 0,
              f"--{name.replace('_', '-')} must be >= 0, not {value}")
+    return problems
+
+
+# -- IMPALA ----------------------------------------------------------------------------------------
+def impala_problems(cfg: Config, n_ranks: int) -> list[str]:
+    """--algo impala: learners and actors that the ranks can form, queues that hold a block."""
+    if cfg.algo != "impala":
+        return []
+    problems = Problems()
+    need = problems.need
+    for name in ("learners", "blocks_per_update", "queue_depth", "actor_in_flight",
+                 "publish_interval"):
+        need(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, "
+                                      f"not {getattr(cfg, name)}")
+    for name in ("vtrace_rho_clip", "vtrace_c_clip"):
+        value = getattr(cfg, name)
+        need(value > 0, f"--{name.replace('_', '-')} must be > 0 (inf: no truncation), "
+                        f"not {value}")
+    L = cfg.learners
+    if L >= 1:
+        need(n_ranks >= L + 1,
+             f"--algo impala with --learners {L} needs at least {L + 1} ranks (the learners and "
+             f"at least one actor), not {n_ranks}")
+        need(n_ranks < L + 1 or (n_ranks - L) % L == 0,
+             f"--learners {L}: the {n_ranks - L} actors of {n_ranks} ranks do not divide evenly "
+             f"among {L} learners (use a multiple of {L} ranks, at least {2 * L})")
+    need(not cfg.tasks, "--tasks is implemented for --algo ppo and dqn, not --algo impala")
     return problems
 
 

@@ -36,7 +36,7 @@ def opt(default: Any, help: str, group: str = "run", choices: tuple | None = Non
     return field(default=default, metadata={"help": help, "group": group, "choices": choices})
 
 
-ALGOS = ("ppo", "dqn", "sac", "td3")
+ALGOS = ("ppo", "dqn", "sac", "td3", "impala")
 # What SAC and TD3 share: one env per rank, learning after every step, a memory of a million, a
 # global batch of 256, Polyak targets, no normalisation or gradient clipping; an update (one
 # metrics line, one merge of statistics) is 50 steps of each rank's env, and the intervals count
@@ -46,6 +46,8 @@ OFF_POLICY = {"rollout": "1x1", "num_envs": 1, "train_frequency": 50, "hidden_si
               "prioritized": False, "normalize_obs": False, "max_grad_norm": 0.0,
               "num_minibatches": 1, "update_epochs": 1, "ent_coef": 0.0, "eval_interval": 50,
               "log_interval": 10, "checkpoint_interval": 250, "desync_check_interval": 10}
+IMPALA = {"rollout": "8x32", "num_envs": 8, "num_steps": 32, "num_minibatches": 1,
+          "update_epochs": 1, "max_grad_norm": 40.0}
 # Defaults that depend on the algorithm and on the env's action space, as CleanRL's algorithm
 # files each have their own (ppo.py, ppo_continuous_action.py, dqn.py). Their fields default to
 # None in Config and are filled from here (a Config built directly gets the Discrete column).
@@ -64,6 +66,12 @@ DEFAULTS = {
     # CleanRL's td3_continuous_action.py
     ("td3", "continuous"): {**OFF_POLICY, "learning_rate": 3e-4, "learning_starts": 25_000,
                             "policy_frequency": 2, "target_network_frequency": 2},
+    # IMPALA: each actor's block is 8 envs x 32 steps (--num-envs x --num-steps, an actor's own,
+    # not split over ranks); a learner update takes --blocks-per-update (2) of them: 512 steps,
+    # near TorchBeast's 8 x 80. The paper's and TorchBeast's gradient clipping at norm 40; Adam in
+    # place of their RMSProp, as for every algorithm here.
+    ("impala", "discrete"): {**IMPALA, "learning_rate": 5e-4, "ent_coef": 0.01},
+    ("impala", "continuous"): {**IMPALA, "learning_rate": 3e-4, "ent_coef": 0.0},
 }
 VECTOR_MODES = ("auto", "native", "sync", "async")
 SYNC_MODES = ("allreduce", "overlap", "local-sgd")
@@ -143,8 +151,8 @@ class Config:
     target_kl: float | None = opt(None, "stop the epochs early above this approximate KL", "ppo")
     normalize_reward: bool | None = opt(None, "scale rewards by the running standard deviation of "
                                               "the discounted return, merged across ranks "
-                                              "(default: on; off with --tasks, whose values "
-                                              "PopArt normalises)", "ppo")
+                                              "(ppo, impala; default: on; off with --tasks, "
+                                              "whose values PopArt normalises)", "ppo")
     clip_reward: float = opt(10.0, "clip scaled rewards to [-clip, clip]", "ppo")
     log_std_init: float = opt(0.0, "initial log standard deviation of the Gaussian policy (Box "
                                    "actions)", "ppo")
@@ -201,6 +209,22 @@ class Config:
     save_replay: bool = opt(False, "keep each rank's replay memory with every checkpoint "
                                    "(run_dir/replay/), so --resume goes on with it", "offpolicy")
 
+    # -- IMPALA ------------------------------------------------------------------------------
+    learners: int = opt(1, "ranks that learn (world ranks 0..L-1, data-parallel among themselves); "
+                           "every other rank acts, for learner (rank - L) mod L", "impala")
+    blocks_per_update: int = opt(2, "trajectory blocks (one actor's --num-steps x --num-envs "
+                                    "steps each) per learner update", "impala")
+    queue_depth: int = opt(2, "blocks a learner keeps room for per actor (receives posted "
+                              "ahead); when they are full the actor waits", "impala")
+    actor_in_flight: int = opt(2, "blocks an actor may have sent that its learner has not yet "
+                                  "taken", "impala")
+    publish_interval: int = opt(1, "learner updates between parameter sends to the actors",
+                                "impala")
+    vtrace_rho_clip: float = opt(1.0, "V-trace rho-bar: truncation of the importance weights "
+                                      "in the targets and the policy gradient", "impala")
+    vtrace_c_clip: float = opt(1.0, "V-trace c-bar: truncation of the trace-cutting weights",
+                               "impala")
+
     # -- communication --------------------------------------------------------------------------
     sync_mode: str = opt("allreduce", "gradient sync: every update, overlapped buckets, or "
                                       "local updates averaged every --sync-every",
@@ -243,7 +267,7 @@ class Config:
             if getattr(self, name) is None:
                 setattr(self, name, value)
         if self.normalize_reward is None:
-            self.normalize_reward = self.algo == "ppo" and not self.tasks
+            self.normalize_reward = self.algo in ("ppo", "impala") and not self.tasks
         if self.num_envs is None or self.num_steps is None:
             self.num_envs, self.num_steps = rank_share(self.rollout, 1, self.num_envs,
                                                        self.num_steps)
@@ -257,6 +281,8 @@ class Config:
 
 GROUP_TITLES = {"run": "run", "ppo": "PPO", "dqn": "DQN and replay (--algo dqn; the replay "
                 "options serve sac and td3 too)", "offpolicy": "SAC and TD3 (--algo sac, td3)",
+                "impala": "IMPALA (--algo impala; also --num-envs, --num-steps, --gamma, "
+                          "--ent-coef, --vf-coef from PPO's)",
                 "parallel": "parallelism", "multitask": "multi-task (--tasks)"}
 FIELDS = {f.name: f for f in fields(Config)}
 

@@ -12,7 +12,12 @@ KIND is one of:
   ckpt-kill   the rank is SIGKILLed half-way through writing a checkpoint
   hang        the rank stops making progress (sleeps) without dying, as a deadlock would
 
-Only tests set it; it is read once at import and costs one comparison per fault point.
+and one that slows a rank down for the whole run rather than failing it:
+
+    MPIRL_FAULT=slow@RANK:MS          every step of the rank's vector env sleeps MS milliseconds
+                                      (a straggler: a slow emulator, a busy core)
+
+Only tests and benchmarks set it; it is read once at import and costs one comparison per fault point.
 """
 from __future__ import annotations
 
@@ -22,9 +27,9 @@ import signal
 import time
 from dataclasses import dataclass
 
-KINDS = ("raise", "interrupt", "env", "nan", "kill", "ckpt", "ckpt-kill", "hang")
+KINDS = ("raise", "interrupt", "env", "nan", "kill", "ckpt", "ckpt-kill", "hang", "slow")
 POINT_OF = {"raise": "update", "interrupt": "update", "kill": "update", "hang": "update", "env": "rollout",
-            "nan": "loss", "ckpt": "checkpoint", "ckpt-kill": "checkpoint"}
+            "nan": "loss", "ckpt": "checkpoint", "ckpt-kill": "checkpoint", "slow": "env_step"}
 
 
 class InjectedFault(RuntimeError):
@@ -35,7 +40,7 @@ class InjectedFault(RuntimeError):
 class Fault:
     kind: str
     rank: int
-    update: int
+    update: int   # (slow: the milliseconds per step)
 
     @classmethod
     def parse(cls, text: str) -> "Fault":
@@ -44,7 +49,8 @@ class Fault:
             rank, update = where.split(":")
             fault = cls(kind, int(rank), int(update))
         except ValueError:
-            raise ValueError(f"MPIRL_FAULT={text!r}: expected KIND@RANK:UPDATE") from None
+            raise ValueError(f"MPIRL_FAULT={text!r}: expected KIND@RANK:UPDATE "
+                             "(slow@RANK:MS)") from None
         if kind not in KINDS:
             raise ValueError(f"MPIRL_FAULT kind {kind!r}: choose from {', '.join(KINDS)}")
         return fault
@@ -74,3 +80,9 @@ def at(point: str, rank: int, update: int) -> bool:
     if f.kind == "hang":
         time.sleep(1e6)
     return True  # nan
+
+
+def step_delay_s(rank: int) -> float:
+    """Seconds every env step of world rank ``rank`` sleeps (slow@RANK:MS; else 0)."""
+    f = _FAULT
+    return f.update / 1000.0 if f is not None and f.kind == "slow" and f.rank == rank else 0.0

@@ -54,6 +54,11 @@ class Run:
         self.clock = Clock()
         self.preempted = False
 
+    def narrow(self, world: World) -> None:
+        """Keep the run's books among ``world``'s ranks alone, a sub-world that holds rank 0:
+        the stop agreement, checkpoints and restore (IMPALA's learners; its actors keep none)."""
+        self.world = world
+
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, update: int, state: dict, rank_state: dict, meta: dict) -> None:
         """Collective: every rank's ``rank_state`` is gathered to rank 0, which writes one

@@ -100,7 +100,7 @@ class TrainedPolicy:
         self.model.eval()
         self.continuous = isinstance(self.action_space, gym.spaces.Box)
         self.policy = (Policy(self.continuous, self.model.head.log_std)
-                       if cfg.algo == "ppo" else None)
+                       if cfg.algo in ("ppo", "impala") else None)
 
     def observe(self, obs: np.ndarray) -> np.ndarray:
         """A batch of the env's observations as the network takes them: normalised with the

@@ -48,6 +48,11 @@ class World:
         """A sub-world of the ranks that pass the same ``color`` (ordered by ``key``, default rank)."""
         return World(self.comm.Split(color, self.rank if key is None else key))
 
+    def dup(self) -> "World":
+        """The same ranks on a communicator of their own, whose messages never match this
+        one's (collective)."""
+        return World(self.comm.Dup())
+
     def barrier(self) -> None:
         self.comm.Barrier()
 

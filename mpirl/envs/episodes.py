@@ -38,13 +38,23 @@ class EpisodeStats:
         return out
 
 
-def allreduce_episode_stats(world: World, returns: list, lengths: list) -> dict:
-    """Episode statistics pooled over all ranks (one Allreduce)."""
+def episode_sums(returns: list, lengths: list) -> np.ndarray:
+    """(episodes, sum of returns, sum of squared returns, sum of lengths): what pools by adding."""
     r = np.asarray(returns, np.float64)
-    n, s, ss, ls = allreduce_sum(world, [len(r), r.sum(), np.square(r).sum(), float(sum(lengths))])
+    return np.array([len(r), r.sum(), np.square(r).sum(), float(sum(lengths))])
+
+
+def stats_from_sums(sums) -> dict:
+    """The episode statistics of :func:`episode_sums` (pooled: summed over ranks or blocks)."""
+    n, s, ss, ls = (float(x) for x in sums)
     if n == 0:
         return {"episodes": 0}
     mean = s / n
     return {"episodes": int(n), "episode_return_mean": float(mean),
             "episode_return_std": float(np.sqrt(max(ss / n - mean * mean, 0.0))),
             "episode_length_mean": float(ls / n)}
+
+
+def allreduce_episode_stats(world: World, returns: list, lengths: list) -> dict:
+    """Episode statistics pooled over all ranks (one Allreduce)."""
+    return stats_from_sums(allreduce_sum(world, episode_sums(returns, lengths)))

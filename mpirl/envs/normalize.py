@@ -154,15 +154,18 @@ class RewardScaler:
     def _refresh(self) -> None:
         self._scale = np.float32(1.0 / np.sqrt(self.rms.var + self.epsilon))
 
-    def __call__(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def __call__(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray,
+                 envs: slice = slice(None)) -> np.ndarray:
         """The rewards of one step to learn from (``valid``: the envs that acted; ``done``:
-        their episodes ended here)."""
+        their episodes ended here). ``envs``: which of the scaler's envs the step is of (an
+        IMPALA learner scales each actor's envs in turn)."""
         if not self.enabled:
             return reward
-        self.returns = np.where(valid, self.returns * self.gamma + reward, self.returns)
-        acted = self.returns[valid]
+        returns = self.returns[envs]   # a view: updated in place
+        returns[:] = np.where(valid, returns * self.gamma + reward, returns)
+        acted = returns[valid]
         self._pending += (len(acted), acted.sum(), np.square(acted).sum())
-        self.returns[done] = 0.0
+        returns[done] = 0.0
         return np.clip(reward * self._scale, -self.clip, self.clip).astype(np.float32)
 
     def allreduce_statistics(self, world: World) -> None:

@@ -8,6 +8,8 @@ reward 0, and ignores the action. :class:`VecEnv` tracks which steps are such re
 """
 from __future__ import annotations
 
+import time
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -31,8 +33,9 @@ class VecEnv:
 
     def __init__(self, envs: gym.vector.VectorEnv, seed: int,
                  normalizer: ObsNormalizer | None = None,
-                 reward_scaler: RewardScaler | None = None):
+                 reward_scaler: RewardScaler | None = None, step_delay_s: float = 0.0):
         self.envs = envs
+        self.step_delay_s = step_delay_s   # a straggler on purpose (MPIRL_FAULT=slow@RANK:MS)
         self.reward_scaler = reward_scaler
         self.num_envs = num_envs = envs.num_envs
         self.single_observation_space = self.envs.single_observation_space
@@ -50,6 +53,8 @@ class VecEnv:
 
     def step(self, actions: np.ndarray):
         """Step all sub-envs. Returns (reward, terminated, truncated, valid) of THIS step."""
+        if self.step_delay_s:
+            time.sleep(self.step_delay_s)
         raw, reward, terminated, truncated, _ = self.envs.step(clip_to_space(actions, self.single_action_space))
         valid = self.valid
         done = terminated | truncated

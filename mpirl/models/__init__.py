@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 def network(cfg, obs_width: int, action_space, action_counts=None, task: int | None = None):
-    """The network ``cfg`` trains: PPO's actor-critic, DQN's Q-network, or SAC's and TD3's
+    """The network ``cfg`` trains: PPO's and IMPALA's actor-critic, DQN's Q-network, or SAC's and TD3's
     agent (critics, actor, temperature: mpirl.models.continuous), for observations
     ``obs_width`` wide. Multi-task (``action_counts``: every task's; ``task``: this rank's, or
     the one to act in): a shared trunk and a head per task, on observations padded to

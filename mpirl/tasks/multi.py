@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mpirl import faults
 from mpirl.comm.collectives import allreduce_sum
 from mpirl.comm.world import World
 from mpirl.config import Config
@@ -102,7 +103,7 @@ class MultiTask:
                                        all_tasks=replay, obs_dims=list(self.obs_dims),
                                        clip=self.cfg.clip_obs)
         return VecEnv(make_vec(self.env_id, self.cfg.num_envs, self.cfg.vector_mode), seed,
-                      normalizer)
+                      normalizer, step_delay_s=faults.step_delay_s(self.world.world_rank))
 
     def make_evaluator(self, seed: int) -> TaskEvaluator:
         return TaskEvaluator(self.world, self.group, self.task, len(self.ids), self.env_id,

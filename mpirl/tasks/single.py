@@ -8,6 +8,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from mpirl import faults
 from mpirl.comm.world import World
 from mpirl.config import Config
 from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
@@ -42,7 +43,8 @@ class SingleTask:
         normalizer = ObsNormalizer((width,), enabled=cfg.normalize_obs, clip=cfg.clip_obs)
         scaler = (RewardScaler(cfg.num_envs, cfg.gamma, clip=cfg.clip_reward)
                   if cfg.normalize_reward else None)
-        return VecEnv(envs, seed, normalizer, scaler)
+        return VecEnv(envs, seed, normalizer, scaler,
+                      step_delay_s=faults.step_delay_s(self.world.world_rank))
 
     def make_evaluator(self, seed: int) -> Evaluator:
         return Evaluator(self.world, self.env_id, self.cfg.eval_episodes, seed,
