@@ -50,6 +50,8 @@ BLOCKS = (
           "presets.md"),
     Block("sac", "sac", "Off-policy continuous control: SAC over the shared replay memory",
           "offpolicy.md"),
+    Block("impala", "impala", "IMPALA: asynchronous actors and learners, and a straggler",
+          "impala.md"),
 )
 
 HEADER = """\
