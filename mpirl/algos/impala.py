@@ -45,7 +45,7 @@ from mpirl.optim import flatten_params
 from mpirl.run import Run
 from mpirl.tasks import make_tasks
 
-LAG_BINS = 64   # the lag histogram's bins: 0, 1, ..., 62 learner updates, and 63 or more
+LAG_BINS = 256   # the lag histogram's bins: 0, 1, ..., 254 learner updates, and 255 or more
 
 
 def train(cfg: Config, world: World, run: Run) -> dict:
@@ -195,7 +195,8 @@ def learner(cfg: Config, world: World, group: World, stream: World, run: Run, ta
     return run.finish(update, extra={"learners": group.size, "actors": world.size - group.size,
                                      "blocks_from_actor": blocks_from,
                                      "blocks_discarded": discarded,
-                                     "policy_lag_histogram": histogram.tolist()})
+                                     "policy_lag_histogram": np.trim_zeros(histogram,
+                                                                           "b").tolist()})
 
 
 @dataclass

@@ -57,7 +57,8 @@ def _median(values):
 
 
 def lag_percentiles(histogram: list[int]) -> dict:
-    """Median, 90th percentile and max of a lag histogram (bin k: lag k; the last: k or more)."""
+    """Median, 90th percentile and max of a lag histogram (bin k: lag k; the last bin of the
+    trainer's histogram, LAG_BINS - 1, counts that lag or more)."""
     total = sum(histogram)
     out, seen = {}, 0
     for lag, count in enumerate(histogram):
@@ -81,7 +82,7 @@ def run(args) -> dict:
             "seeds": seeds, "solved": len(solved), "runs": runs,
             "solved_at_step_median": _median([r["solved_at_step"] for r in solved]),
             "solved_at_time_s_median": _median([r["solved_at_time_s"] for r in solved])}
-    budget = 30_000 if args.quick else 100_000
+    budget = 10_000 if args.quick else 100_000
     for algo in ("ppo", "impala"):
         result["straggler"][algo] = {"even": _straggler(algo, budget, False),
                                      "slow": _straggler(algo, budget, True)}
@@ -90,12 +91,15 @@ def run(args) -> dict:
     for case in ("even", "slow"):
         lag = result["straggler"]["impala"][case]
         lag["lag"] = lag_percentiles(lag["policy_lag_histogram"])
+    # the issue's target: IMPALA loses under 25% of its throughput to the slow rank
+    result["straggler"]["met"] = result["straggler"]["impala"]["throughput_lost"] < 0.25
     u = _train(3, ["--algo", "impala", "--env-id", "CartPole-v1", "--hidden-sizes", "512,512",
                    "--num-envs", "32", "--total-timesteps", str(40_000 if args.quick else 200_000),
                    "--eval-interval", "100000"])
     steady = u["utilisation"][len(u["utilisation"]) // 10:]   # after the start-up updates
     result["utilisation"] = {"mean": statistics.fmean(steady), "min": min(steady),
                              "sps": u["sps"], "updates": len(u["utilisation"])}
+    result["utilisation"]["met"] = result["utilisation"]["mean"] >= 0.9   # the target: 90%
     return result
 
 
@@ -110,7 +114,8 @@ def table(result: dict) -> str:
     lines += ["", f"| 4 ranks, CartPole-v1; rank 3 sleeps {result['slow_ms']} ms a step | "
                   "steps/s, even | steps/s, one slow rank | throughput lost | "
                   "policy lag (median / p90 / max), even -> slow |", "|---|---|---|---|---|"]
-    for algo, s in result["straggler"].items():
+    for algo in ("ppo", "impala"):
+        s = result["straggler"][algo]
         lag = "-"
         if algo == "impala":
             e, w = s["even"]["lag"], s["slow"]["lag"]
@@ -119,9 +124,12 @@ def table(result: dict) -> str:
         name = "sync PPO (4 ranks)" if algo == "ppo" else "IMPALA (1 learner, 3 actors)"
         lines.append(f"| {name} | {s['even']['sps']:,.0f} | {s['slow']['sps']:,.0f} | "
                      f"{s['throughput_lost']:.0%} | {lag} |")
+    lines.append(f"\nTarget: IMPALA loses under 25% of its throughput to the slow rank: "
+                 f"{'met' if result['straggler']['met'] else 'NOT met'}.")
     u = result["utilisation"]
     lines += ["", "| learner utilisation, actors faster than the learner (3 ranks, 512x512, "
                   "32 envs per actor) | value |", "|---|---|",
               f"| mean over updates (first tenth left out) | {u['mean']:.1%} |",
-              f"| lowest update | {u['min']:.1%} |"]
+              f"| lowest update | {u['min']:.1%} |",
+              f"\nTarget: at least 90%: {'met' if u['met'] else 'NOT met'}."]
     return "\n".join(lines)

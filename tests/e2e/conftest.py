@@ -1,4 +1,7 @@
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -42,3 +45,17 @@ TINY = ["--num-envs", "4", "--num-steps", "16", "--eval-episodes", "2", "--eval-
 @pytest.fixture
 def tiny():
     return list(TINY)
+
+
+def signal_when_training(signum, run_dir: Path, after_updates: int):
+    """on_start callback: send ``signum`` to the job once metrics show ``after_updates``."""
+    def watch(proc):
+        def run():
+            metrics = run_dir / "metrics.jsonl"
+            while proc.poll() is None:
+                if metrics.exists() and len(metrics.read_text().splitlines()) >= after_updates:
+                    os.kill(proc.pid, signum)
+                    return
+                time.sleep(0.05)
+        threading.Thread(target=run, daemon=True).start()
+    return watch

@@ -1,14 +1,10 @@
 """Nothing lost, nothing hangs: injected failures, preemption signals and exact resume."""
-import os
 import signal
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
 from mpirl.checkpoint import Checkpoints
-from tests.e2e.conftest import final_params, read_metrics, read_summary
+from tests.e2e.conftest import final_params, read_metrics, read_summary, signal_when_training
 from tests.launch import train
 
 # kind -> (rank that fails, what the job's output must say). Rank -1 = the last rank.
@@ -66,20 +62,6 @@ def test_a_rank_that_hangs_without_dying_ends_the_job_within_the_hang_timeout(
     assert state["meta"]["update"] == 4
 
 
-def _signal_when_training(signum, run_dir: Path, after_updates: int):
-    """on_start callback: send ``signum`` to the job once metrics show ``after_updates``."""
-    def watch(proc):
-        def run():
-            metrics = run_dir / "metrics.jsonl"
-            while proc.poll() is None:
-                if metrics.exists() and len(metrics.read_text().splitlines()) >= after_updates:
-                    os.kill(proc.pid, signum)
-                    return
-                time.sleep(0.05)
-        threading.Thread(target=run, daemon=True).start()
-    return watch
-
-
 def test_sigusr1_checkpoints_exits_zero_and_resume_is_bitwise_exact(tmp_path, tiny):
     args = [*tiny, "--total-timesteps", "6144", "--seed", "5", "--checkpoint-interval", "1000"]
     whole = tmp_path / "whole"
@@ -87,7 +69,7 @@ def test_sigusr1_checkpoints_exits_zero_and_resume_is_bitwise_exact(tmp_path, ti
 
     split = tmp_path / "split"
     stopped = train(2, [*args, "--run-dir", str(split)], timeout=120,
-                    on_start=_signal_when_training(signal.SIGUSR1, split, 8)).check()
+                    on_start=signal_when_training(signal.SIGUSR1, split, 8)).check()
     assert "stopped by signal after" in stopped.output
     assert "--resume" in stopped.output.split("Resume with:")[1]
     assert read_summary(split)["status"] == "preempted"
@@ -108,7 +90,7 @@ def test_sigusr1_checkpoints_exits_zero_and_resume_is_bitwise_exact(tmp_path, ti
 def test_sigterm_without_mpirun_also_stops_cleanly(tmp_path, tiny):
     run_dir = tmp_path / "run"
     res = train(0, [*tiny, "--total-timesteps", "10000000", "--run-dir", str(run_dir)],
-                timeout=120, on_start=_signal_when_training(signal.SIGTERM, run_dir, 5)).check()
+                timeout=120, on_start=signal_when_training(signal.SIGTERM, run_dir, 5)).check()
     assert "stopped by signal" in res.output
     assert Checkpoints(str(run_dir)).paths()
 

@@ -3,14 +3,10 @@ learners), CartPole learned at 3 ranks, a straggling actor that does not hold th
 faults on an actor or a learner that end the job naming the rank, SIGUSR1 and --resume, and the
 bad layouts refused before training."""
 import signal
-import threading
-import time
-import os
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import read_metrics, read_summary
+from tests.e2e.conftest import read_metrics, read_summary, signal_when_training
 from tests.launch import train
 
 # 4 envs x 16 steps a block, 2 blocks an update: 128 steps per learner update
@@ -84,25 +80,12 @@ def test_a_failing_actor_or_learner_ends_the_job_promptly_naming_the_rank(fault,
     assert res.seconds < 30
 
 
-def _signal_after(signum, run_dir: Path, lines: int):
-    def watch(proc):
-        def run():
-            metrics = run_dir / "metrics.jsonl"
-            while proc.poll() is None:
-                if metrics.exists() and len(metrics.read_text().splitlines()) >= lines:
-                    os.kill(proc.pid, signum)
-                    return
-                time.sleep(0.05)
-        threading.Thread(target=run, daemon=True).start()
-    return watch
-
-
 def test_sigusr1_checkpoints_drains_the_actors_and_resume_completes(tmp_path):
     run_dir = tmp_path / "run"
     total = 300 * 128
     args = [*SMALL, "--total-timesteps", str(total), "--run-dir", str(run_dir),
             "--checkpoint-interval", "1000"]
-    stopped = train(3, args, timeout=120, on_start=_signal_after(signal.SIGUSR1, run_dir, 20))
+    stopped = train(3, args, timeout=120, on_start=signal_when_training(signal.SIGUSR1, run_dir, 20))
     stopped.check()
     assert "stopped the actors:" in stopped.output and "discarded" in stopped.output
     assert "stopped by signal after" in stopped.output

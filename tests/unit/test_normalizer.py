@@ -38,3 +38,25 @@ def test_disabled_normaliser_passes_observations_through():
     norm = ObsNormalizer((2,), enabled=False)
     x = np.array([[10.0, -3.0]])
     np.testing.assert_array_equal(norm(x), x.astype(np.float32))
+
+
+def test_reward_scaler_fed_env_slices_in_turn_equals_one_fed_whole_steps():
+    """An IMPALA learner scales each actor's envs (a slice of its scaler's) block by block: the
+    returns, statistics and scaled rewards are those of a scaler fed every env at each step."""
+    from mpirl.envs.normalize import RewardScaler
+    rng = np.random.default_rng(0)
+    T, E = 20, 6
+    rewards = rng.normal(size=(T, E)).astype(np.float32)
+    done = rng.random((T, E)) < 0.1
+    valid = rng.random((T, E)) < 0.9
+    whole, sliced = RewardScaler(E, 0.9), RewardScaler(E, 0.9)
+    whole.rms.var, sliced.rms.var = np.float64(4.0), np.float64(4.0)
+    whole._refresh(), sliced._refresh()
+    want = np.stack([whole(rewards[t], done[t], valid[t]) for t in range(T)])
+    got = np.zeros_like(want)
+    for envs in (slice(0, 2), slice(2, 6)):   # one "actor's block" after the other
+        for t in range(T):
+            got[t, envs] = sliced(rewards[t, envs], done[t, envs], valid[t, envs], envs)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(sliced.returns, whole.returns)
+    np.testing.assert_allclose(sliced._pending, whole._pending)
