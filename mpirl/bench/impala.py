@@ -6,7 +6,10 @@
   fixed budget, with and without one rank slowed on purpose (MPIRL_FAULT=slow@3:MS: rank 3
   sleeps at every step of its vector env), all in one run; IMPALA's policy-lag distribution;
 * utilisation: the learner's share of time spent learning rather than waiting for blocks, when
-  the actors are faster than the learner (a wide network, wide actor batches).
+  the actors are faster than the learner (a wide network, wide actor batches);
+* parameters: what the stream of parameters costs the learner per version and how soon an
+  actor has a version, for CartPole's network and the Nature CNN's 1.7M parameters, next to a
+  broadcast of the same vector, for which every actor stops (mpirl.bench.stream_worker).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import statistics
 import tempfile
 import time
 
-from mpirl.launch import train_summary
+from mpirl.launch import mpirun, train_summary
 
 SLOW_MS = 10   # the straggler's sleep per env step: ~50x a CartPole vector step with its policy
 
@@ -49,6 +52,12 @@ def _straggler(algo: str, budget: int, slow: bool) -> dict:
         out["policy_lag_histogram"] = s["policy_lag_histogram"]
         out["blocks_from_actor"] = s["blocks_from_actor"]
     return out
+
+
+def _parameter_stream(n_params: int, versions: int) -> dict:
+    out = mpirun(3, ["-m", "mpirl.bench.stream_worker", str(n_params), str(versions), "5"],
+                 timeout=300).check()
+    return json.loads(out.output.strip().splitlines()[-1])
 
 
 def _median(values):
@@ -100,6 +109,8 @@ def run(args) -> dict:
     result["utilisation"] = {"mean": statistics.fmean(steady), "min": min(steady),
                              "sps": u["sps"], "updates": len(u["utilisation"])}
     result["utilisation"]["met"] = result["utilisation"]["mean"] >= 0.9   # the target: 90%
+    result["parameters"] = [_parameter_stream(n, 10 if args.quick else 100)
+                            for n in (4_610, 1_700_000)]   # CartPole's actor-critic; Nature CNN
     return result
 
 
@@ -132,4 +143,12 @@ def table(result: dict) -> str:
               f"| mean over updates (first tenth left out) | {u['mean']:.1%} |",
               f"| lowest update | {u['min']:.1%} |",
               f"\nTarget: at least 90%: {'met' if u['met'] else 'NOT met'}."]
+    lines += ["", "| parameters to 2 actors, a version every 5 ms of learning | floats | "
+                  "learner's cost per version (µs) | sent -> loaded by an actor (ms) | "
+                  "actor's copy (µs) | a broadcast instead: every actor stopped (µs) |",
+              "|---|---|---|---|---|---|"]
+    for p in result["parameters"]:
+        lines.append(f"| stream (mpirl.comm.stream) | {p['n_params']:,} | "
+                     f"{p['learner_publish_us']:.0f} | {p['delivery_ms']:.2f} | "
+                     f"{p['actor_load_us']:.0f} | {p['bcast_actor_blocked_us']:.0f} |")
     return "\n".join(lines)
