@@ -122,7 +122,8 @@ class Checkpoints:
         if hashlib.sha256(data).hexdigest() != expected:
             raise CheckpointError(f"{path}: checksum mismatch (truncated or corrupted file)")
         try:
-            return torch.load(io.BytesIO(data), weights_only=True)
+            # (on the CPU whatever device wrote it: a GPU run resumes or evaluates anywhere)
+            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means unusable
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{path}: cannot be loaded safely ({reason[:300]})") from None

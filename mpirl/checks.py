@@ -20,6 +20,7 @@ import yaml
 
 from mpirl import presets
 from mpirl.config import Config
+from mpirl.device import DEVICE_PATTERN, device_problem, gpu_path_covers
 from mpirl.envs.make import env_spec
 from mpirl.errors import ConfigError, Problems
 from mpirl.pipeline.partition import parse_explicit
@@ -120,8 +121,7 @@ def option_problems(cfg: Config) -> list[str]:
         value = getattr(cfg, name)
         need(math.isfinite(value) and value >= 0, f"--{name.replace('_', '-')} must be >= 0, "
                                                   f"not {value}")
-    need(cfg.device == "cpu", f"--device {cfg.device}: this version of mpirl trains on cpu only "
-                              "(GPU buffers would need CUDA-aware MPI or host staging)")
+    problems += device_problems(cfg)
     need(math.isfinite(cfg.hang_timeout) and cfg.hang_timeout >= 0,
          f"--hang-timeout must be >= 0 seconds, not {cfg.hang_timeout}")
     need(cfg.torch_threads >= 0, f"--torch-threads must be >= 0, not {cfg.torch_threads}")
@@ -160,6 +160,25 @@ def option_problems(cfg: Config) -> list[str]:
     if cfg.resume:
         need(cfg.run_dir is not None, "--resume needs --run-dir: the run to continue")
     return problems
+
+
+# -- the device ------------------------------------------------------------------------------------
+def device_problems(cfg: Config) -> list[str]:
+    """--device: a name that parses, a GPU that is there (torch is asked only then), and a run
+    the GPU path covers: single-task PPO averaging every update."""
+    if not DEVICE_PATTERN.match(cfg.device):
+        return [device_problem(cfg.device, 0)]
+    if not cfg.device.startswith("cuda"):
+        return []
+    import torch   # (only for --device cuda: everything else is answered without torch)
+    problem = device_problem(cfg.device, torch.cuda.device_count())
+    if problem:
+        return [problem]
+    if not gpu_path_covers(cfg):
+        return [f"--device {cfg.device} is implemented for single-task --algo ppo with "
+                "--sync-mode allreduce and no --pipeline-stages; this run trains on the CPU "
+                "(--device cpu or auto)"]
+    return []
 
 
 # -- SAC and TD3 -----------------------------------------------------------------------------------

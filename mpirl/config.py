@@ -102,8 +102,9 @@ class Config:
     hidden_sizes: tuple = opt((64, 64), "hidden layer widths, e.g. 64,64")
     activation: str = opt("tanh", "the hidden layers' activation (ppo; dqn's Q-network uses relu)",
                           choices=("tanh", "relu"))
-    device: str = opt("cpu", "torch device; this version trains on cpu only (RL-sized models are "
-                             "bound by environment stepping and latency, not FLOPs)")
+    device: str = opt("auto", "torch device: auto (each rank the GPU of its node-local rank when "
+                              "CUDA is present, else cpu), cpu, cuda (the same rule, required), "
+                              "or cuda:N; GPUs train --algo ppo, other algorithms run on cpu")
     torch_threads: int = opt(0, "torch intra-op threads per rank; 0 = auto: the rank's share of "
                                 "the cores (SLURM_CPUS_PER_TASK / OMP_NUM_THREADS win), but 1 for "
                                 "models under 100k parameters, where threads cost more than "

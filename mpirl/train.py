@@ -21,6 +21,7 @@ reproducible_blas()   # before torch loads: products that repeat bit for bit acr
 from mpirl.checks import check  # noqa: E402
 from mpirl.cli import decide_on_root  # noqa: E402
 from mpirl.config import Config, default_run_dir, parse_args, to_yaml  # noqa: E402
+from mpirl.device import DeviceChoice, choose_device, gpu_path_covers  # noqa: E402
 from mpirl.errors import ConfigError  # noqa: E402
 from mpirl.scoreboard import Scoreboard  # noqa: E402
 from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts  # noqa: E402
@@ -71,12 +72,24 @@ def make_scoreboard(cfg: Config, n_ranks: int) -> Scoreboard:
                       park=cfg.park_solved_tasks, stop_on_solve=cfg.stop_on_solve)
 
 
+def this_ranks_device(cfg: Config, world: World, gpu_count: int) -> DeviceChoice:
+    """--device for this rank: the GPU of its node-local rank (--device auto or cuda), a named
+    one, or the CPU (collective: every rank asks MPI which ranks share its node)."""
+    local_rank, local_size = world.node_local()
+    if cfg.device == "auto" and gpu_count and not gpu_path_covers(cfg):
+        return DeviceChoice("cpu", f"--algo {cfg.algo} as configured trains on the CPU (the GPU "
+                                   "path covers single-task PPO with --sync-mode allreduce)")
+    return choose_device(cfg.device, local_rank, local_size, gpu_count)
+
+
 def main(argv: list[str] | None = None) -> dict:
     world = World()
     install_abort_on_error()
     cfg = configure(world, argv)
     import torch  # after configure: --help and bad input are answered in well under a second
     torch.set_num_threads(torch_threads(cfg, world))
+    device = this_ranks_device(cfg, world, torch.cuda.device_count())
+    cfg.device = device.device   # this rank's own: auto and cuda resolved
 
     from mpirl.run import Run
     run = Run(cfg, world, make_scoreboard(cfg, world.size), total_steps=cfg.total_timesteps)
@@ -84,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{world.size} rank(s) x {cfg.num_envs} envs, {torch.get_num_threads()} "
                   f"thread(s)/rank, {cfg.total_timesteps:,} global steps -> {cfg.run_dir}")
     run.log.print(describe_mpi())
+    run.log.print(f"device: {cfg.device} on rank 0" + (f"; {device.note}" if device.note else ""))
     algorithm = importlib.import_module(f"mpirl.algos.{cfg.algo}")
     return algorithm.train(cfg, world, run)
 

@@ -44,7 +44,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
     # The replica: the same initialisation everywhere, then rank 0's copy is broadcast anyway.
     torch.manual_seed(cfg.seed)
-    model = tasks.network(envs)
+    model = tasks.network(envs).to(cfg.device)   # (the envs step on the CPU, whatever the device)
     policy = Policy(model.continuous, model.head.log_std)
     replica = Replica(cfg, world, model, tasks, adam_eps=1e-5)
     value_norm = tasks.value_norm(model)   # multi-task: PopArt per task; otherwise identity
@@ -62,7 +62,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
     def act_deterministic(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            params, _ = model.split(model(torch.from_numpy(obs)))
+            params, _ = model.split(model(torch.from_numpy(obs).to(cfg.device)).cpu())
             return policy.mode(params).numpy()
 
     run.start(start_update, steps_per_update)
@@ -142,17 +142,20 @@ class Rollout:
 def collect_rollout(rollout: Rollout, envs: VecEnv, model, policy: Policy,
                     sampler: torch.Generator, value_norm, steps: int) -> None:
     """``steps`` steps of every env on this rank into ``rollout``, and the value of the
-    observation after the last, in return units."""
+    observation after the last, in return units. On a GPU only the forward pass runs there:
+    actions are sampled on the CPU with the rank's generator, as on a CPU-only run."""
+    device = next(model.parameters()).device
     rollout.valid[:] = False
     for t in range(steps):
         obs = torch.from_numpy(envs.observe())
-        params, value = model.split(model(obs))
+        params, value = model.split(model(obs.to(device)).cpu())
         action, logp = policy.sample(params, sampler)
         rollout.obs[t], rollout.actions[t], rollout.logp[t] = obs, action, logp
         rollout.values[t] = value.numpy()
         rollout.rewards[t], term, trunc, rollout.valid[t] = envs.step(action.numpy())
         rollout.terminated[t], rollout.ended[t] = term, term | trunc
-    _, last_value = model.split(model(torch.from_numpy(envs.normalizer(envs.raw_obs, False))))
+    last_obs = torch.from_numpy(envs.normalizer(envs.raw_obs, False)).to(device)
+    _, last_value = model.split(model(last_obs).cpu())
     rollout.values[len(rollout.rewards)] = last_value.numpy()
     value_norm.denormalize_(rollout.values)  # PopArt heads -> return units
 
@@ -188,7 +191,8 @@ def make_batch(rollout: Rollout, cfg: Config, value_norm, group: World, shard) -
     if cfg.norm_adv:
         mean, std = allreduce_mean_std(group, b_adv)
         b_adv = (b_adv - mean) / (std + 1e-8)
-    return Batch(*shard.allgather_batch(b_obs, b_act, b_logp, b_adv, b_values, b_returns))
+    rows = shard.allgather_batch(b_obs, b_act, b_logp, b_adv, b_values, b_returns)
+    return Batch(*(t.to(cfg.device) for t in rows))   # learning runs where the model is
 
 
 def learn(cfg: Config, batch: Batch, gradients, replica: Replica, shuffler: np.random.Generator,

@@ -201,7 +201,9 @@ def _median_steps(steps: list) -> float | None:
 
 
 def run(args) -> dict:
-    size = QUICK if args.quick else FULL
+    size = dict(QUICK if args.quick else FULL)
+    if os.environ.get("MPIRL_BENCH_RANKS"):   # e.g. 1,2,4,8,16 on a machine with 16 cores
+        size["ranks"] = tuple(int(n) for n in os.environ["MPIRL_BENCH_RANKS"].split(","))
     load_before = os.getloadavg()[0]   # other work on the machine skews every figure: say so
     with tempfile.TemporaryDirectory(prefix="mpirl-scaling-") as workdir:
         rows, latency = measure_scaling(size, workdir)

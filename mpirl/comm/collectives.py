@@ -1,7 +1,8 @@
 """Collectives on contiguous buffers: gradient averaging, broadcasts, global statistics, checks.
 
 Bulk data always travels through mpi4py's upper-case calls on numpy buffers (no pickling).
-Torch CPU tensors share memory with ``tensor.numpy()``, so MPI reads and writes them in place.
+Torch CPU tensors share memory with ``tensor.numpy()``, so MPI reads and writes them in place;
+a GPU's tensors go to a CUDA-aware MPI as they are, or are staged through host memory.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def allreduce_sum_nonblocking(world: World, values, idle: bool) -> np.ndarray:
 
 def allreduce_mean_std(world: World, x: np.ndarray | torch.Tensor) -> tuple[float, float]:
     """Mean and (population) standard deviation of ``x`` pooled over all ranks, in float64."""
-    x = x.detach().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
+    x = x.detach().double().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, np.float64)
     n, s, ss = allreduce_sum(world, [x.size, x.sum(), np.square(x).sum()])
     mean = s / max(n, 1.0)
     var = max(ss / max(n, 1.0) - mean * mean, 0.0)
@@ -108,7 +109,7 @@ def broadcast_tensors(world: World, tensors: Sequence[torch.Tensor], root: int =
     for t in tensors:
         by_dtype.setdefault(t.dtype, []).append(t)
     for group in by_dtype.values():
-        flat = flatten_into(group).contiguous()
+        flat = flatten_into(group).contiguous().cpu()   # (a GPU's tensors staged on the host)
         world.comm.Bcast(flat.numpy(), root=root)
         unflatten_from(flat, group)
 
@@ -195,14 +196,21 @@ class FlatGradients:
     (The same trick as DDP's ``gradient_as_bucket_view`` and Baselines' flat MpiAdam buffer.)
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], world: World):
+    def __init__(self, params: Iterable[torch.nn.Parameter], world: World,
+                 path: str | None = None):
         self.params = [p for p in params if p.requires_grad]
         self.world = world
         self.numel = sum(p.numel() for p in self.params)
         dtype = self.params[0].dtype if self.params else torch.float32
-        self.flat = torch.zeros(self.numel, dtype=dtype)
-        self._buf = self.flat.numpy()  # the same memory, as MPI sees it (made once: ~3 us a call)
-        self._inv_size = np.asarray(1.0 / world.size, dtype=self._buf.dtype)
+        device = self.params[0].device if self.params else torch.device("cpu")
+        self.flat = torch.zeros(self.numel, dtype=dtype, device=device)
+        # How MPI reaches the buffer: "host" (a CPU tensor's own memory), "device" (a GPU
+        # buffer handed to a CUDA-aware MPI) or "staged" (through one host copy; ``path`` can
+        # force it on a CPU tensor, as the tests do)
+        self.path = path or averaging_path(self.flat)
+        self._stage = stage_for(self.flat, self.path)
+        self._buf = self._stage if self.path == "device" else self._stage.numpy()
+        self._inv_size = np.asarray(1.0 / world.size, dtype=np.dtype(str(dtype).split(".")[-1]))
         self.comm_time_s = 0.0  # seconds spent in Allreduce since the last reset
         self.bind()
 
@@ -222,9 +230,10 @@ class FlatGradients:
         if self.world.size == 1:
             return
         t0 = time.perf_counter()
+        self._to_mpi()
         self.world.comm.Allreduce(MPI.IN_PLACE, self._buf, op=MPI.SUM)
         self.comm_time_s += time.perf_counter() - t0
-        np.multiply(self._buf, self._inv_size, out=self._buf)  # numpy: a third of torch's overhead
+        self._from_mpi()
 
     def average_nonblocking(self, idle: bool = False) -> None:
         """:meth:`average` through an Iallreduce, waited for with :func:`wait_idle` when ``idle``
@@ -233,10 +242,27 @@ class FlatGradients:
         if self.world.size == 1:
             return
         t0 = time.perf_counter()
+        self._to_mpi()
         request = self.world.comm.Iallreduce(MPI.IN_PLACE, self._buf, op=MPI.SUM)
         wait_idle(request) if idle else request.Wait()
         self.comm_time_s += time.perf_counter() - t0
-        np.multiply(self._buf, self._inv_size, out=self._buf)
+        self._from_mpi()
+
+    def _to_mpi(self) -> None:
+        """Before MPI reads the buffer: the staged copy filled, or the device's work done."""
+        if self.path == "staged":
+            self._stage.copy_(self.flat)
+        elif self.path == "device":
+            torch.cuda.current_stream(self.flat.device).synchronize()
+
+    def _from_mpi(self) -> None:
+        """After MPI summed the buffer: the mean, back where the gradients live."""
+        if self.path == "host":   # numpy: a third of torch's overhead at RL sizes
+            np.multiply(self._buf, self._inv_size, out=self._buf)
+            return
+        if self.path == "staged":
+            self.flat.copy_(self._stage)
+        self.flat.mul_(float(self._inv_size))
 
     def global_norm(self) -> float:
         return float(torch.linalg.vector_norm(self.flat))
@@ -253,12 +279,31 @@ class FlatGradients:
         return norm
 
 
+# -- where MPI reads a tensor -------------------------------------------------------------------
+def averaging_path(tensor: torch.Tensor) -> str:
+    """How MPI reaches ``tensor``: its own memory on the CPU; on a GPU the device buffer itself
+    with a CUDA-aware MPI, else a staged host copy."""
+    if tensor.device.type == "cpu":
+        return "host"
+    from mpirl.comm.world import cuda_aware
+    return "device" if cuda_aware() else "staged"
+
+
+def stage_for(tensor: torch.Tensor, path: str) -> torch.Tensor:
+    """The tensor MPI works on for ``path``: ``tensor`` itself, or one host buffer of its size
+    (pinned where CUDA is, so that copies to and from the GPU are DMA transfers)."""
+    if path != "staged":
+        return tensor
+    return torch.empty(tensor.shape, dtype=tensor.dtype,
+                       pin_memory=tensor.device.type == "cuda")
+
+
 # -- replica agreement --------------------------------------------------------------------------
 def param_checksum(module: torch.nn.Module) -> int:
     """A CRC32 of the parameters' bytes: bit-exact, and cheap for RL-sized models."""
     crc = 0
     for p in module.parameters():
-        crc = zlib.crc32(p.detach().contiguous().numpy().tobytes(), crc)
+        crc = zlib.crc32(p.detach().cpu().contiguous().numpy().tobytes(), crc)
     return crc
 
 

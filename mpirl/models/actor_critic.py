@@ -111,7 +111,7 @@ class Policy:
     def sample(self, params: torch.Tensor, generator: torch.Generator):
         """Actions and their log-probabilities for a batch of policy parameters (B, A)."""
         if self.continuous:
-            std = self.log_std.exp()
+            std = self.log_std.exp().to(params.device)   # (a GPU's model samples on the CPU)
             actions = params + std * torch.randn(params.shape, generator=generator)
             return actions, self._gaussian_logp(params, actions)
         logp_all = torch.log_softmax(params, dim=-1)
@@ -132,5 +132,6 @@ class Policy:
         return logp_all.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1), entropy
 
     def _gaussian_logp(self, mean, actions):
-        z = (actions - mean) / self.log_std.exp()
-        return (-0.5 * z.pow(2) - self.log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_std = self.log_std.to(mean.device)
+        z = (actions - mean) / log_std.exp()
+        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)

@@ -31,9 +31,15 @@ def test_quick_impala_bench_writes_solve_straggler_and_utilisation(tmp_path):
     assert straggler["met"] == (impala["throughput_lost"] < 0.25)
     u = result["utilisation"]
     assert 0.0 <= u["min"] <= u["mean"] <= 1.0 and u["met"] == (u["mean"] >= 0.9)
+    # the parameter stream against a broadcast, for a small and a Nature-CNN-sized vector
+    assert [p["n_params"] for p in result["parameters"]] == [4_610, 1_700_000]
+    for p in result["parameters"]:
+        assert p["actors"] == 2 and p["versions"] == 10 and p["versions_seen_min"] >= 1
+        assert p["learner_publish_us"] > 0 and p["delivery_ms"] > 0 and p["bcast_actor_blocked_us"] > 0
     table = (out / "impala.md").read_text()
     assert "| IMPALA (1 learner, 3 actors) |" in table and "| sync PPO (4 ranks) |" in table
     assert "Target: IMPALA loses under 25%" in table and "Target: at least 90%" in table
+    assert "| stream (mpirl.comm.stream) | 1,700,000 |" in table
     assert not (tmp_path / "docs").exists() and "rewritten" not in res.output   # quick: no docs
 
 

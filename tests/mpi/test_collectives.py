@@ -43,6 +43,26 @@ def test_averaged_gradient_equals_single_process_gradient_of_concatenated_batch(
 
 
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("nonblocking", [False, True])
+def test_staged_averaging_equals_averaging_in_place(nonblocking):
+    """The path a GPU without CUDA-aware MPI takes (copy to one host buffer, Allreduce there,
+    copy back, scale) run on CPU tensors through the same code: bit for bit the in-place mean."""
+    world = World()
+    results = {}
+    for path in ("host", "staged"):
+        model = _model(0)
+        grads = FlatGradients(model.parameters(), world, path=path)
+        assert grads.path == path
+        x, y = _batch(100 + world.rank)
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        grads.average_nonblocking() if nonblocking else grads.average()
+        assert views_intact(grads)
+        results[path] = grads.flat.clone()
+    assert grads._stage.data_ptr() != grads.flat.data_ptr()   # staged: a buffer of its own
+    assert torch.equal(results["host"], results["staged"])
+
+
+@pytest.mark.mpi(min_size=2)
 def test_params_and_optimizer_state_broadcast_then_stay_identical():
     world = World()
     model = _model(world.rank)  # deliberately different on each rank
