@@ -126,10 +126,12 @@ def test_blocks_intact_in_order_and_complete_with_a_slow_learner():
     for actor, (_, state) in result["reports"].items():
         assert state["version"] == updates, (actor, state["seen"])
     # policy lag: a block waits behind at most Q + D - 1 of its actor's blocks, and the learner
-    # takes the actors in turn, so it is consumed within (Q + D) * A blocks of being made;
-    # one more update for the parameters to arrive (published after every update)
+    # takes the actors whose blocks are ready in turn, so it is consumed within (Q + D) * A
+    # blocks of being made; one more update for the parameters to arrive (published after every
+    # update), and one more because on shared cores an actor is not always ready on its turn.
+    # (An unbounded queue would let the lag grow with the run: 12 updates of 2 blocks here.)
     A = len(result["consumed"])
-    bound = math.ceil((Q + D) * A / B) + 1
+    bound = math.ceil((Q + D) * A / B) + 2
     lags = result["lags"]
     assert max(lags) <= bound, (max(lags), bound)
     assert max(lags) >= 1   # the slow learner made the actors' policies lag
