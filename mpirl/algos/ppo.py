@@ -144,7 +144,7 @@ def collect_rollout(rollout: Rollout, envs: VecEnv, model, policy: Policy,
     """``steps`` steps of every env on this rank into ``rollout``, and the value of the
     observation after the last, in return units. On a GPU only the forward pass runs there:
     actions are sampled on the CPU with the rank's generator, as on a CPU-only run."""
-    device = next(model.parameters()).device
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     rollout.valid[:] = False
     for t in range(steps):
         obs = torch.from_numpy(envs.observe())

@@ -44,6 +44,20 @@ def test_train_job_runs_one_mpi_job_of_n_ranks(jobdir):
     assert "launcher=srun" in log and "done: " in log
 
 
+def test_train_job_runs_impala_with_two_learners_and_their_actors(jobdir):
+    """The same script for an actor-learner job: 2 learners, 2 actors, one MPI job."""
+    job = submit("train.sbatch", ["--algo", "impala", "--learners", "2", "--num-envs", "2",
+                                  "--num-steps", "16", "--total-timesteps", str(STEPS),
+                                  "--eval-episodes", "2", "--no-tensorboard"],
+                 ["--ntasks=4"], cwd=jobdir)
+    completed(jobdir, job)
+    run = summary(jobdir / "runs" / f"train_{job}")
+    assert run["n_ranks"] == 4 and run["status"] == "completed"
+    assert run["learners"] == 2 and run["actors"] == 2 and run["global_steps"] >= STEPS
+    log = (jobdir / f"train_{job}.out").read_text()
+    assert "IMPALA: 2 learner(s), 2 actor(s)" in log and "stopped the actors:" in log
+
+
 def test_mdp_job_solves_over_the_allocation_with_v_shared_in_memory(jobdir):
     job = submit("mdp.sbatch", ["--random-states", "20000", "--eval-episodes", "4"],
                  ["--ntasks=4"], cwd=jobdir)
