@@ -21,14 +21,15 @@ import yaml
 from mpirl import presets
 from mpirl.config import Config
 from mpirl.device import DEVICE_PATTERN, device_problem, gpu_path_covers
-from mpirl.envs.make import env_spec
+from mpirl.envs.atari import is_atari
+from mpirl.envs.make import env_spec, is_image
 from mpirl.errors import ConfigError, Problems
 from mpirl.pipeline.partition import parse_explicit
 from mpirl.slurm import check_world_size
 from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts
 
 # The env families whose packages come with an extra of mpirl's (setup.cfg).
-EXTRAS = ("box2d", "mujoco")
+EXTRAS = ("box2d", "mujoco", "atari")
 # The action spaces each algorithm handles.
 ACTION_SPACES = {"ppo": (gym.spaces.Discrete, gym.spaces.Box), "dqn": (gym.spaces.Discrete,),
                  "sac": (gym.spaces.Box,), "td3": (gym.spaces.Box,),
@@ -54,7 +55,8 @@ def problems(cfg: Config, n_ranks: int) -> list[str]:
     found = slurm_problems(n_ranks) + option_problems(cfg)
     if cfg.algo in ACTION_SPACES:
         for env_id in env_ids(cfg):
-            found += env_problems(env_id, cfg.algo, multitask=bool(cfg.tasks))
+            found += env_problems(env_id, cfg.algo, multitask=bool(cfg.tasks),
+                                  encoder=cfg.encoder, stages=cfg.pipeline_stages)
     if cfg.pipeline_stages >= 1:
         found += layout_problems(cfg, n_ranks)
     found += task_problems(cfg, n_ranks) + off_policy_problems(cfg, n_ranks)
@@ -245,9 +247,10 @@ def impala_problems(cfg: Config, n_ranks: int) -> list[str]:
 
 
 # -- the environments ----------------------------------------------------------------------------
-def env_problems(env_id: str, algo: str, multitask: bool = False) -> list[str]:
+def env_problems(env_id: str, algo: str, multitask: bool = False, encoder: str = "auto",
+                 stages: int = 1) -> list[str]:
     """The env exists, builds, and has spaces the algorithm handles (``multitask``: Discrete
-    actions, for per-task action masks)."""
+    actions, for per-task action masks), and the encoder fits its observations."""
     try:
         env_spec(env_id)
     except ConfigError as exc:
@@ -260,8 +263,18 @@ def env_problems(env_id: str, algo: str, multitask: bool = False) -> list[str]:
         return [f"cannot create environment {env_id!r}: {exc}"]
     obs, act = env.observation_space, env.action_space
     env.close()
-    if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
+    if is_atari(env_id) or is_image(obs):   # (an ALE env's own space: the raw RGB screen)
+        if encoder == "mlp":
+            return [f"--encoder mlp does not fit {env_id}'s image observations: use "
+                    "--encoder nature-cnn (or auto)"]
+        if algo != "ppo" or multitask or stages > 1:
+            return [f"{env_id}: pixel observations are implemented for single-task --algo ppo "
+                    "without --pipeline-stages in this version"]
+    elif not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
         return [f"{env_id}: only flat vector observations are supported, not {obs}"]
+    elif encoder == "nature-cnn":
+        return [f"--encoder nature-cnn does not fit {env_id}'s vector observations {obs.shape}: "
+                "use --encoder mlp (or auto)"]
     if not isinstance(act, ACTION_SPACES[algo]):
         kinds = " or ".join(k.__name__ for k in ACTION_SPACES[algo])
         return [f"{env_id} has a {type(act).__name__} action space; --algo {algo} needs {kinds}"]

@@ -76,6 +76,7 @@ DEFAULTS = {
     ("impala", "continuous"): {**IMPALA, "ent_coef": 0.0},
 }
 VECTOR_MODES = ("auto", "native", "sync", "async")
+ENCODERS = ("auto", "mlp", "nature-cnn")
 SYNC_MODES = ("allreduce", "overlap", "local-sgd")
 SCHEDULES = ("gpipe", "1f1b")
 REPLAY_SHARING = ("allgather", "sharded", "none")
@@ -100,6 +101,9 @@ class Config:
     eval_interval: int = opt(10, "evaluate every N updates (and when training returns reach the "
                                  "target, and at the end)")
     hidden_sizes: tuple = opt((64, 64), "hidden layer widths, e.g. 64,64")
+    encoder: str = opt("auto", "the network's trunk: auto (the Nature CNN for image "
+                               "observations, an MLP of --hidden-sizes for vectors), mlp, or "
+                               "nature-cnn", choices=ENCODERS)
     activation: str = opt("tanh", "the hidden layers' activation (ppo; dqn's Q-network uses relu)",
                           choices=("tanh", "relu"))
     device: str = opt("auto", "torch device: auto (each rank the GPU of its node-local rank when "
@@ -157,6 +161,9 @@ class Config:
                                               "(ppo, impala; default: on; off with --tasks, "
                                               "whose values PopArt normalises)", "ppo")
     clip_reward: float = opt(10.0, "clip scaled rewards to [-clip, clip]", "ppo")
+    sign_rewards: bool = opt(False, "learn from the sign of each reward (-1, 0, 1), as DQN's and "
+                                    "CleanRL's Atari agents; logged returns stay the env's own "
+                                    "(the atari preset sets it)", "ppo")
     log_std_init: float = opt(0.0, "initial log standard deviation of the Gaussian policy (Box "
                                    "actions)", "ppo")
 

@@ -28,8 +28,9 @@ import yaml
 
 from mpirl.checkpoint import CheckpointError, Checkpoints
 from mpirl.config import Config, convert
-from mpirl.envs.make import clip_to_space
-from mpirl.envs.normalize import ObsNormalizer
+from mpirl.envs.atari import is_atari
+from mpirl.envs.make import clip_to_space, is_image, make_vec
+from mpirl.envs.normalize import ObsNormalizer, PixelObs
 from mpirl.errors import ConfigError
 from mpirl.models import network
 from mpirl.models.actor_critic import Policy
@@ -76,10 +77,13 @@ class TrainedPolicy:
         self.env_id = task or ids[0]
         if self.env_id not in ids:
             raise ConfigError(f"task {self.env_id!r} is not one of the run's ({', '.join(ids)})")
-        env = gym.make(self.env_id)
-        self.observation_space, self.action_space = env.observation_space, env.action_space
+        # the spaces the network saw: an Atari game's are those of its preprocessed vector env
+        env = make_vec(self.env_id, 1) if is_atari(self.env_id) else gym.make(self.env_id)
+        self.observation_space = getattr(env, "single_observation_space", env.observation_space)
+        self.action_space = getattr(env, "single_action_space", env.action_space)
         env.close()
-        width = int(self.observation_space.shape[0])
+        pixels = is_image(self.observation_space)
+        width = self.observation_space.shape if pixels else int(self.observation_space.shape[0])
         statistics = state["normalizer"]
         if cfg.tasks:   # the padded, tagged observations of every task; this one's statistics
             spaces = [task_spaces(i) for i in ids]
@@ -90,7 +94,8 @@ class TrainedPolicy:
         else:
             self.task = None
             self.model = network(cfg, width, self.action_space)
-        self.normalizer = ObsNormalizer((width,), enabled=cfg.normalize_obs, clip=cfg.clip_obs)
+        self.normalizer = (PixelObs(width) if pixels else
+                           ObsNormalizer((width,), enabled=cfg.normalize_obs, clip=cfg.clip_obs))
         self.normalizer.load_state_dict(statistics)
         try:
             self.model.load_state_dict(state["model"])

@@ -42,7 +42,7 @@ fi
 if [ "${USE_PIP_MPICH:-0}" = 1 ]; then
     "$VENV/bin/python" -m pip install -q mpich
 fi
-say "installing mpirl, its extras (box2d, mujoco, video) and test tools into $VENV"
+say "installing mpirl, its extras (box2d, mujoco, video, atari) and test tools into $VENV"
 if ! "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[test,all]' >"$VENV/pip.log" 2>&1; then
     tail -n 30 "$VENV/pip.log"
     say "pip install failed (full log: $VENV/pip.log)"

@@ -58,7 +58,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     num_updates = math.ceil(cfg.total_timesteps / steps_per_update)
     restored = restore_or_start(run, replica, envs, generators)
     start_update = restored["update"] if restored else 0
-    rollout = Rollout.allocate(T, E, envs.normalizer.out_dim, model)
+    rollout = Rollout.allocate(T, E, envs.normalizer.out_dim, model)   # (pixels: uint8)
 
     def act_deterministic(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -120,7 +120,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 @dataclass
 class Rollout:
     """One update's rollout storage on this rank, allocated once."""
-    obs: torch.Tensor          # (T, E, obs_dim) normalised observations
+    obs: torch.Tensor          # (T, E, obs_dim) normalised observations; (T, E, C, H, W) uint8 pixels
     actions: torch.Tensor      # (T, E) or (T, E, action_dim)
     logp: torch.Tensor         # (T, E) behaviour log-probabilities
     values: np.ndarray         # (T + 1, E): values[t + 1] of the observation after step t
@@ -130,9 +130,13 @@ class Rollout:
     valid: np.ndarray          # (T, E) False for the reset steps of next-step autoreset
 
     @classmethod
-    def allocate(cls, T: int, E: int, obs_dim: int, model) -> "Rollout":
+    def allocate(cls, T: int, E: int, obs_dim: int | tuple, model) -> "Rollout":
+        """``obs_dim``: a vector's width, or an image's shape (kept as uint8, never as floats)."""
         action_shape = (model.action_dim,) if model.continuous else ()
-        return cls(torch.zeros(T, E, obs_dim), torch.zeros((T, E) + action_shape),
+        pixels = isinstance(obs_dim, tuple)
+        obs = (torch.zeros((T, E) + obs_dim, dtype=torch.uint8) if pixels
+               else torch.zeros(T, E, obs_dim))
+        return cls(obs, torch.zeros((T, E) + action_shape),
                    torch.zeros(T, E), np.zeros((T + 1, E), np.float32),
                    np.zeros((T, E), np.float32), np.zeros((T, E), np.float32),
                    np.zeros((T, E), np.float32), np.zeros((T, E), bool))
@@ -181,7 +185,7 @@ def make_batch(rollout: Rollout, cfg: Config, value_norm, group: World, shard) -
     adv = compute_gae(rollout.rewards, rollout.values, rollout.terminated, rollout.ended,
                       cfg.gamma, cfg.gae_lambda)
     keep = torch.from_numpy(rollout.valid.reshape(-1).nonzero()[0])
-    b_obs = rollout.obs.reshape(T * E, -1)[keep]
+    b_obs = rollout.obs.reshape((T * E,) + rollout.obs.shape[2:])[keep]
     b_act = rollout.actions.reshape((T * E,) + rollout.actions.shape[2:])[keep]
     b_logp = rollout.logp.reshape(-1)[keep]
     b_adv = torch.from_numpy(adv.reshape(-1))[keep]

@@ -131,6 +131,35 @@ class ObsNormalizer:
         self._refresh()
 
 
+class PixelObs:
+    """The normaliser of image observations: none. Pixels pass as the emulator gives them, uint8,
+    and the network's first layer scales them (mpirl.models.nature_cnn), so no float copy of a
+    rollout or a replay memory is ever made. ``out_dim`` is the image's shape."""
+
+    enabled = False
+
+    def __init__(self, shape: tuple):
+        self.out_dim = tuple(shape)
+
+    def __call__(self, obs: np.ndarray, accumulate: bool = True) -> np.ndarray:
+        return obs
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        return obs
+
+    def allreduce_statistics(self, world: World) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def allgather_state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class RewardScaler:
     """Rewards divided by the running standard deviation of the discounted return, then clipped
     (the "reward scaling" of Engstrom et al. 2020; gymnasium's NormalizeReward; CleanRL's and

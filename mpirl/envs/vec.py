@@ -33,8 +33,10 @@ class VecEnv:
 
     def __init__(self, envs: gym.vector.VectorEnv, seed: int,
                  normalizer: ObsNormalizer | None = None,
-                 reward_scaler: RewardScaler | None = None, step_delay_s: float = 0.0):
+                 reward_scaler: RewardScaler | None = None, step_delay_s: float = 0.0,
+                 sign_rewards: bool = False):
         self.envs = envs
+        self.sign_rewards = sign_rewards   # learn from the rewards' signs (Atari)
         self.step_delay_s = step_delay_s   # a straggler on purpose (MPIRL_FAULT=slow@RANK:MS)
         self.reward_scaler = reward_scaler
         self.num_envs = num_envs = envs.num_envs
@@ -46,6 +48,7 @@ class VecEnv:
         self.envs.action_space.seed(seed)
         self.raw_obs = raw
         self.valid = np.ones(num_envs, bool)
+        self.last_raw_reward, self.last_info = np.zeros(num_envs), {}
 
     def observe(self) -> np.ndarray:
         """The current observation, normalised (and recorded for the statistics)."""
@@ -55,10 +58,14 @@ class VecEnv:
         """Step all sub-envs. Returns (reward, terminated, truncated, valid) of THIS step."""
         if self.step_delay_s:
             time.sleep(self.step_delay_s)
-        raw, reward, terminated, truncated, _ = self.envs.step(clip_to_space(actions, self.single_action_space))
+        raw, reward, terminated, truncated, info = self.envs.step(
+            clip_to_space(actions, self.single_action_space))
+        self.last_raw_reward, self.last_info = reward, info   # the env's own, as it gave them
         valid = self.valid
         done = terminated | truncated
-        self.stats.record(reward, done, valid)
+        self.stats.record(reward, done, valid)   # returns in the env's units: game scores
+        if self.sign_rewards:
+            reward = np.sign(reward)
         self.raw_obs = raw
         self.valid = ~done
         if self.reward_scaler is not None:

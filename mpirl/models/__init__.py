@@ -11,7 +11,8 @@ def network(cfg, obs_width: int, action_space, action_counts=None, task: int | N
     agent (critics, actor, temperature: mpirl.models.continuous), for observations
     ``obs_width`` wide. Multi-task (``action_counts``: every task's; ``task``: this rank's, or
     the one to act in): a shared trunk and a head per task, on observations padded to
-    ``obs_width`` and tagged with their task's one-hot."""
+    ``obs_width`` and tagged with their task's one-hot. Pixel observations (``obs_width`` an
+    image's shape) get the Nature CNN (--encoder auto or nature-cnn)."""
     from mpirl.models.actor_critic import ActorCritic
     from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
     from mpirl.models.qnet import QNetwork
@@ -20,6 +21,9 @@ def network(cfg, obs_width: int, action_space, action_counts=None, task: int | N
         return OffPolicyAgent(cfg.algo, obs_width, action_space, cfg.hidden_sizes, cfg.autotune,
                               cfg.alpha)
     if action_counts is None:
+        if isinstance(obs_width, tuple) and len(obs_width) == 3 and cfg.encoder != "mlp":
+            from mpirl.models.nature_cnn import NatureCNNActorCritic
+            return NatureCNNActorCritic(obs_width, action_space)
         if cfg.algo == "dqn":
             return QNetwork(obs_width, int(action_space.n), cfg.hidden_sizes, cfg.dueling)
         return ActorCritic(obs_width, action_space, cfg.hidden_sizes, cfg.activation,

@@ -67,6 +67,8 @@ def family(env_id: str) -> str | None:
     """The family of a registered env id, from the package of its entry point (None when
     unknown or not registered)."""
     import gymnasium as gym
+    if env_id.startswith("ALE/"):   # (known before ale-py registers its ids)
+        return "atari"
     try:
         entry = gym.spec(env_id).entry_point
     except gym.error.Error:

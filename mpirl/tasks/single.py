@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from mpirl import faults
 from mpirl.comm.world import World
 from mpirl.config import Config
 from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
 from mpirl.envs.evaluate import Evaluator
-from mpirl.envs.make import make_vec
-from mpirl.envs.normalize import ObsNormalizer, RewardScaler
+from mpirl.envs.make import is_image, make_vec
+from mpirl.envs.normalize import ObsNormalizer, PixelObs, RewardScaler
 from mpirl.envs.vec import VecEnv
 from mpirl.models import network
 from mpirl.models.actor_critic import ActorCritic
@@ -38,13 +39,16 @@ class SingleTask:
         reward scaler. (``replay``: the normaliser also serves replayed observations; the same
         one here.)"""
         cfg = self.cfg
-        envs = make_vec(self.env_id, cfg.num_envs, cfg.vector_mode)
-        width = envs.single_observation_space.shape[0]
-        normalizer = ObsNormalizer((width,), enabled=cfg.normalize_obs, clip=cfg.clip_obs)
+        # (Atari's C++ vector env: threads within the rank's share of the cores)
+        envs = make_vec(self.env_id, cfg.num_envs, cfg.vector_mode, threads=torch.get_num_threads())
+        space = envs.single_observation_space
+        normalizer = (PixelObs(space.shape) if is_image(space) else
+                      ObsNormalizer(space.shape, enabled=cfg.normalize_obs, clip=cfg.clip_obs))
         scaler = (RewardScaler(cfg.num_envs, cfg.gamma, clip=cfg.clip_reward)
                   if cfg.normalize_reward else None)
         return VecEnv(envs, seed, normalizer, scaler,
-                      step_delay_s=faults.step_delay_s(self.world.world_rank))
+                      step_delay_s=faults.step_delay_s(self.world.world_rank),
+                      sign_rewards=cfg.sign_rewards)
 
     def make_evaluator(self, seed: int) -> Evaluator:
         return Evaluator(self.world, self.env_id, self.cfg.eval_episodes, seed,

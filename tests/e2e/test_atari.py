@@ -1,0 +1,40 @@
+"""Atari from pixels end to end (#18, the first slice): PPO with the atari preset on ALE/Pong-v5
+at 2 ranks through the ALE's C++ vector env, the Nature CNN and uint8 rollouts; evaluation in
+whole games with the game's score; mpirl.load acting on pixels; a game that does not exist
+refused before training."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ale_py", reason="the atari extra (make setup installs it)")
+
+from tests.e2e.conftest import read_summary  # noqa: E402
+from tests.launch import train  # noqa: E402
+
+
+def test_ppo_trains_pong_from_pixels_at_2_ranks(tmp_path):
+    run_dir = tmp_path / "run"
+    res = train(2, ["--env-id", "ALE/Pong-v5", "--num-envs", "2", "--num-steps", "64",
+                    "--total-timesteps", "512", "--eval-episodes", "2", "--no-tensorboard",
+                    "--run-dir", str(run_dir)], timeout=240).check()
+    assert "(preset atari)" in res.output and "PPO gradients: autograd" in res.output
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["global_steps"] == 512
+    # a whole game of Pong: 21 points to one side, a score in [-21, 21]
+    ev = summary["eval_return_mean"]
+    assert -21 <= ev <= 21 and ev == int(ev)
+    import mpirl
+    policy = mpirl.load(str(run_dir), "latest")
+    assert policy.observation_space.shape == (4, 84, 84)
+    action = policy.act(np.zeros((4, 84, 84), np.uint8))
+    assert policy.action_space.contains(action)
+    config = (run_dir / "config.yaml").read_text()
+    assert "sign_rewards: true" in config and "clip_coef: 0.1" in config
+
+
+def test_an_unknown_game_is_refused_before_training(tmp_path):
+    res = train(2, ["--env-id", "ALE/NoSuchGame-v5", "--run-dir", str(tmp_path / "run")],
+                timeout=60)
+    assert res.returncode == 2 and res.output.count("mpirl: error:") == 1, res.output[-2000:]
+    assert "unknown environment 'ALE/NoSuchGame-v5'" in res.output
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,85 @@
+"""Atari (#18, the first slice): the ALE's vector env with the standard preprocessing, real game
+scores (whole games, unclipped) in the episode statistics while the learner sees the rewards'
+signs, the Nature CNN on uint8 pixels, and a rollout that never holds a float observation."""
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ale_py", reason="the atari extra (make setup installs it)")
+
+from mpirl.config import parse_args  # noqa: E402
+from mpirl.envs.atari import game_of, make_atari_vec  # noqa: E402
+from mpirl.envs.vec import VecEnv  # noqa: E402
+from mpirl.models import network  # noqa: E402
+from mpirl.models.nature_cnn import NatureCNNActorCritic  # noqa: E402
+
+
+def test_rom_names_of_ale_ids():
+    assert game_of("ALE/Breakout-v5") == "breakout"
+    assert game_of("ALE/SpaceInvaders-v5") == "space_invaders"
+    assert game_of("ALE/MontezumaRevenge-v5") == "montezuma_revenge"
+
+
+@pytest.mark.parametrize("mode", ["native", "sync"])
+def test_preprocessed_observations_are_stacked_uint8_frames(mode):
+    envs = make_atari_vec("ALE/Breakout-v5", 2, mode)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+    assert envs.single_observation_space.shape == (4, 84, 84)
+    envs.close()
+
+
+def test_episode_returns_are_game_scores_over_lives_and_learning_sees_signs():
+    """SpaceInvaders pays 5 to 30 points an invader and gives 3 lives: a life lost does not end
+    the episode, the logged return is the sum of the game's points, and with --sign-rewards the
+    learner's rewards are their signs."""
+    raw_envs = make_atari_vec("ALE/SpaceInvaders-v5", 2)
+    envs = VecEnv(raw_envs, seed=3, sign_rewards=True)
+    rng = np.random.default_rng(0)
+    seen_rewards, score, lives_lost_without_end = [], np.zeros(2), False
+    lives = None
+    for _ in range(4000):
+        reward, term, trunc, valid = envs.step(rng.integers(0, 6, size=2))
+        raw = envs.last_raw_reward
+        seen_rewards.append(reward)
+        score += raw * valid
+        now = envs.last_info["lives"]
+        if lives is not None and (now < lives).any() and not (term | trunc)[now < lives].any():
+            lives_lost_without_end = True
+        lives = now
+        if (term | trunc).any():
+            break
+    assert lives_lost_without_end
+    seen = np.concatenate(seen_rewards)
+    assert set(np.unique(seen)) <= {-1.0, 0.0, 1.0} and (seen == 1.0).any()
+    assert envs.stats.returns, "a whole game ended within 4,000 steps"
+    ended = int(np.flatnonzero(term | trunc)[0])
+    assert envs.stats.returns[0] == pytest.approx(score[ended])
+    assert envs.stats.returns[0] > 30   # points, not the count of rewarded steps
+    raw_envs.close()
+
+
+def test_the_nature_cnn_takes_uint8_and_is_chosen_by_the_observation():
+    cfg = parse_args(["--env-id", "ALE/Breakout-v5"])
+    import gymnasium as gym
+    model = network(cfg, (4, 84, 84), gym.spaces.Discrete(4))
+    assert isinstance(model, NatureCNNActorCritic)
+    assert sum(p.numel() for p in model.parameters()) == 1_686_693   # Mnih et al.'s, 4 actions
+    out = model(torch.zeros(3, 4, 84, 84, dtype=torch.uint8))
+    params, value = model.split(out)
+    assert params.shape == (3, 4) and value.shape == (3,)
+    # the preset that applies: CleanRL's ppo_atari settings
+    assert cfg.preset == "atari" and cfg.clip_coef == 0.1 and cfg.sign_rewards
+    assert (cfg.num_envs, cfg.num_steps) == (8, 128) and not cfg.normalize_obs
+
+
+def test_a_pixel_rollout_holds_uint8_observations_only():
+    from mpirl.algos.ppo import Rollout
+    import gymnasium as gym
+    model = NatureCNNActorCritic((4, 84, 84), gym.spaces.Discrete(4))
+    rollout = Rollout.allocate(128, 8, (4, 84, 84), model)
+    assert rollout.obs.dtype == torch.uint8 and rollout.obs.shape == (128, 8, 4, 84, 84)
+    floats = [name for name, value in vars(rollout).items()
+              if hasattr(value, "dtype") and value.dtype in (torch.float32, np.float32)
+              and value.shape[2:] == (4, 84, 84)]
+    assert not floats
