@@ -38,8 +38,8 @@ OFF_POLICY = ("sac", "td3")
 
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
 # (Not the pipeline layout: checkpoints always hold the whole model, whatever the stages.)
-MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "activation", "num_envs", "normalize_obs",
-              "normalize_reward", "dueling")
+MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "activation", "encoder", "num_envs",
+              "normalize_obs", "normalize_reward", "dueling")
 
 
 def check(cfg: Config, n_ranks: int) -> None:
@@ -393,8 +393,10 @@ def run_dir_problems(cfg: Config, n_ranks: int) -> list[str]:
         # (json's errors are ValueErrors; Attribute/TypeError: a file that is not a mapping)
         return [f"--resume: cannot read the run's config.yaml and run.json in {path}: {exc}"]
     now = {**cfg.to_dict(), "n_ranks": n_ranks}
-    diff = [f"  {k}: run has {saved.get(k)!r}, now {now[k]!r}"
-            for k in MUST_MATCH + ("n_ranks",) if saved.get(k) != now[k]]
+    # (an option newer than the run's config.yaml counts as its default there)
+    defaults = {f.name: f.default for f in fields(Config)}
+    diff = [f"  {k}: run has {saved.get(k, defaults.get(k))!r}, now {now[k]!r}"
+            for k in MUST_MATCH + ("n_ranks",) if saved.get(k, defaults.get(k)) != now[k]]
     if diff:
         return [f"--resume: {path} was trained with a different setup; resuming would mix "
                 "incompatible state:\n" + "\n".join(diff)]

@@ -51,8 +51,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--seed", type=int, default=None,
                         help="the episodes' base seed (default: the run's seed + 10000, as its "
                              "evaluations)")
-    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
-                        help="act with the policy's mode (default), or sample (--no-deterministic)")
+    parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=None,
+                        help="act with the policy's mode, or sample (--no-deterministic) "
+                             "(default: as the run evaluated, its --eval-deterministic)")
     parser.add_argument("--task", help="multi-task runs: the task to evaluate (default: all)")
     parser.add_argument("--video", metavar="DIR", help="record the episodes as MP4 files here")
     parser.add_argument("--out", help="where eval.json goes (default RUN_DIR/eval.json)")
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     ids = [t.split(":")[0] for t in cfg.tasks.split(",")] if cfg.tasks else [cfg.env_id]
     episodes = args.episodes or cfg.eval_episodes
     seed = cfg.seed + 10_000 if args.seed is None else args.seed
+    if args.deterministic is None:
+        args.deterministic = cfg.eval_deterministic
     results = {}
     for env_id in ([args.task] if args.task else ids):
         results[env_id] = evaluate_task(world, cfg, state, meta, path, env_id, episodes, seed,

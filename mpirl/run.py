@@ -43,6 +43,7 @@ class Run:
     def __init__(self, cfg: Config, world: World, scoreboard: Scoreboard, total_steps: int):
         self.cfg = cfg
         self.world = world
+        self.n_ranks = world.size   # the whole job's, whoever keeps the books (see narrow)
         self.dir = cfg.run_dir
         self.log = RunLog(self.dir, enabled=world.is_root, tensorboard=cfg.tensorboard,
                           total_steps=total_steps)
@@ -65,7 +66,7 @@ class Run:
         checkpoint of ``state`` (the same on every rank), those and the counters."""
         every_rank_state = self.world.gather_obj(rank_state)
         if self.world.is_root:
-            meta = {**meta, "update": update, "n_ranks": self.world.size,
+            meta = {**meta, "update": update, "n_ranks": self.n_ranks,
                     "time_s": self.clock(), "scoreboard": self.scoreboard.state_dict()}
             # (on disk: "shared" is the state every rank shares, "ranks" each rank's own)
             checkpoint = {"meta": meta, "shared": state, "ranks": every_rank_state}
@@ -157,7 +158,7 @@ class Run:
         argv = [a for a in sys.argv[1:] if a not in ("--resume", "--no-resume")]
         if not any(a == "--run-dir" or a.startswith("--run-dir=") for a in argv):
             argv += ["--run-dir", self.dir]
-        return " ".join([f"mpirun -n {self.world.size} python -m mpirl.train", *argv, "--resume"])
+        return " ".join([f"mpirun -n {self.n_ranks} python -m mpirl.train", *argv, "--resume"])
 
     def finish(self, update: int, extra: dict | None = None) -> dict:
         """summary.json and the closing line, after ``update`` updates."""
@@ -168,7 +169,7 @@ class Run:
         summary = {
             "status": "preempted" if self.preempted else "completed",
             "env_id": self.cfg.env_id, "algo": self.cfg.algo, "seed": self.cfg.seed,
-            "n_ranks": self.world.size, "global_steps": global_steps,
+            "n_ranks": self.n_ranks, "global_steps": global_steps,
             "wall_time_s": self.clock(), "sps": steps_this_session / max(session_s, 1e-9),
             "eval_return_mean": self.scoreboard.last_eval,
             "target_return": self.scoreboard.target,

@@ -60,10 +60,19 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     start_update = restored["update"] if restored else 0
     rollout = Rollout.allocate(T, E, envs.normalizer.out_dim, model)   # (pixels: uint8)
 
-    def act_deterministic(obs: np.ndarray) -> np.ndarray:
+    eval_sampler = torch.Generator()   # --no-eval-deterministic: re-seeded every evaluation
+
+    def act_for_evaluation(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             params, _ = model.split(model(torch.from_numpy(obs).to(cfg.device)).cpu())
-            return policy.mode(params).numpy()
+            if cfg.eval_deterministic:
+                return policy.mode(params).numpy()
+            return policy.sample(params, eval_sampler)[0].numpy()
+
+    def evaluate() -> float:
+        # the same draws as python -m mpirl.evaluate's with the run's seed (mpirl/evaluate.py)
+        eval_sampler.manual_seed(world.rank_seed(cfg.seed + 10_000, 3))
+        return evaluator.run_across_ranks(act_for_evaluation, envs.normalizer.normalize)
 
     run.start(start_update, steps_per_update)
     update = start_update
@@ -102,8 +111,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             check_in_sync(world, model)
         if run.end_update(
                 update, num_updates, record,
-                evaluate=lambda: evaluator.run_across_ranks(act_deterministic,
-                                                             envs.normalizer.normalize),
+                evaluate=evaluate,
                 checkpoint=lambda u: save_checkpoint(run, u, replica, envs, generators,
                                                      meta={"global_step": u * steps_per_update}),
                 before_final_checkpoint=replica.sync.average):

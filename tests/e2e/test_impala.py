@@ -28,6 +28,7 @@ def test_learners_and_actors_run_to_the_end(nprocs, learners, tmp_path):
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["global_steps"] == total
     assert summary["learners"] == learners and summary["actors"] == nprocs - learners
+    assert summary["n_ranks"] == nprocs   # the job's, though only the learners keep the books
     # every block learned from is in the lag histogram, one per block of every update
     assert sum(summary["policy_lag_histogram"]) == updates * 2 * learners
     # each actor's blocks were all received: learned from or discarded at the stop
@@ -89,6 +90,7 @@ def test_sigusr1_checkpoints_drains_the_actors_and_resume_completes(tmp_path):
     stopped.check()
     assert "stopped the actors:" in stopped.output and "discarded" in stopped.output
     assert "stopped by signal after" in stopped.output
+    assert "Resume with: mpirun -n 3 python -m mpirl.train" in stopped.output
     summary = read_summary(run_dir)
     assert summary["status"] == "preempted" and 0 < summary["global_steps"] < total
     resumed = train(3, args + ["--resume"], timeout=120).check()
