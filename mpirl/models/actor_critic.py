@@ -77,16 +77,12 @@ class PolicyValueHead(nn.Module):
                           F.linear(h, self.value.weight, self.value.bias)], dim=-1)
 
 
-class ActorCritic(nn.Sequential):
-    """Shared-trunk actor-critic for Discrete or Box action spaces and flat observations."""
+class PackedActorCritic:
+    """What an ``nn.Sequential`` whose last layer is a :class:`PolicyValueHead` offers: the
+    forward pass through :func:`run_layers`, the head, and the packed output split in two.
+    (The MLP below and the Nature CNN of mpirl.models.nature_cnn.)"""
 
-    def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64),
-                 activation: str = "tanh", log_std_init: float = 0.0):
-        self.continuous = isinstance(action_space, gym.spaces.Box)
-        self.action_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
-        head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous, log_std_init)
-        super().__init__(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]), head)
-        self.obs_dim = obs_dim
+    action_dim: int
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return run_layers(self, obs)
@@ -98,6 +94,18 @@ class ActorCritic(nn.Sequential):
     def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``out`` (B, A+1) -> policy parameters (B, A), value (B,)."""
         return out[:, :self.action_dim], out[:, self.action_dim]
+
+
+class ActorCritic(PackedActorCritic, nn.Sequential):
+    """Shared-trunk actor-critic for Discrete or Box action spaces and flat observations."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64),
+                 activation: str = "tanh", log_std_init: float = 0.0):
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        self.action_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
+        head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous, log_std_init)
+        super().__init__(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]), head)
+        self.obs_dim = obs_dim
 
 
 class Policy:

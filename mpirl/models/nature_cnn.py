@@ -17,7 +17,7 @@ import gymnasium as gym
 import torch
 from torch import nn
 
-from mpirl.models.actor_critic import PolicyValueHead, layer_init, run_layers
+from mpirl.models.actor_critic import PackedActorCritic, PolicyValueHead, layer_init
 
 
 class ScaleBytes(nn.Module):
@@ -33,7 +33,7 @@ def conv_init(layer: nn.Conv2d, std: float = math.sqrt(2)) -> nn.Conv2d:
     return layer
 
 
-class NatureCNNActorCritic(nn.Sequential):
+class NatureCNNActorCritic(PackedActorCritic, nn.Sequential):
     """The Nature CNN trunk and a ``[pi | v]`` head, for Discrete actions."""
 
     continuous = False
@@ -53,13 +53,3 @@ class NatureCNNActorCritic(nn.Sequential):
                          nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU()),
                          PolicyValueHead(features, self.action_dim, continuous=False))
         self.obs_shape = tuple(obs_shape)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return run_layers(self, obs)
-
-    @property
-    def head(self) -> PolicyValueHead:
-        return self[-1]
-
-    def split(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return out[:, :self.action_dim], out[:, self.action_dim]
