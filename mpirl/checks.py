@@ -267,9 +267,9 @@ def env_problems(env_id: str, algo: str, multitask: bool = False, encoder: str =
         if encoder == "mlp":
             return [f"--encoder mlp does not fit {env_id}'s image observations: use "
                     "--encoder nature-cnn (or auto)"]
-        if algo != "ppo" or multitask or stages > 1:
+        if algo not in ("ppo", "impala") or multitask or stages > 1:
             return [f"{env_id}: pixel observations are implemented for single-task --algo ppo "
-                    "without --pipeline-stages in this version"]
+                    "and impala without --pipeline-stages in this version"]
     elif not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
         return [f"{env_id}: only flat vector observations are supported, not {obs}"]
     elif encoder == "nature-cnn":

@@ -78,7 +78,8 @@ class Layouts:
         T, E = cfg.num_steps, cfg.num_envs
         obs_space, action_space = envs.single_observation_space, envs.single_action_space
         continuous = action_space.shape != ()
-        width = envs.normalizer.out_dim
+        # the observation statistics that travel with the parameters (none for pixels)
+        width = envs.normalizer.out_dim if envs.normalizer.enabled else 0
         block = Layout({
             "obs": (obs_space.dtype, (T + 1, E) + obs_space.shape),   # [T]: the bootstrap obs
             "actions": ((np.float32, (T, E) + action_space.shape) if continuous
@@ -251,8 +252,8 @@ def learn_from_blocks(cfg: Config, batch: BlockBatch, model, policy: Policy, nor
     V-trace advantages, value regression on V-trace targets, entropy bonus; reset steps of
     autoreset left out. The gradient is averaged over the learners and clipped."""
     T, N = batch.rewards.shape
-    x = np.concatenate([normalizer(batch.obs[:T].reshape(T * N, -1)),   # (recorded: statistics)
-                        normalizer.normalize(batch.obs[T])])
+    x = np.concatenate([normalizer(batch.obs[:T].reshape((T * N,) + batch.obs.shape[2:])),
+                        normalizer.normalize(batch.obs[T])])   # (the first T: into the statistics)
     params, values = model.split(model(torch.from_numpy(x)))
     values = values.view(T + 1, N)
     actions = torch.from_numpy(batch.actions.reshape((T * N,) + batch.actions.shape[2:]))
@@ -298,6 +299,8 @@ def write_params(message: Message, version: int, flat: torch.Tensor, normalizer)
     """The learner's parameters and observation statistics, as of ``version`` updates."""
     message["version"][0] = version
     message["params"][:] = flat.numpy()
+    if not message["obs_mean"].size:   # pixels, or --no-normalize-obs: no statistics
+        return
     message["obs_count"][0] = normalizer.rms.count
     message["obs_mean"][:] = normalizer.rms.mean
     message["obs_var"][:] = normalizer.rms.var
@@ -315,8 +318,10 @@ def actor(cfg: Config, world: World, stream: World, run: Run, envs: VecEnv, mode
         nonlocal version
         version = int(message["version"][0])
         flat.copy_(torch.from_numpy(message["params"]))
-        envs.normalizer.load_state_dict({"count": message["obs_count"][0],
-                                         "mean": message["obs_mean"], "var": message["obs_var"]})
+        if message["obs_mean"].size:
+            envs.normalizer.load_state_dict({"count": message["obs_count"][0],
+                                             "mean": message["obs_mean"],
+                                             "var": message["obs_var"]})
 
     link.recv_params(load, block=True)   # the first parameters (or, at once, the stop)
     sampler = torch.Generator().manual_seed(world.rank_seed(cfg.seed, 1))

@@ -38,3 +38,17 @@ def test_an_unknown_game_is_refused_before_training(tmp_path):
     assert res.returncode == 2 and res.output.count("mpirl: error:") == 1, res.output[-2000:]
     assert "unknown environment 'ALE/NoSuchGame-v5'" in res.output
     assert not (tmp_path / "run").exists()
+
+
+def test_impala_learns_from_pixel_blocks_at_2_ranks(tmp_path):
+    """The actor streams uint8 frame stacks (33 x 2 x 4 x 84 x 84 bytes a block) to the learner,
+    whose Nature CNN learns from them; no observation statistics travel with the parameters."""
+    run_dir = tmp_path / "run"
+    res = train(2, ["--algo", "impala", "--env-id", "ALE/Pong-v5", "--num-envs", "2",
+                    "--num-steps", "16", "--total-timesteps", "512", "--eval-episodes", "1",
+                    "--no-tensorboard", "--run-dir", str(run_dir)], timeout=240).check()
+    assert "IMPALA: 1 learner(s), 1 actor(s)" in res.output
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["global_steps"] == 512
+    assert -21 <= summary["eval_return_mean"] <= 21
+    assert sum(summary["policy_lag_histogram"]) == 512 // (16 * 2)
