@@ -201,6 +201,21 @@ class LearnerLink:
         self._post_block_recv(actor, message)
         return actor
 
+    def _take_matched(self, actor: int, sent: int) -> int:
+        """After ``actor`` reported ``sent`` blocks: the ones its posted receives hold but were
+        not yet taken (MPI's Waitany may report the report before them), received and
+        discarded. Returns how many."""
+        missing = sent - self.blocks_received[actor]
+        if missing > len(self.posted[actor]):
+            raise RuntimeError(f"actor {actor} sent {sent} blocks but its learner can hold only "
+                               f"{self.blocks_received[actor] + len(self.posted[actor])}")
+        for _ in range(missing):
+            posted = self.posted[actor].popleft()
+            if not posted.arrived:
+                posted.request.Wait()
+            self.blocks_received[actor] += 1
+        return missing
+
     def send_params(self, fill: Callable[[Message], None]) -> int:
         """Start sending parameters to every actor whose previous ones have arrived
         (``fill(message)`` writes them); returns to how many."""
@@ -233,8 +248,9 @@ class LearnerLink:
             if not arrived:
                 requests = [head.request for head in heads] + [done[a] for a in running]
                 index = MPI.Request.Waitany(requests)
-                if index >= len(running):
-                    running.remove(running[index - len(running)])
+                if index >= len(running):   # an actor's last word: all its sends were matched
+                    actor = running.pop(index - len(running))
+                    discarded += self._take_matched(actor, int(counts[actor][0]))
                     continue
                 heads[index].arrived = True
                 arrived = [index]
