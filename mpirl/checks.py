@@ -20,7 +20,7 @@ import yaml
 
 from mpirl import presets
 from mpirl.config import Config
-from mpirl.device import DEVICE_PATTERN, device_problem, gpu_path_covers
+from mpirl.device import device_problem, gpu_path_covers
 from mpirl.envs.atari import is_atari
 from mpirl.envs.make import env_spec, is_image
 from mpirl.errors import ConfigError, Problems
@@ -168,15 +168,13 @@ def option_problems(cfg: Config) -> list[str]:
 def device_problems(cfg: Config) -> list[str]:
     """--device: a name that parses, a GPU that is there (torch is asked only then), and a run
     the GPU path covers: single-task PPO averaging every update."""
-    if not DEVICE_PATTERN.match(cfg.device):
-        return [device_problem(cfg.device, 0)]
-    if not cfg.device.startswith("cuda"):
-        return []
-    import torch   # (only for --device cuda: everything else is answered without torch)
-    problem = device_problem(cfg.device, torch.cuda.device_count())
+    cuda = cfg.device.startswith("cuda")
+    if cuda:
+        import torch   # (only for --device cuda: everything else is answered without torch)
+    problem = device_problem(cfg.device, torch.cuda.device_count() if cuda else 0)
     if problem:
         return [problem]
-    if not gpu_path_covers(cfg):
+    if cuda and not gpu_path_covers(cfg):
         return [f"--device {cfg.device} is implemented for single-task --algo ppo with "
                 "--sync-mode allreduce and no --pipeline-stages; this run trains on the CPU "
                 "(--device cpu or auto)"]

@@ -29,8 +29,7 @@ import yaml
 from mpirl.checkpoint import CheckpointError, Checkpoints
 from mpirl.config import Config, convert
 from mpirl.envs.atari import is_atari
-from mpirl.envs.make import clip_to_space, is_image, make_vec
-from mpirl.envs.normalize import ObsNormalizer, PixelObs
+from mpirl.envs.make import clip_to_space, is_image, make_vec, normalizer_for
 from mpirl.errors import ConfigError
 from mpirl.models import network
 from mpirl.models.actor_critic import Policy
@@ -82,8 +81,8 @@ class TrainedPolicy:
         self.observation_space = getattr(env, "single_observation_space", env.observation_space)
         self.action_space = getattr(env, "single_action_space", env.action_space)
         env.close()
-        pixels = is_image(self.observation_space)
-        width = self.observation_space.shape if pixels else int(self.observation_space.shape[0])
+        width = self.observation_space.shape if is_image(self.observation_space) else \
+            int(self.observation_space.shape[0])
         statistics = state["normalizer"]
         if cfg.tasks:   # the padded, tagged observations of every task; this one's statistics
             spaces = [task_spaces(i) for i in ids]
@@ -94,8 +93,7 @@ class TrainedPolicy:
         else:
             self.task = None
             self.model = network(cfg, width, self.action_space)
-        self.normalizer = (PixelObs(width) if pixels else
-                           ObsNormalizer((width,), enabled=cfg.normalize_obs, clip=cfg.clip_obs))
+        self.normalizer = normalizer_for(self.observation_space, cfg.normalize_obs, cfg.clip_obs)
         self.normalizer.load_state_dict(statistics)
         try:
             self.model.load_state_dict(state["model"])

@@ -210,7 +210,8 @@ class FlatGradients:
         self.path = path or averaging_path(self.flat)
         self._stage = stage_for(self.flat, self.path)
         self._buf = self._stage if self.path == "device" else self._stage.numpy()
-        self._inv_size = np.asarray(1.0 / world.size, dtype=np.dtype(str(dtype).split(".")[-1]))
+        self._inv_size = np.asarray(1.0 / world.size,
+                                    dtype=torch.empty(0, dtype=dtype).numpy().dtype)
         self.comm_time_s = 0.0  # seconds spent in Allreduce since the last reset
         self.bind()
 

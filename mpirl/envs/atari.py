@@ -8,7 +8,8 @@ Observations stay uint8 (N, 4, 84, 84) from the emulator to the network.
 
 ``vector_mode``: ``auto``/``native`` is ale-py's threaded C++ vector env (``AtariVectorEnv``),
 its threads capped at the rank's share of the cores; ``sync``/``async`` are gymnasium's vector
-envs of ``AtariPreprocessing`` + ``FrameStackObservation`` with the same settings. Rewards come
+envs of ``AtariPreprocessing`` + ``FrameStackObservation`` with the same settings but the FIRE
+at reset (gymnasium has no wrapper for it). Rewards come
 unclipped from both, so that episode returns are real game scores; the learner clips them
 (``--sign-rewards``).
 """
@@ -57,11 +58,11 @@ def make_atari_vec(env_id: str, num_envs: int, mode: str = "auto",
     register()
     if mode in ("auto", "native"):
         from ale_py.vector_env import AtariVectorEnv
-        return Int32Seeds(AtariVectorEnv(game_of(env_id), num_envs, num_threads=max(1, threads),
-                              frameskip=FRAME_SKIP, img_height=SIZE, img_width=SIZE,
-                              stack_num=STACK, noop_max=NOOP_MAX, episodic_life=False,
-                              reward_clipping=False, use_fire_reset=True,
-                              repeat_action_probability=0.0, autoreset_mode="NextStep"))
+        return Int32Seeds(AtariVectorEnv(
+            game_of(env_id), num_envs, num_threads=max(1, threads), frameskip=FRAME_SKIP,
+            img_height=SIZE, img_width=SIZE, stack_num=STACK, noop_max=NOOP_MAX,
+            episodic_life=False, reward_clipping=False, use_fire_reset=True,
+            repeat_action_probability=0.0, autoreset_mode="NextStep"))
 
     def one():
         env = gym.make(env_id, frameskip=1, repeat_action_probability=0.0)

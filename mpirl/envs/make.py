@@ -10,6 +10,7 @@ import numpy as np
 
 from mpirl.envs.atari import is_atari, make_atari_vec
 from mpirl.envs.atari import register as register_atari
+from mpirl.envs.normalize import ObsNormalizer, PixelObs
 from mpirl.errors import ConfigError
 
 def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -62,6 +63,13 @@ def make_vec(env_id: str, num_envs: int, mode: str = "auto",
 def is_image(space: gym.Space) -> bool:
     """Pixel observations: a uint8 Box of (channels or frames, height, width)."""
     return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+def normalizer_for(space: gym.Space, enabled: bool = True,
+                   clip: float = 10.0) -> ObsNormalizer | PixelObs:
+    """The observation normaliser of ``space``: none for pixels (uint8 to the network), running
+    statistics for vectors."""
+    return PixelObs(space.shape) if is_image(space) else ObsNormalizer(space.shape, enabled, clip)
 
 
 def clip_to_space(actions: np.ndarray, space: gym.Space) -> np.ndarray:

@@ -14,8 +14,8 @@ from mpirl.comm.world import World
 from mpirl.config import Config
 from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
 from mpirl.envs.evaluate import Evaluator
-from mpirl.envs.make import is_image, make_vec
-from mpirl.envs.normalize import ObsNormalizer, PixelObs, RewardScaler
+from mpirl.envs.make import make_vec, normalizer_for
+from mpirl.envs.normalize import RewardScaler
 from mpirl.envs.vec import VecEnv
 from mpirl.models import network
 from mpirl.models.actor_critic import ActorCritic
@@ -41,9 +41,7 @@ class SingleTask:
         cfg = self.cfg
         # (Atari's C++ vector env: threads within the rank's share of the cores)
         envs = make_vec(self.env_id, cfg.num_envs, cfg.vector_mode, threads=torch.get_num_threads())
-        space = envs.single_observation_space
-        normalizer = (PixelObs(space.shape) if is_image(space) else
-                      ObsNormalizer(space.shape, enabled=cfg.normalize_obs, clip=cfg.clip_obs))
+        normalizer = normalizer_for(envs.single_observation_space, cfg.normalize_obs, cfg.clip_obs)
         scaler = (RewardScaler(cfg.num_envs, cfg.gamma, clip=cfg.clip_reward)
                   if cfg.normalize_reward else None)
         return VecEnv(envs, seed, normalizer, scaler,
