@@ -42,21 +42,26 @@ MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "activation", "encoder"
               "normalize_obs", "normalize_reward", "dueling")
 
 
-def check(cfg: Config, n_ranks: int) -> None:
-    """Raise ConfigError listing every problem of ``cfg`` at ``n_ranks`` ranks (none: return)."""
-    found = problems(cfg, n_ranks)
+def check(cfg: Config, n_ranks: int, ranks_on_node: int | None = None) -> None:
+    """Raise ConfigError listing every problem of ``cfg`` at ``n_ranks`` ranks, ``ranks_on_node``
+    of them on this node (default: all), or return."""
+    found = problems(cfg, n_ranks, ranks_on_node)
     if len(found) == 1:
         raise ConfigError(found[0])
     if found:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(found))
 
 
-def problems(cfg: Config, n_ranks: int) -> list[str]:
+def problems(cfg: Config, n_ranks: int, ranks_on_node: int | None = None) -> list[str]:
     found = slurm_problems(n_ranks) + option_problems(cfg)
     if cfg.algo in ACTION_SPACES:
+        env_found = []
         for env_id in env_ids(cfg):
-            found += env_problems(env_id, cfg.algo, multitask=bool(cfg.tasks),
-                                  encoder=cfg.encoder, stages=cfg.pipeline_stages)
+            env_found += env_problems(env_id, cfg.algo, multitask=bool(cfg.tasks),
+                                      encoder=cfg.encoder, stages=cfg.pipeline_stages)
+        found += env_found
+        if not env_found:
+            found += replay_memory_problems(cfg, ranks_on_node or n_ranks)
     if cfg.pipeline_stages >= 1:
         found += layout_problems(cfg, n_ranks)
     found += task_problems(cfg, n_ranks) + off_policy_problems(cfg, n_ranks)
@@ -217,6 +222,64 @@ def off_policy_problems(cfg: Config, n_ranks: int) -> list[str]:
     return problems
 
 
+def replay_memory_problems(cfg: Config, ranks_on_node: int) -> list[str]:
+    """DQN, SAC, TD3: each rank's replay memory fits its share of the node's memory. (numpy
+    allocates it lazily: a memory too large would otherwise end the run hours later, when it
+    fills.)"""
+    if cfg.algo not in ("dqn",) + OFF_POLICY or cfg.buffer_size < 1 or cfg.tasks:
+        return []
+    per_rank = cfg.buffer_size * replay_bytes_per_transition(cfg)
+    available = available_memory_bytes()
+    if available is None or per_rank <= available / ranks_on_node:
+        return []
+    gb = 1e9
+    return [f"--buffer-size {cfg.buffer_size:,}: each rank's replay memory of {cfg.env_id} "
+            f"needs {per_rank / gb:.1f} GB, but this node has {available / gb:.1f} GB available "
+            f"for its {ranks_on_node} rank(s) ({available / ranks_on_node / gb:.1f} GB each): "
+            f"lower --buffer-size to at most "
+            f"{int(available / ranks_on_node / (per_rank / cfg.buffer_size)):,}, or run fewer "
+            f"ranks per node"]
+
+
+def replay_bytes_per_transition(cfg: Config) -> float:
+    """What one transition of ``cfg.env_id`` takes in a rank's replay memory."""
+    from mpirl.replay.buffer import transition_dtype   # (numpy only)
+    from mpirl.replay.frames import bytes_per_transition
+    if is_atari(cfg.env_id):
+        from mpirl.envs.atari import SIZE
+        return bytes_per_transition((SIZE, SIZE), cfg.buffer_size)
+    env = gym.make(cfg.env_id)
+    obs, act = env.observation_space, env.action_space
+    env.close()
+    if is_image(obs):
+        return bytes_per_transition(obs.shape[1:], cfg.buffer_size)
+    record = transition_dtype(obs.shape, action_shape=act.shape if isinstance(
+        act, gym.spaces.Box) else ())
+    return record.itemsize + 16   # (and its sum-tree leaf with its share of the inner nodes)
+
+
+def available_memory_bytes() -> float | None:
+    """The memory this node can still give: MemAvailable, or less where a cgroup (a Slurm job's
+    --mem) limits the job; None when it cannot be told."""
+    found = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit) as fh, open(usage) as gh:
+                found.append(int(fh.read().strip()) - int(gh.read().strip()))
+        except (OSError, ValueError):   # no such cgroup, or "max": no limit
+            pass
+    return float(min(found)) if found else None
+
+
 # -- IMPALA ----------------------------------------------------------------------------------------
 def impala_problems(cfg: Config, n_ranks: int) -> list[str]:
     """--algo impala: learners and actors that the ranks can form, queues that hold a block."""
@@ -265,9 +328,9 @@ def env_problems(env_id: str, algo: str, multitask: bool = False, encoder: str =
         if encoder == "mlp":
             return [f"--encoder mlp does not fit {env_id}'s image observations: use "
                     "--encoder nature-cnn (or auto)"]
-        if algo not in ("ppo", "impala") or multitask or stages > 1:
-            return [f"{env_id}: pixel observations are implemented for single-task --algo ppo "
-                    "and impala without --pipeline-stages in this version"]
+        if algo not in ("ppo", "impala", "dqn") or multitask or stages > 1:
+            return [f"{env_id}: pixel observations are implemented for single-task --algo ppo, "
+                    "impala and dqn without --pipeline-stages in this version"]
     elif not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
         return [f"{env_id}: only flat vector observations are supported, not {obs}"]
     elif encoder == "nature-cnn":

@@ -99,8 +99,9 @@ class Config:
     stop_on_solve: bool = opt(False, "end training as soon as an evaluation reaches the target")
     eval_episodes: int = opt(10, "episodes per evaluation (split over ranks)")
     eval_deterministic: bool = opt(True, "evaluate with the policy's mode; --no-eval-deterministic "
-                                         "samples from it (ppo; as rl-zoo evaluates Atari, "
-                                         "where a greedy policy can stall a game)")
+                                         "samples from it (ppo, impala) or explores with "
+                                         "epsilon 0.05 (dqn): as rl-zoo and DQN evaluate "
+                                         "Atari, where a greedy policy can stall a game")
     eval_interval: int = opt(10, "evaluate every N updates (and when training returns reach the "
                                  "target, and at the end)")
     hidden_sizes: tuple = opt((64, 64), "hidden layer widths, e.g. 64,64")

@@ -46,11 +46,14 @@ def create_run_dir(cfg: Config, n_ranks: int) -> None:
 def configure(world: World, argv: list[str] | None) -> Config:
     """Rank 0 decides; every rank gets the same Config, or exits with rank 0's one message."""
 
+    _, ranks_on_node = world.node_local()   # (collective: before rank 0 decides alone)
+
     def decide() -> Config:
         cfg = parse_args(argv, world.size)
         if cfg.run_dir is None and not cfg.resume:   # (--resume needs the run's dir: a check)
             cfg.run_dir = default_run_dir(cfg)
-        check(cfg, world.size)   # every problem at once: options, envs, layout, tasks, run dir
+        # every problem at once: options, envs, layout, tasks, replay memory, run dir
+        check(cfg, world.size, ranks_on_node)
         create_run_dir(cfg, world.size)
         return cfg
 

@@ -33,6 +33,7 @@ from mpirl.envs.make import clip_to_space, is_image, make_vec, normalizer_for
 from mpirl.errors import ConfigError
 from mpirl.models import network
 from mpirl.models.actor_critic import Policy
+from mpirl.models.qnet import q_actions
 from mpirl.tasks.spec import pad_and_tag, parse_tasks, task_spaces
 
 
@@ -118,8 +119,8 @@ class TrainedPolicy:
             if self.config.algo in ("sac", "td3"):        # the actor's deterministic action
                 return self.model.actor.mode(torch.from_numpy(x)).numpy()
             out = self.model(torch.from_numpy(x))
-            if self.policy is None:                       # DQN: the greedy action
-                return out.argmax(dim=1).numpy()
+            if self.policy is None:                       # DQN: the greedy action (or not)
+                return q_actions(out, deterministic, generator or torch.Generator())
             params, _ = self.model.split(out)
             if deterministic:
                 return self.policy.mode(params).numpy()
@@ -129,7 +130,7 @@ class TrainedPolicy:
             generator: torch.Generator | None = None) -> np.ndarray:
         """The action for one observation (shape of the space) or a batch (leading dimension),
         as the env takes it (Box actions clipped to the space); ``deterministic=False`` samples
-        from the policy (PPO)."""
+        from the policy (PPO, IMPALA) or explores with epsilon 0.05 (DQN)."""
         obs = np.asarray(obs)
         single = obs.ndim == len(self.observation_space.shape)
         x = self.observe(obs[None] if single else obs)

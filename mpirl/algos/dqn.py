@@ -22,6 +22,11 @@ Observations are stored raw and normalised when used (acting and learning), so t
 statistics may keep moving without making the memory stale. On --resume the replay memory starts
 empty (it is not checkpointed) and learning waits until it holds learning_starts transitions again.
 
+Pixels (Atari): the Nature CNN's Q-network on uint8 frame stacks, and a replay memory that stores
+each frame once and rebuilds the stacks of a sampled batch from indices (mpirl.replay.frames);
+what the sharing modes move and the learner reads are the same records as for vector
+observations.
+
 Multi-task (--tasks; mpirl.tasks, the same pieces as PPO's): each rank acts in its task; the
 Q-network has a shared trunk and a Q head per task, reading each row's task from its one-hot;
 records carry their task id (raw observations padded to the widest task), so a replayed batch
@@ -45,10 +50,12 @@ from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint, upda
 from mpirl.comm.collectives import check_in_sync
 from mpirl.comm.world import World
 from mpirl.config import Config
+from mpirl.envs.make import is_image
 from mpirl.envs.normalize import ObsNormalizer
 from mpirl.envs.vec import VecEnv
-from mpirl.models.qnet import QNetwork
-from mpirl.replay import NStepAdder, RateLimiter, ReplayBuffer, anneal_beta, make_shared_replay
+from mpirl.models.qnet import QNetwork, q_actions
+from mpirl.replay import (FrameAdder, FrameReplay, NStepAdder, RateLimiter, ReplayBuffer,
+                          anneal_beta, make_shared_replay)
 from mpirl.replay.sharing import SharedReplay
 from mpirl.run import Run
 from mpirl.tasks import make_tasks
@@ -68,12 +75,10 @@ def train(cfg: Config, world: World, run: Run) -> dict:
     replica = Replica(cfg, world, q_network, tasks, followers={"target": target_network})
     generators = {"explorer": np.random.default_rng(world.rank_seed(cfg.seed, 1))}
 
-    # Replay: this rank's memory, shared as --replay-sharing says; records built n steps late.
-    memory = ReplayBuffer(cfg.buffer_size, tasks.transition_dtype(envs), cfg.prioritized,
-                          cfg.per_alpha)
+    # Replay: this rank's memory, shared as --replay-sharing says; records built n steps late
+    # (pixels: each frame stored once, the stacks rebuilt when sampled).
+    memory, adder = replay_memory(cfg, world, envs, tasks)
     replay = make_shared_replay(cfg.replay_sharing, world, memory, cfg.seed)
-    adder = NStepAdder(cfg.num_envs, cfg.n_step, cfg.gamma, memory.storage.dtype,
-                       task=tasks.record_task)
 
     E, N, B = cfg.num_envs, world.size, cfg.batch_size
     steps_per_update = cfg.train_frequency * E * N          # global env steps per update
@@ -85,6 +90,15 @@ def train(cfg: Config, world: World, run: Run) -> dict:
 
     restored = restore_or_start(run, replica, envs, generators)
     start_update, learn_from_step = 0, cfg.learning_starts
+    eval_explorer = torch.Generator()   # --no-eval-deterministic: re-seeded every evaluation
+
+    def evaluate() -> float:
+        # the same draws as python -m mpirl.evaluate's with the run's seed (mpirl/evaluate.py)
+        eval_explorer.manual_seed(world.rank_seed(cfg.seed + 10_000, 3))
+        return evaluator.run_across_ranks(
+            lambda obs: evaluation_actions(q_network, obs, cfg.eval_deterministic, eval_explorer),
+            envs.normalizer.normalize)
+
     if restored is None:
         update_target(target_network, q_network, tau=1.0)
     else:
@@ -137,8 +151,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             check_in_sync(world, q_network)
         if run.end_update(
                 update, num_updates, record,
-                evaluate=lambda: evaluator.run_across_ranks(
-                    lambda obs: greedy_actions(q_network, obs), envs.normalizer.normalize),
+                evaluate=evaluate,
                 checkpoint=lambda u: save_checkpoint(
                     run, u, replica, envs, generators,
                     meta={"global_step": u * steps_per_update,
@@ -154,10 +167,34 @@ def train(cfg: Config, world: World, run: Run) -> dict:
                                      **tasks.summary()})
 
 
+def replay_memory(cfg: Config, world: World, envs: VecEnv, tasks):
+    """This rank's replay memory and what turns env steps into its rows: n-step records of
+    whole observations, or (stacked pixel frames) a :class:`FrameReplay` of lanes, one per env
+    whose steps it keeps (allgather: every rank's envs)."""
+    space = envs.single_observation_space
+    if is_image(space):
+        E, N = cfg.num_envs, world.size
+        everyone = cfg.replay_sharing == "allgather"
+        memory = FrameReplay(cfg.buffer_size, E * N if everyone else E, space.shape, cfg.n_step,
+                             cfg.gamma, cfg.prioritized, cfg.per_alpha)
+        return memory, FrameAdder(E, space.shape, lane_offset=world.rank * E if everyone else 0)
+    memory = ReplayBuffer(cfg.buffer_size, tasks.transition_dtype(envs), cfg.prioritized,
+                          cfg.per_alpha)
+    return memory, NStepAdder(cfg.num_envs, cfg.n_step, cfg.gamma, memory.storage.dtype,
+                              task=tasks.record_task)
+
+
 # -- actor, learner and the rate limiter between them ----------------------------------------
 def greedy_actions(q_network: QNetwork, obs: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return q_network(torch.from_numpy(obs)).argmax(dim=1).numpy()
+
+
+def evaluation_actions(q_network: QNetwork, obs: np.ndarray, deterministic: bool,
+                       explorer: torch.Generator) -> np.ndarray:
+    """Greedy, or (``deterministic`` False) epsilon-greedy with the evaluation's epsilon."""
+    with torch.no_grad():
+        return q_actions(q_network(torch.from_numpy(obs)), deterministic, explorer)
 
 
 class Actor:

@@ -147,6 +147,12 @@ class PixelObs:
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         return obs
 
+    def for_replay(self, raw: np.ndarray) -> np.ndarray:
+        return raw
+
+    def normalize_replayed(self, obs: np.ndarray, task: np.ndarray | None = None) -> np.ndarray:
+        return obs
+
     def allreduce_statistics(self, world: World) -> None:
         pass
 

@@ -22,7 +22,9 @@ def network(cfg, obs_width: int, action_space, action_counts=None, task: int | N
                               cfg.alpha)
     if action_counts is None:
         if isinstance(obs_width, tuple) and len(obs_width) == 3 and cfg.encoder != "mlp":
-            from mpirl.models.nature_cnn import NatureCNNActorCritic
+            from mpirl.models.nature_cnn import NatureCNNActorCritic, NatureCNNQNetwork
+            if cfg.algo == "dqn":
+                return NatureCNNQNetwork(obs_width, int(action_space.n), cfg.dueling)
             return NatureCNNActorCritic(obs_width, action_space)
         if cfg.algo == "dqn":
             return QNetwork(obs_width, int(action_space.n), cfg.hidden_sizes, cfg.dueling)

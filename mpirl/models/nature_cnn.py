@@ -1,7 +1,8 @@
-"""The Nature DQN network (Mnih et al., 2015) as PPO's actor-critic trunk for pixel observations.
+"""The Nature DQN network (Mnih et al., 2015) for pixel observations: PPO's and IMPALA's
+actor-critic trunk, and DQN's Q-network.
 
     uint8 (B, 4, 84, 84) -> / 255 -> conv 32 8x8 /4 -> conv 64 4x4 /2 -> conv 64 3x3 /1
-    -> flatten 3136 -> linear 512 -> [pi | v]
+    -> flatten 3136 -> linear 512 -> [pi | v] (actor-critic) or Q-values (DQN)
 
 CleanRL's ``ppo_atari.py`` layout and initialisation (orthogonal, gain sqrt 2; the policy 0.01,
 the value 1). Observations stay uint8 until the first layer, which divides by 255: no float copy of
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from mpirl.models.actor_critic import PackedActorCritic, PolicyValueHead, layer_init
+from mpirl.models.qnet import QHead
 
 
 class ScaleBytes(nn.Module):
@@ -33,23 +35,37 @@ def conv_init(layer: nn.Conv2d, std: float = math.sqrt(2)) -> nn.Conv2d:
     return layer
 
 
+def nature_trunk(obs_shape: tuple, features: int = 512) -> list[nn.Module]:
+    """uint8 (B, C, H, W) -> (B, features): the scaling, the three conv layers and the linear
+    layer, as a list of layers (the networks below are flat Sequentials of them)."""
+    channels, height, width = obs_shape
+    convs = [ScaleBytes(),
+             nn.Sequential(conv_init(nn.Conv2d(channels, 32, 8, stride=4)), nn.ReLU()),
+             nn.Sequential(conv_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU()),
+             nn.Sequential(conv_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU()),
+             nn.Flatten()]
+    with torch.no_grad():
+        flat = nn.Sequential(*convs)(torch.zeros(1, channels, height, width,
+                                                 dtype=torch.uint8)).shape[1]
+    return convs + [nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())]
+
+
 class NatureCNNActorCritic(PackedActorCritic, nn.Sequential):
     """The Nature CNN trunk and a ``[pi | v]`` head, for Discrete actions."""
 
     continuous = False
 
     def __init__(self, obs_shape: tuple, action_space: gym.Space, features: int = 512):
-        channels, height, width = obs_shape
         self.action_dim = int(action_space.n)
-        trunk = [ScaleBytes(),
-                 nn.Sequential(conv_init(nn.Conv2d(channels, 32, 8, stride=4)), nn.ReLU()),
-                 nn.Sequential(conv_init(nn.Conv2d(32, 64, 4, stride=2)), nn.ReLU()),
-                 nn.Sequential(conv_init(nn.Conv2d(64, 64, 3, stride=1)), nn.ReLU()),
-                 nn.Flatten()]
-        with torch.no_grad():
-            flat = nn.Sequential(*trunk)(torch.zeros(1, channels, height, width,
-                                                     dtype=torch.uint8)).shape[1]
-        super().__init__(*trunk,
-                         nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU()),
+        super().__init__(*nature_trunk(obs_shape, features),
                          PolicyValueHead(features, self.action_dim, continuous=False))
         self.obs_shape = tuple(obs_shape)
+
+
+class NatureCNNQNetwork(nn.Sequential):
+    """The Nature DQN itself: the trunk and a Q head (plain, or dueling: Wang et al. 2016)."""
+
+    def __init__(self, obs_shape: tuple, n_actions: int, dueling: bool = False,
+                 features: int = 512):
+        super().__init__(*nature_trunk(obs_shape, features), QHead(features, n_actions, dueling))
+        self.n_actions, self.obs_shape = n_actions, tuple(obs_shape)

@@ -12,8 +12,26 @@ the dueling mean.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+# The exploration left in an evaluation that is not greedy (--no-eval-deterministic): Mnih et al.
+# 2015's, kept by Dopamine and CleanRL's dqn_atari. A wholly greedy agent can stall a game (in
+# Breakout, never pressing FIRE after a lost life).
+EVAL_EPSILON = 0.05
+
+
+def q_actions(q: torch.Tensor, deterministic: bool = True,
+              generator: torch.Generator | None = None) -> np.ndarray:
+    """The greedy actions of Q-values ``q`` (B, A); ``deterministic=False``: each replaced by a
+    uniformly random one with probability EVAL_EPSILON, drawn from ``generator``."""
+    actions = q.argmax(dim=1)
+    if not deterministic:
+        explore = torch.rand(q.shape[0], generator=generator) < EVAL_EPSILON
+        random = torch.randint(q.shape[1], (q.shape[0],), generator=generator)
+        actions = torch.where(explore, random, actions)
+    return actions.numpy()
 
 
 def mlp(in_dim: int, hidden_sizes, out_dim: int) -> nn.Sequential:

@@ -129,12 +129,16 @@ class ReplayBuffer:
             probs = self.tree[slots] / self.total
         return slots, probs
 
+    def transitions(self, slots: np.ndarray) -> np.ndarray:
+        """The records in ``slots`` (a copy)."""
+        return self.storage[slots]
+
     def sample(self, count: int, rng: np.random.Generator, beta: float):
         """A batch: (records (count,), slots (count,), importance weights float32 (count,))."""
         slots, probs = self.sample_indices(count, rng)
         weights = importance_weights(probs, self.size, beta) if self.prioritized \
             else np.ones(count, dtype=np.float32)
-        return self.storage[slots], slots, weights
+        return self.transitions(slots), slots, weights
 
     def update_priorities(self, slots: np.ndarray, priorities: np.ndarray) -> None:
         """Set the raw priorities (e.g. |TD error|) of ``slots``; stored as (p + eps)^alpha.

@@ -99,7 +99,7 @@ class AllgatherReplay(SharedReplay):
         slots, probs = self.memory.sample_indices(batch_size * self.world.size, self.shared_rng)
         weights = self._weights(probs, beta)              # normalised over the global batch
         mine = slice(self.world.rank * batch_size, (self.world.rank + 1) * batch_size)
-        return Batch(self.memory.storage[slots[mine]], weights[mine], (slots,))
+        return Batch(self.memory.transitions(slots[mine]), weights[mine], (slots,))
 
     def update_priorities(self, batch: Batch, priorities: np.ndarray) -> None:
         if not self.memory.prioritized:
@@ -132,7 +132,8 @@ class ShardedReplay(SharedReplay):
         slots, probs = (self.memory.sample_indices(counts[rank], self.local_rng) if counts[rank]
                         else (np.zeros(0, np.int64), np.zeros(0)))
         probs = probs * (masses[rank] / masses.sum())     # P(i) in the global memory
-        records = alltoallv(self.world, self.memory.storage[slots], routes[rank], routes[:, rank])
+        records = alltoallv(self.world, self.memory.transitions(slots), routes[rank],
+                           routes[:, rank])
         probs = alltoallv(self.world, probs, routes[rank], routes[:, rank])
 
         max_weight = None
@@ -157,7 +158,7 @@ class LocalReplay(SharedReplay):
 
     def sample(self, batch_size: int, beta: float) -> Batch:
         slots, probs = self.memory.sample_indices(batch_size, self.local_rng)
-        return Batch(self.memory.storage[slots], self._weights(probs, beta), (slots,))
+        return Batch(self.memory.transitions(slots), self._weights(probs, beta), (slots,))
 
     def update_priorities(self, batch: Batch, priorities: np.ndarray) -> None:
         self.memory.update_priorities(batch.route[0], priorities)

@@ -1,7 +1,7 @@
-"""Atari from pixels end to end (#18, the first slice): PPO with the atari preset on ALE/Pong-v5
-at 2 ranks through the ALE's C++ vector env, the Nature CNN and uint8 rollouts; evaluation in
-whole games with the game's score; mpirl.load acting on pixels; a game that does not exist
-refused before training."""
+"""Atari from pixels end to end (#18): PPO, IMPALA and DQN with their atari presets on
+ALE/Pong-v5 at 2 ranks through the ALE's C++ vector env, the Nature CNN, uint8 rollouts and the
+frame-once replay memory in its sharing modes; evaluation in whole games with the game's score;
+mpirl.load acting on pixels; a game that does not exist refused before training."""
 
 import numpy as np
 import pytest
@@ -52,3 +52,38 @@ def test_impala_learns_from_pixel_blocks_at_2_ranks(tmp_path):
     assert summary["status"] == "completed" and summary["global_steps"] == 512
     assert -21 <= summary["eval_return_mean"] <= 21
     assert sum(summary["policy_lag_histogram"]) == 512 // (16 * 2)
+
+
+def test_dqn_trains_pong_from_pixels_at_2_ranks(tmp_path):
+    """The atari preset (rl-zoo's DQN) with the frame-once memory shared by Allgatherv: the
+    replicas stay bit-identical (the desync check at the end), evaluation plays whole games with
+    epsilon 0.05, and mpirl.load acts greedily on a frame stack."""
+    run_dir = tmp_path / "run"
+    res = train(2, ["--algo", "dqn", "--env-id", "ALE/Pong-v5", "--total-timesteps", "1200",
+                    "--learning-starts", "400", "--buffer-size", "2000", "--eval-episodes", "2",
+                    "--no-tensorboard", "--run-dir", str(run_dir)], timeout=240).check()
+    assert "(preset atari)" in res.output
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["global_steps"] == 1200
+    assert summary["replay_sharing"] == "allgather" and summary["gradient_steps"] > 0
+    ev = summary["eval_return_mean"]
+    assert -21 <= ev <= 21 and ev == int(ev)
+    import mpirl
+    policy = mpirl.load(str(run_dir), "latest")
+    frames = np.random.default_rng(0).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8)
+    assert policy.act(frames).shape == (3,)
+    assert (policy.act(frames) == policy.act(frames)).all()          # greedy by default
+
+
+def test_dqn_on_pixels_with_a_sharded_prioritized_memory(tmp_path):
+    """Each rank keeps its own frames; a global batch of stacks rebuilt on their shards travels
+    to its learners (Alltoallv), n-step returns from the frame memory, double and dueling."""
+    run_dir = tmp_path / "run"
+    train(2, ["--algo", "dqn", "--env-id", "ALE/Pong-v5", "--num-envs", "2",
+              "--total-timesteps", "1200", "--learning-starts", "400", "--buffer-size", "2000",
+              "--replay-sharing", "sharded", "--prioritized", "--n-step", "3", "--double-q",
+              "--dueling", "--eval-episodes", "1", "--no-tensorboard", "--run-dir",
+              str(run_dir)], timeout=240).check()
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["replay_sharing"] == "sharded"
+    assert summary["gradient_steps"] > 0

@@ -83,3 +83,25 @@ def test_a_pixel_rollout_holds_uint8_observations_only():
               if hasattr(value, "dtype") and value.dtype in (torch.float32, np.float32)
               and value.shape[2:] == (4, 84, 84)]
     assert not floats
+
+
+def test_dqn_on_pixels_gets_the_nature_dqn_and_a_uint8_frame_memory():
+    """The Q-network is Mnih et al.'s (1,686,180 parameters for 4 actions: the trunk and 512 x 4
+    + 4), takes uint8; the replay memory keeps one uint8 frame per transition and returns uint8
+    stacks; the atari preset is rl-zoo's."""
+    import gymnasium as gym
+    from mpirl.models.nature_cnn import NatureCNNQNetwork
+    from mpirl.replay.frames import FrameReplay
+    cfg = parse_args(["--algo", "dqn", "--env-id", "ALE/Breakout-v5"])
+    assert cfg.preset == "atari" and cfg.buffer_size == 100_000 and cfg.n_step == 1
+    assert cfg.exploration == "linear" and cfg.sign_rewards and not cfg.eval_deterministic
+    model = network(cfg, (4, 84, 84), gym.spaces.Discrete(4))
+    assert isinstance(model, NatureCNNQNetwork)
+    assert sum(p.numel() for p in model.parameters()) == 1_686_180
+    assert model(torch.zeros(3, 4, 84, 84, dtype=torch.uint8)).shape == (3, 4)
+    dueling = network(parse_args(["--algo", "dqn", "--env-id", "ALE/Breakout-v5", "--dueling"]),
+                      (4, 84, 84), gym.spaces.Discrete(4))
+    assert dueling(torch.zeros(2, 4, 84, 84, dtype=torch.uint8)).shape == (2, 4)
+    memory = FrameReplay(1_000, 2, (4, 84, 84), 1, 0.99)
+    assert memory.frames.dtype == np.uint8 and memory.frames.shape == (2, 500, 84, 84)
+    assert memory.record_dtype["obs"] == np.dtype((np.uint8, (4, 84, 84)))
