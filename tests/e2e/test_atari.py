@@ -57,12 +57,17 @@ def test_impala_learns_from_pixel_blocks_at_2_ranks(tmp_path):
 def test_dqn_trains_pong_from_pixels_at_2_ranks(tmp_path):
     """The atari preset (rl-zoo's DQN) with the frame-once memory shared by Allgatherv: the
     replicas stay bit-identical (the desync check at the end), evaluation plays whole games with
-    epsilon 0.05, and mpirl.load acts greedily on a frame stack."""
+    epsilon 0.05, a resumed run goes on from fresh episodes and an empty memory (the ALE's state
+    cannot be saved from its C++ vector env), and mpirl.load acts greedily on a frame stack."""
     run_dir = tmp_path / "run"
-    res = train(2, ["--algo", "dqn", "--env-id", "ALE/Pong-v5", "--total-timesteps", "1200",
-                    "--learning-starts", "400", "--buffer-size", "2000", "--eval-episodes", "2",
-                    "--no-tensorboard", "--run-dir", str(run_dir)], timeout=240).check()
+    argv = ["--algo", "dqn", "--env-id", "ALE/Pong-v5", "--learning-starts", "300",
+            "--buffer-size", "2000", "--eval-episodes", "2", "--no-tensorboard",
+            "--run-dir", str(run_dir)]
+    res = train(2, argv + ["--total-timesteps", "800"], timeout=240).check()
     assert "(preset atari)" in res.output
+    res = train(2, argv + ["--total-timesteps", "1200", "--resume"], timeout=240).check()
+    assert "resumed with fresh episodes" in res.output
+    assert "the replay memory is not checkpointed" in res.output
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["global_steps"] == 1200
     assert summary["replay_sharing"] == "allgather" and summary["gradient_steps"] > 0

@@ -160,3 +160,46 @@ def test_rate_limiter_holds_the_global_ratio_in_every_mode(mode):
         assert abs(limiter.sampled - target) <= limiter.error_buffer
         assert total_in == limiter.inserted
     assert limiter.ratio == pytest.approx(spi, rel=0.25)
+
+
+@pytest.mark.parametrize("mode", ["allgather", "sharded"])
+@pytest.mark.mpi(min_size=2)
+def test_frame_memories_return_every_ranks_stacks_as_a_naive_store_would(mode):
+    """Pixels: each rank's envs feed the frame-once memory (allgather: every rank's lanes in
+    every memory, which stay identical; sharded: a rank's own lanes). Every record of every
+    rank's slice of a global batch equals the naive whole-stack record of the same step, which
+    may come from any rank."""
+    from mpirl.replay import FrameAdder, FrameReplay, NStepAdder
+    from tests.unit.test_frame_replay import H, K, W, StackedFrames
+    world = World()
+    E, n, gamma = 2, 2, 0.9
+    lanes = E * world.size if mode == "allgather" else E
+    memory = FrameReplay(lanes * 30, lanes, (K, H, W), n, gamma, prioritized=True)
+    adder = FrameAdder(E, (K, H, W), lane_offset=world.rank * E if mode == "allgather" else 0)
+    naive = NStepAdder(E, n, gamma, transition_dtype((K, H, W), np.uint8))
+    shared = make_shared_replay(mode, world, memory, SEED)
+    env, expected, checked = StackedFrames(E, seed=100 + world.rank), {}, 0
+    for t in range(80):                                   # lanes of 30 slots wrap ~3 times
+        obs = env.obs.copy()
+        ids = (t * world.size + world.rank) * E + np.arange(E)
+        nxt, reward, terminated, truncated, valid = env.step()
+        shared.add(adder.add(obs, ids, reward, nxt, terminated, truncated, valid))
+        for part in world.allgather_obj(naive.add(obs, ids, reward, nxt, terminated, truncated,
+                                                  valid)):
+            expected.update((int(r["action"]), r) for r in part)
+        if t < 5:
+            continue
+        batch = shared.sample(4, beta=0.5)
+        for record in batch.records:
+            want = expected[int(record["action"])]
+            np.testing.assert_array_equal(record["obs"], want["obs"])
+            np.testing.assert_array_equal(record["next_obs"], want["next_obs"])
+            assert record["done"] == want["done"] and record["discount"] == want["discount"]
+            np.testing.assert_allclose(record["reward"], want["reward"], rtol=1e-6)
+        checked += len(batch.records)
+        shared.update_priorities(batch, np.abs(batch.records["reward"]) + world.rank)
+    assert checked == 75 * 4
+    if mode == "allgather":
+        every = world.allgather_obj((memory.frames.tobytes(), memory.live.tobytes(),
+                                     memory.tree.tree.tobytes()))
+        assert all(e == every[0] for e in every), "frame memories differ between ranks"
