@@ -228,34 +228,42 @@ def replay_memory_problems(cfg: Config, ranks_on_node: int) -> list[str]:
     fills.)"""
     if cfg.algo not in ("dqn",) + OFF_POLICY or cfg.buffer_size < 1 or cfg.tasks:
         return []
-    per_rank = cfg.buffer_size * replay_bytes_per_transition(cfg)
     available = available_memory_bytes()
-    if available is None or per_rank <= available / ranks_on_node:
+    if available is None:
         return []
+    share = available / ranks_on_node
+    needed = replay_bytes(cfg)
+    if needed(cfg.buffer_size) <= share:
+        return []
+    fits, too_many = 0, cfg.buffer_size           # the largest size that fits, by bisection
+    while too_many - fits > 1:
+        middle = (fits + too_many) // 2
+        fits, too_many = (middle, too_many) if needed(middle) <= share else (fits, middle)
     gb = 1e9
     return [f"--buffer-size {cfg.buffer_size:,}: each rank's replay memory of {cfg.env_id} "
-            f"needs {per_rank / gb:.1f} GB, but this node has {available / gb:.1f} GB available "
-            f"for its {ranks_on_node} rank(s) ({available / ranks_on_node / gb:.1f} GB each): "
-            f"lower --buffer-size to at most "
-            f"{int(available / ranks_on_node / (per_rank / cfg.buffer_size)):,}, or run fewer "
-            f"ranks per node"]
+            f"needs {needed(cfg.buffer_size) / gb:.1f} GB, but this node has "
+            f"{available / gb:.1f} GB available for its {ranks_on_node} rank(s) "
+            f"({share / gb:.1f} GB each): lower --buffer-size to at most {fits:,}, or run "
+            f"fewer ranks per node"]
 
 
-def replay_bytes_per_transition(cfg: Config) -> float:
-    """What one transition of ``cfg.env_id`` takes in a rank's replay memory."""
+def replay_bytes(cfg: Config):
+    """bytes(capacity): what a rank's replay memory of ``cfg.env_id`` holds at that capacity."""
     from mpirl.replay.buffer import transition_dtype   # (numpy only)
-    from mpirl.replay.frames import bytes_per_transition
+    from mpirl.replay.frames import memory_bytes
+    from mpirl.replay.sumtree import SumTree
     if is_atari(cfg.env_id):
         from mpirl.envs.atari import SIZE
-        return bytes_per_transition((SIZE, SIZE), cfg.buffer_size)
+        return lambda capacity: memory_bytes((SIZE, SIZE), capacity)
     env = gym.make(cfg.env_id)
     obs, act = env.observation_space, env.action_space
     env.close()
     if is_image(obs):
-        return bytes_per_transition(obs.shape[1:], cfg.buffer_size)
+        return lambda capacity: memory_bytes(obs.shape[1:], capacity)
     record = transition_dtype(obs.shape, action_shape=act.shape if isinstance(
         act, gym.spaces.Box) else ())
-    return record.itemsize + 16   # (and its sum-tree leaf with its share of the inner nodes)
+    # the records, and a sum-tree over them (its leaves padded to a power of two, inner nodes)
+    return lambda capacity: record.itemsize * capacity + SumTree.bytes_for(capacity)
 
 
 def available_memory_bytes() -> float | None:

@@ -102,13 +102,6 @@ class FrameAdder:
         self.starting = ~valid      # a reset step (valid False) returns an episode's first obs
         return rows
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {"starting": self.starting, "previous": self.previous}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.starting[...] = state["starting"]
-        self.previous[...] = state["previous"]
-
 
 # Per slot besides its frame: the step (action, reward, ended, terminated, acted), then what
 # completion stores (the n-step return, its length k, 0 while it is not a transition; whether it
@@ -118,11 +111,11 @@ SLOT_FIELDS = {"action": np.int64, "reward": np.float32, "ended": np.bool_,
                "k": np.uint8, "done": np.bool_, "live": np.bool_}
 
 
-def bytes_per_transition(frame_shape: tuple, capacity: int) -> float:
-    """What a :class:`FrameReplay` of ``capacity`` transitions holds per transition, sum-tree
-    included (leaves padded to a power of two, and their inner nodes)."""
+def memory_bytes(frame_shape: tuple, capacity: int) -> int:
+    """What a :class:`FrameReplay` of ``capacity`` transitions of ``frame_shape`` frames holds,
+    sum-tree included."""
     slot = int(np.prod(frame_shape)) + sum(np.dtype(t).itemsize for t in SLOT_FIELDS.values())
-    return slot + 16 * (1 << max(1, int(np.ceil(np.log2(capacity))))) / capacity
+    return slot * capacity + SumTree.bytes_for(capacity)
 
 
 class FrameReplay:

@@ -47,7 +47,7 @@ class SumTree:
         if capacity < 1:
             raise ValueError(f"a sum-tree needs capacity >= 1, not {capacity}")
         self.capacity = int(capacity)
-        self.depth = max(1, int(np.ceil(np.log2(self.capacity))))   # levels below the root
+        self.depth = self._depth(self.capacity)                       # levels below the root
         self.leaf0 = 1 << self.depth                                  # index of leaf 0
         self.tree = np.zeros(2 * self.leaf0, dtype=np.float64)
         self._top = min(self.depth, _TOP_NODES_LOG2)                  # level solved by cumsum
@@ -58,6 +58,16 @@ class SumTree:
         if self._native is not None:
             self._tree_at = self.tree.ctypes.data
             self._grow_scratch(256)
+
+    @staticmethod
+    def _depth(capacity: int) -> int:
+        return max(1, int(np.ceil(np.log2(capacity))))
+
+    @classmethod
+    def bytes_for(cls, capacity: int) -> int:
+        """The bytes of a tree of ``capacity`` leaves (padded to a power of two, and every
+        inner node: float64s)."""
+        return 2 * (1 << cls._depth(capacity)) * 8
 
     def _grow_scratch(self, size: int) -> None:
         """Batch buffers the kernels read and write, with their addresses looked up once (a

@@ -71,3 +71,41 @@ def test_a_straggler_fault_names_its_rank_and_milliseconds(monkeypatch):
     monkeypatch.setattr(faults, "_FAULT", faults.Fault.parse("slow@3:20"))
     assert faults.step_delay_s(3) == pytest.approx(0.02) and faults.step_delay_s(2) == 0.0
     assert not faults.at("update", 3, 0)   # slows down; never fails a point
+
+
+def test_a_replay_memory_must_fit_its_ranks_share_of_the_node(monkeypatch):
+    """Sized per rank from the env's transition (pixels: a frame and its slot), against the
+    node's available memory split over the ranks on it; the largest size that fits is named."""
+    import mpirl.checks as checks
+    monkeypatch.setattr(checks, "available_memory_bytes", lambda: 8e9)
+    atari = parse_args(["--algo", "dqn", "--env-id", "ALE/Breakout-v5", "--buffer-size",
+                        "1000000"])
+    per_transition = checks.replay_bytes(atari)(atari.buffer_size) / atari.buffer_size
+    assert 84 * 84 < per_transition < 1.1 * 84 * 84
+    assert checks.replay_memory_problems(atari, ranks_on_node=1) == []
+    (found,) = checks.replay_memory_problems(atari, ranks_on_node=2)
+    assert "needs 7.1 GB" in found and "8.0 GB available for its 2 rank(s) (4.0 GB each)" in found
+    fits = int(found.split("at most ")[1].split(", or")[0].replace(",", ""))
+    for size, ok in ((fits, True), (fits + 1, False)):
+        cfg = parse_args(["--algo", "dqn", "--env-id", "ALE/Breakout-v5", "--buffer-size",
+                          str(size)])
+        assert (checks.replay_memory_problems(cfg, ranks_on_node=2) == []) == ok
+    # 1e6 transitions over 2 ranks as one sharded memory: 500,000 a rank, about 3.5 GB each
+    sharded = parse_args(["--algo", "dqn", "--env-id", "ALE/Breakout-v5", "--buffer-size",
+                          "500000", "--replay-sharing", "sharded"])
+    assert checks.replay_memory_problems(sharded, ranks_on_node=2) == []
+    # vector observations: the record's bytes; PPO keeps no memory
+    cartpole = parse_args(["--algo", "dqn", "--buffer-size", "1000000000"])
+    assert checks.replay_memory_problems(cartpole, ranks_on_node=1)
+    assert checks.replay_memory_problems(parse_args(["--buffer-size", "1000000000"]), 1) == []
+
+
+def test_the_checks_import_neither_torch_nor_mpi():
+    """Bad input is answered before the heavy imports (a fraction of a second)."""
+    import subprocess
+    import sys
+    code = ("import sys, mpirl.checks as c; from mpirl.config import parse_args; "
+            "c.problems(parse_args(['--algo', 'dqn', '--env-id', 'ALE/Pong-v5']), 2); "
+            "print('torch' in sys.modules, 'mpi4py.MPI' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["False", "False"]

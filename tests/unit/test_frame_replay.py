@@ -14,7 +14,7 @@ import pytest
 
 from mpirl.replay import NStepAdder
 from mpirl.replay.buffer import transition_dtype
-from mpirl.replay.frames import FrameAdder, FrameReplay, bytes_per_transition
+from mpirl.replay.frames import FrameAdder, FrameReplay, memory_bytes
 
 K, H, W = 4, 5, 6
 
@@ -165,7 +165,7 @@ def test_bytes_per_transition_is_about_one_frame():
     memory = FrameReplay(200_000, 8, (4, 84, 84), 3, 0.99, prioritized=True)
     per_transition = memory.nbytes / memory.capacity
     assert 84 * 84 < per_transition <= 1.1 * 84 * 84
-    assert bytes_per_transition((84, 84), memory.capacity) == per_transition
+    assert memory_bytes((84, 84), memory.capacity) == memory.nbytes
 
 
 def test_a_memory_too_small_for_its_stacks_is_refused():
