@@ -8,4 +8,5 @@ Each section is a module ``mpirl.bench.<name>`` with
 Sections launch their own ``mpirun`` jobs where they need several ranks, so the benchmark
 itself runs as a plain ``python -m mpirl.bench``.
 """
-SECTIONS = ("ppo", "pipeline", "replay", "dqn", "mdp", "multitask", "scaling", "zoo", "sac", "impala")
+SECTIONS = ("ppo", "pipeline", "replay", "dqn", "mdp", "multitask", "scaling", "zoo", "sac", "impala",
+            "atari")

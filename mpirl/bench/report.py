@@ -52,6 +52,8 @@ BLOCKS = (
           "offpolicy.md"),
     Block("impala", "impala", "IMPALA: asynchronous actors and learners, and a straggler",
           "impala.md"),
+    Block("atari", "atari", "Atari from pixels: PPO against SB3, the update against its kernels",
+          "atari.md"),
 )
 
 HEADER = """\

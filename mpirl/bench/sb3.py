@@ -1,4 +1,5 @@
-"""Stable-Baselines3 runs for the sections that race it: a script in a subprocess, one thread."""
+"""Stable-Baselines3 runs for the sections that race it: a script in a subprocess, one thread
+(or, where a section pairs it with several mpirl ranks, torch's default threads)."""
 from __future__ import annotations
 
 import json
@@ -7,13 +8,17 @@ import subprocess
 import sys
 
 
-def run_sb3(code: str, timeout: float) -> dict | None:
-    """Run ``code`` (a script that prints its result as JSON on its last line) with one torch
-    thread, as the mpirl ranks it races have; the result, or None when SB3 is not installed (or
-    the run outlived ``timeout`` seconds). Any other failure raises, with the script's error."""
+def run_sb3(code: str, timeout: float, threads: int | None = 1) -> dict | None:
+    """Run ``code`` (a script that prints its result as JSON on its last line) with ``threads``
+    OpenMP threads (default one, as the mpirl ranks it races have; None: torch's own default, the
+    whole machine); the result, or None when SB3 is not installed (or the run outlived
+    ``timeout`` seconds). Any other failure raises, with the script's error."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return None
     if out.returncode != 0:
