@@ -108,6 +108,11 @@ class Config:
     encoder: str = opt("auto", "the network's trunk: auto (the Nature CNN for image "
                                "observations, an MLP of --hidden-sizes for vectors), mlp, or "
                                "nature-cnn", choices=ENCODERS)
+    autocast: str = opt("auto", "the Nature CNN's convolutions and features in bfloat16 "
+                                "(autocast; inputs channels-last): auto where every rank's "
+                                "device computes bf16 natively (a CPU with AVX512-BF16 or AMX, a "
+                                "GPU with bf16), bf16, or off; heads, losses, gradients and "
+                                "their averaging stay float32", choices=("auto", "bf16", "off"))
     activation: str = opt("tanh", "the hidden layers' activation (ppo; dqn's Q-network uses relu)",
                           choices=("tanh", "relu"))
     device: str = opt("auto", "torch device: auto (each rank the GPU of its node-local rank when "

@@ -1,4 +1,5 @@
-"""Which torch device a rank trains on (``--device auto|cpu|cuda|cuda:N``).
+"""Which torch device a rank trains on (``--device auto|cpu|cuda|cuda:N``), and whether it
+computes bfloat16 natively (``--autocast``).
 
 One rank per GPU is the HPC habit: each rank takes the GPU of its node-local rank, modulo the
 GPUs it can see. Under Slurm's ``--gpus-per-task=1`` every task sees exactly one GPU
@@ -64,3 +65,24 @@ def choose_device(requested: str, local_rank: int, local_size: int,
                 f"GPU r mod {gpu_count} (give each rank its own with one rank per GPU, e.g. "
                 "srun --gpus-per-task=1)")
     return DeviceChoice(f"cuda:{index}", note)
+
+
+def computes_bf16_natively(device: str, cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether ``device`` has bfloat16 arithmetic in hardware: a CPU with AVX512-BF16 or AMX
+    (elsewhere torch emulates it, slower than float32), or a CUDA GPU that torch says supports
+    it."""
+    if device.startswith("cuda"):
+        import torch
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        with open(cpuinfo) as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh
+                          if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def uses_bf16(requested: str, device: str) -> bool:
+    """``--autocast requested`` on ``device``: bf16 always, off never, auto where it is native."""
+    return requested == "bf16" or (requested == "auto" and computes_bf16_natively(device))

@@ -23,6 +23,16 @@ def torch_threads(cfg, world) -> int:
     synchronisation (``world.threads_per_rank`` is collective)."""
     if cfg.torch_threads:
         return cfg.torch_threads
+    if trains_a_cnn(cfg):
+        return world.threads_per_rank()
     widths = list(cfg.hidden_sizes)
     weights = sum(a * b for a, b in zip(widths, widths[1:]))
     return 1 if weights < 100_000 else world.threads_per_rank()
+
+
+def trains_a_cnn(cfg) -> bool:
+    """Whether ``cfg``'s network is the Nature CNN (pixels: an Atari id, or --encoder
+    nature-cnn), whose 1.7M weights are no small model whatever --hidden-sizes says."""
+    from mpirl.envs.atari import is_atari
+    return cfg.encoder == "nature-cnn" or (cfg.encoder == "auto" and not cfg.tasks
+                                           and is_atari(cfg.env_id))

@@ -14,14 +14,14 @@ import os
 import sys
 import time
 
-from mpirl.numerics import reproducible_blas, torch_threads  # noqa: E402
+from mpirl.numerics import reproducible_blas, torch_threads, trains_a_cnn  # noqa: E402
 
 reproducible_blas()   # before torch loads: products that repeat bit for bit across a resume
 
 from mpirl.checks import check  # noqa: E402
 from mpirl.cli import decide_on_root  # noqa: E402
 from mpirl.config import Config, default_run_dir, parse_args, to_yaml  # noqa: E402
-from mpirl.device import DeviceChoice, choose_device, gpu_path_covers  # noqa: E402
+from mpirl.device import DeviceChoice, choose_device, gpu_path_covers, uses_bf16  # noqa: E402
 from mpirl.errors import ConfigError  # noqa: E402
 from mpirl.scoreboard import Scoreboard  # noqa: E402
 from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts  # noqa: E402
@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(torch_threads(cfg, world))
     device = this_ranks_device(cfg, world, torch.cuda.device_count())
     cfg.device = device.device   # this rank's own: auto and cuda resolved
+    # bf16 where every rank computes it natively: replicas must do the same arithmetic
+    cfg.autocast = "bf16" if all(world.allgather_obj(uses_bf16(cfg.autocast, cfg.device))) \
+        else "off"
 
     from mpirl.run import Run
     run = Run(cfg, world, make_scoreboard(cfg, world.size), total_steps=cfg.total_timesteps)
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{world.size} rank(s) x {cfg.num_envs} envs, {torch.get_num_threads()} "
                   f"thread(s)/rank, {cfg.total_timesteps:,} global steps -> {cfg.run_dir}")
     run.log.print(describe_mpi())
-    run.log.print(f"device: {cfg.device} on rank 0" + (f"; {device.note}" if device.note else ""))
+    run.log.print(f"device: {cfg.device} on rank 0" + (f"; {device.note}" if device.note else "")
+                  + (f"; the CNN's bf16 autocast: {cfg.autocast}" if trains_a_cnn(cfg) else ""))
     algorithm = importlib.import_module(f"mpirl.algos.{cfg.algo}")
     return algorithm.train(cfg, world, run)
 

@@ -28,6 +28,7 @@ import yaml
 
 from mpirl.checkpoint import CheckpointError, Checkpoints
 from mpirl.config import Config, convert
+from mpirl.device import uses_bf16
 from mpirl.envs.atari import is_atari
 from mpirl.envs.make import clip_to_space, is_image, make_vec, normalizer_for
 from mpirl.errors import ConfigError
@@ -82,6 +83,7 @@ class TrainedPolicy:
         self.observation_space = getattr(env, "single_observation_space", env.observation_space)
         self.action_space = getattr(env, "single_action_space", env.action_space)
         env.close()
+        cfg.autocast = "bf16" if uses_bf16(cfg.autocast, "cpu") else "off"   # (on this CPU)
         width = self.observation_space.shape if is_image(self.observation_space) else \
             int(self.observation_space.shape[0])
         statistics = state["normalizer"]

@@ -18,7 +18,8 @@
 * **Kernel levers**, one thread: forward+backward of the Nature CNN at batch 256 in float32, with
   channels-last memory, under bfloat16 autocast, both, and compiled with ``torch.compile`` (the
   full run only; skipped with the reason if it fails), each with its gradient's relative error
-  against float32's. Measured only: the trainer uses none of them.
+  against float32's. The trainer takes channels-last always and bfloat16 where ``--autocast``
+  says (auto: a CPU with AVX512-BF16 or AMX); the pairings above run it both ways.
 
 The kernel parts run in a subprocess (``python -m mpirl.bench.atari kernels``) with one thread
 and the trainer's BLAS settings. ``--quick``: one measured iteration, fewer repetitions, no
@@ -34,6 +35,7 @@ import tempfile
 import time
 
 from mpirl.bench.sb3 import run_sb3
+from mpirl.device import computes_bf16_natively, uses_bf16
 from mpirl.launch import run as launch_run
 from mpirl.launch import train
 
@@ -50,23 +52,24 @@ def _cores() -> int:
 
 
 # -- part 1: mpirl against SB3 ----------------------------------------------------------------
-def _mpirl(ranks: int, threads: int, iterations: int, tmp: str) -> dict:
+def _mpirl(ranks: int, threads: int, iterations: int, tmp: str, autocast: str = "auto") -> dict:
     """The trainer with the atari preset for 1 + ``iterations`` updates; steady-state steps/s
     over the updates after the first, from metrics.jsonl's clock (taken before the final
     evaluation and checkpoint)."""
-    run_dir = os.path.join(tmp, f"mpirl_{ranks}")
+    run_dir = os.path.join(tmp, f"mpirl_{ranks}_{autocast}")
     t0 = time.perf_counter()
     train(ranks, ["--env-id", ENV_ID, "--preset", "atari", "--seed", "0",
                   "--total-timesteps", str((1 + iterations) * ITERATION),
                   "--torch-threads", str(threads), "--eval-interval", str(10 ** 9),
                   "--eval-episodes", str(ranks), "--log-interval", str(10 ** 9),
-                  "--no-tensorboard", "--run-dir", run_dir],
+                  "--autocast", autocast, "--no-tensorboard", "--run-dir", run_dir],
           timeout=900, env={"OMP_NUM_THREADS": str(threads)}).check()
     wall = time.perf_counter() - t0
     with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
         clock = {m["update"]: m["time_s"] for m in map(json.loads, fh)}
     steady = clock[1 + iterations] - clock[1]
     return {"ranks": ranks, "threads_per_rank": threads, "iterations": iterations,
+            "autocast": autocast,
             "sps": iterations * ITERATION / steady, "warmup_s": clock[1],
             "steady_s": steady, "process_wall_s": wall}
 
@@ -118,13 +121,16 @@ print(json.dumps({{"threads": torch.get_num_threads(), "iterations": len(clock.s
 def _pairing(name: str, ranks: int, threads: int, sb3_threads: int | None, iterations: int,
              tmp: str) -> dict:
     mpirl = _mpirl(ranks, threads, iterations, tmp)
-    print(f"  {name}: mpirl {mpirl['sps']:.0f} steps/s", flush=True)
+    float32 = _mpirl(ranks, threads, iterations, tmp, autocast="off")
+    print(f"  {name}: mpirl {mpirl['sps']:.0f} steps/s ({float32['sps']:.0f} with --autocast "
+          "off)", flush=True)
     sb3 = _sb3(sb3_threads, iterations)
     ratio = mpirl["sps"] / sb3["sps"] if sb3 else None
     if sb3:
         print(f"  {name}: SB3 {sb3['sps']:.0f} steps/s ({sb3['threads']} threads): "
               f"{ratio:.2f}x", flush=True)
-    return {"name": name, "mpirl": mpirl, "sb3": sb3, "ratio": ratio,
+    return {"name": name, "mpirl": mpirl, "mpirl_float32": float32, "sb3": sb3, "ratio": ratio,
+            "ratio_float32": float32["sps"] / sb3["sps"] if sb3 else None,
             "met": None if ratio is None else bool(ratio >= TARGET_SPEEDUP)}
 
 
@@ -169,7 +175,8 @@ def _update_cost(quick: bool) -> dict:
         cfg.update_epochs = 1   # the same minibatch, fewer of them
     world = World()
     torch.manual_seed(0)
-    model = NatureCNNActorCritic((4, 84, 84), gym.spaces.Discrete(4))
+    model = NatureCNNActorCritic((4, 84, 84), gym.spaces.Discrete(4),
+                                 bf16=uses_bf16(cfg.autocast, "cpu"))   # as the trainer runs it
     bare = copy.deepcopy(model)
     policy = Policy(model.continuous, model.head.log_std)
     replica = Replica(cfg, world, model, SingleTask(cfg, world), adam_eps=1e-5)
@@ -217,18 +224,14 @@ def _levers(quick: bool) -> list[dict]:
     warmup, reps = (1, 2) if quick else (2, 7)
 
     def variant(channels_last: bool, bf16: bool, compiled: bool):
+        # the trainer's own switches: the input's layout (ScaleBytes) and the trunk's autocast
         model = copy.deepcopy(base)
-        xx = x
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            xx = x.contiguous(memory_format=torch.channels_last)
+        model[0].channels_last, model.bf16 = channels_last, bf16
         fn = torch.compile(model) if compiled else model
 
         def step():
             model.zero_grad(set_to_none=False)
-            with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=bf16):
-                out = fn(xx)
-            out.float().sum().backward()
+            fn(x).sum().backward()
         return model, step
 
     def flat_grad(model):
@@ -236,6 +239,7 @@ def _levers(quick: bool) -> list[dict]:
 
     levers = [("float32", False, False, False), ("channels_last", True, False, False),
               ("bf16 autocast", False, True, False), ("channels_last + bf16", True, True, False)]
+    # (the trainer: channels_last, with --autocast off; channels_last + bf16, with bf16)
     if not quick:
         levers += [("torch.compile", False, False, True),
                    ("torch.compile + channels_last + bf16", True, True, True)]
@@ -306,14 +310,18 @@ def run(args) -> dict:
                 pairings.append(_pairing(name, ranks, threads, sb3_threads, iterations, tmp))
             else:
                 pairings.append({"name": name, "sb3": None, "ratio": None, "met": None,
-                                 "mpirl": _mpirl(ranks, threads, iterations, tmp)})
+                                 "ratio_float32": None,
+                                 "mpirl": _mpirl(ranks, threads, iterations, tmp),
+                                 "mpirl_float32": _mpirl(ranks, threads, iterations, tmp,
+                                                         autocast="off")})
     kernels = _kernels(args.quick)
     return {"env_id": ENV_ID, "sb3_env_id": SB3_ENV_ID, "iteration_steps": ITERATION,
             "iterations": iterations, "cores": cores, "load_before": load_before, "target_speedup": TARGET_SPEEDUP,
             "target_update": TARGET_UPDATE, "sb3_installed": have_sb3, "pairings": pairings,
             "update": kernels["update"], "levers": kernels["levers"],
             "kernel_threads": kernels["threads"], "torch": kernels["torch"],
-            "avx512_bf16": kernels["avx512_bf16"], "amx_bf16": kernels["amx_bf16"]}
+            "avx512_bf16": kernels["avx512_bf16"], "amx_bf16": kernels["amx_bf16"],
+            "native_bf16": computes_bf16_natively("cpu")}
 
 
 def table(result: dict) -> str:
@@ -327,15 +335,23 @@ def table(result: dict) -> str:
              "back" + ("" if result.get("load_before") is None else
                        f" (1-minute load average before the section: "
                        f"{result['load_before']:.2f} on {result['cores']} cores)") + ".", "",
-             "| pairing | mpirl steps/s | mpirl ranks x threads | SB3 steps/s | SB3 threads | "
-             "mpirl / SB3 | target 1.5x |", "|---|---:|---|---:|---:|---:|---|"]
+             "mpirl runs as it does by default (`--autocast auto`: the CNN's trunk in bfloat16 "
+             f"on this CPU: {'yes' if result['native_bf16'] else 'no'}) and with "
+             "`--autocast off` (float32 throughout).", "",
+             "| pairing | mpirl steps/s | mpirl, --autocast off | mpirl ranks x threads | "
+             "SB3 steps/s | SB3 threads | mpirl / SB3 | (--autocast off) | target 1.5x |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+
+    def ratio(value):
+        return "—" if value is None else format(value, ".2f") + "x"
     for p in result["pairings"]:
         m, s = p["mpirl"], p["sb3"]
         lines.append(
-            f"| {p['name']} | {m['sps']:,.0f} | {m['ranks']} x {m['threads_per_rank']} | "
+            f"| {p['name']} | {m['sps']:,.0f} | {p['mpirl_float32']['sps']:,.0f} | "
+            f"{m['ranks']} x {m['threads_per_rank']} | "
             f"{'—' if s is None else format(s['sps'], ',.0f')} | "
-            f"{'—' if s is None else s['threads']} | "
-            f"{'—' if p['ratio'] is None else format(p['ratio'], '.2f') + 'x'} | "
+            f"{'—' if s is None else s['threads']} | {ratio(p['ratio'])} | "
+            f"{ratio(p['ratio_float32'])} | "
             f"{'—' if p['met'] is None else ('met' if p['met'] else 'NOT met')} |")
     if not result["sb3_installed"]:
         lines += ["", "SB3 is not installed (`pip install 'mpirl[bench]'`): no comparison."]
@@ -354,8 +370,9 @@ def table(result: dict) -> str:
     bf16 = ("avx512_bf16" if result["avx512_bf16"] else "no avx512_bf16") + \
            (", amx_bf16" if result["amx_bf16"] else "")
     lines += ["", f"Kernel levers, forward + backward of the Nature CNN at batch {MINIBATCH}, "
-                  f"one thread (torch {result['torch']}, CPU with {bf16}); measured only, the "
-                  "trainer uses none of them:", "",
+                  f"one thread (torch {result['torch']}, CPU with {bf16}); the trainer lays its "
+                  "inputs out channels-last always and runs the trunk in bfloat16 with "
+                  "`--autocast bf16` (or auto, on such a CPU); it does not compile:", "",
               "| lever | ms | speedup | gradient rel. error vs float32 | first call (s) |",
               "|---|---:|---:|---:|---:|"]
     for row in result["levers"]:

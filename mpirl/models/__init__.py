@@ -23,9 +23,10 @@ def network(cfg, obs_width: int, action_space, action_counts=None, task: int | N
     if action_counts is None:
         if isinstance(obs_width, tuple) and len(obs_width) == 3 and cfg.encoder != "mlp":
             from mpirl.models.nature_cnn import NatureCNNActorCritic, NatureCNNQNetwork
+            bf16 = cfg.autocast == "bf16"   # (the trainer and mpirl.load resolve auto first)
             if cfg.algo == "dqn":
-                return NatureCNNQNetwork(obs_width, int(action_space.n), cfg.dueling)
-            return NatureCNNActorCritic(obs_width, action_space)
+                return NatureCNNQNetwork(obs_width, int(action_space.n), cfg.dueling, bf16=bf16)
+            return NatureCNNActorCritic(obs_width, action_space, bf16=bf16)
         if cfg.algo == "dqn":
             return QNetwork(obs_width, int(action_space.n), cfg.hidden_sizes, cfg.dueling)
         return ActorCritic(obs_width, action_space, cfg.hidden_sizes, cfg.activation,

@@ -12,21 +12,43 @@ a rollout ever exists. Like :class:`~mpirl.models.actor_critic.ActorCritic` it i
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import gymnasium as gym
 import torch
 from torch import nn
 
-from mpirl.models.actor_critic import PackedActorCritic, PolicyValueHead, layer_init
+from mpirl.models.actor_critic import PackedActorCritic, PolicyValueHead, layer_init, run_layers
 from mpirl.models.qnet import QHead
 
 
 class ScaleBytes(nn.Module):
-    """uint8 pixels -> float in [0, 1], inside the network."""
+    """uint8 pixels -> float in [0, 1], inside the network, laid out channels-last: oneDNN's
+    convolutions take that layout 1.3x faster (the weights stay as they are). ``channels_last``
+    False keeps torch's default layout (the benchmark's baseline)."""
+
+    channels_last = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().div_(255.0)
+        x = x.float().div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+class PixelNetwork:
+    """The forward pass of a flat ``nn.Sequential`` whose last layer is its head: the trunk
+    under bfloat16 autocast when ``bf16`` (2.5x faster on CPUs with AVX512-BF16 or AMX; python
+    -m mpirl.bench atari), then the head in float32, so that logits, values and Q-values, the
+    losses and every gradient are float32 (parameters are never cast)."""
+
+    bf16 = False
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        trunk = itertools.islice(self, len(self) - 1)
+        with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16,
+                            enabled=self.bf16):
+            features = run_layers(trunk, obs)
+        return self[-1](features.float())
 
 
 def conv_init(layer: nn.Conv2d, std: float = math.sqrt(2)) -> nn.Conv2d:
@@ -50,22 +72,23 @@ def nature_trunk(obs_shape: tuple, features: int = 512) -> list[nn.Module]:
     return convs + [nn.Sequential(layer_init(nn.Linear(flat, features)), nn.ReLU())]
 
 
-class NatureCNNActorCritic(PackedActorCritic, nn.Sequential):
+class NatureCNNActorCritic(PixelNetwork, PackedActorCritic, nn.Sequential):
     """The Nature CNN trunk and a ``[pi | v]`` head, for Discrete actions."""
 
     continuous = False
 
-    def __init__(self, obs_shape: tuple, action_space: gym.Space, features: int = 512):
+    def __init__(self, obs_shape: tuple, action_space: gym.Space, features: int = 512,
+                 bf16: bool = False):
         self.action_dim = int(action_space.n)
         super().__init__(*nature_trunk(obs_shape, features),
                          PolicyValueHead(features, self.action_dim, continuous=False))
-        self.obs_shape = tuple(obs_shape)
+        self.obs_shape, self.bf16 = tuple(obs_shape), bf16
 
 
-class NatureCNNQNetwork(nn.Sequential):
+class NatureCNNQNetwork(PixelNetwork, nn.Sequential):
     """The Nature DQN itself: the trunk and a Q head (plain, or dueling: Wang et al. 2016)."""
 
     def __init__(self, obs_shape: tuple, n_actions: int, dueling: bool = False,
-                 features: int = 512):
+                 features: int = 512, bf16: bool = False):
         super().__init__(*nature_trunk(obs_shape, features), QHead(features, n_actions, dueling))
-        self.n_actions, self.obs_shape = n_actions, tuple(obs_shape)
+        self.n_actions, self.obs_shape, self.bf16 = n_actions, tuple(obs_shape), bf16

@@ -23,13 +23,17 @@ def test_quick_atari_bench_writes_both_pairings_the_update_cost_and_the_levers(t
     assert [(p["mpirl"]["ranks"], p["mpirl"]["threads_per_rank"]) for p in pairings] == \
         [(1, 1), (2, max(1, result["cores"] // 2))]
     for p in pairings:
-        m = p["mpirl"]
-        assert m["sps"] > 0 and m["steady_s"] > 0 and m["warmup_s"] > 0
-        assert m["process_wall_s"] > m["steady_s"]          # start-up and evaluation left out
+        m, f = p["mpirl"], p["mpirl_float32"]
+        assert (m["autocast"], f["autocast"]) == ("auto", "off")
+        for trainer in (m, f):
+            assert trainer["sps"] > 0 and trainer["steady_s"] > 0 and trainer["warmup_s"] > 0
+            # start-up and evaluation left out
+            assert trainer["process_wall_s"] > trainer["steady_s"]
         if result["sb3_installed"]:
             s = p["sb3"]
             assert s["sps"] > 0 and s["steady_s"] > 0 and s["iterations"] == 1
             assert p["ratio"] == pytest.approx(m["sps"] / s["sps"])
+            assert p["ratio_float32"] == pytest.approx(f["sps"] / s["sps"])
             assert p["met"] == (p["ratio"] >= 1.5)
         else:
             assert p["sb3"] is None and p["ratio"] is None and p["met"] is None
@@ -56,17 +60,19 @@ def test_quick_atari_bench_writes_both_pairings_the_update_cost_and_the_levers(t
 def test_the_table_without_sb3_says_so_and_has_no_ratio():
     from mpirl.bench.atari import table
     mpirl = {"sps": 200.0, "ranks": 1, "threads_per_rank": 1}
+    float32 = {"sps": 100.0, "ranks": 1, "threads_per_rank": 1}
     lever = {"lever": "float32", "compiled": False, "ms": 200.0, "speedup": 1.0,
              "grad_rel_error": 0.0, "first_call_s": 0.2}
     result = {"iterations": 3, "iteration_steps": 1024, "env_id": "ALE/Breakout-v5",
               "sb3_env_id": "BreakoutNoFrameskip-v4", "sb3_installed": False, "cores": 2,
               "load_before": None, "target_update": 1.3, "torch": "2", "avx512_bf16": False,
-              "amx_bf16": False, "levers": [lever],
+              "amx_bf16": False, "native_bf16": False, "levers": [lever],
               "pairings": [{"name": "1 rank, 1 thread vs SB3 1 thread", "mpirl": mpirl,
-                            "sb3": None, "ratio": None, "met": None}],
+                            "mpirl_float32": float32, "sb3": None, "ratio": None,
+                            "ratio_float32": None, "met": None}],
               "update": {"minibatch": 256, "name": "autograd", "minibatches_timed": 16,
                          "update_ms": 250.0, "loss_forward_backward_ms": 240.0,
                          "bare_forward_backward_ms": 200.0, "ratio": 1.25, "met": True}}
     text = table(result)
-    assert "| 1 rank, 1 thread vs SB3 1 thread | 200 | 1 x 1 | — | — | — | — |" in text
+    assert "| 1 rank, 1 thread vs SB3 1 thread | 200 | 100 | 1 x 1 | — | — | — | — | — |" in text
     assert "SB3 is not installed" in text and "1.25x (target within 1.3x: met)" in text

@@ -105,3 +105,43 @@ def test_dqn_on_pixels_gets_the_nature_dqn_and_a_uint8_frame_memory():
     memory = FrameReplay(1_000, 2, (4, 84, 84), 1, 0.99)
     assert memory.frames.dtype == np.uint8 and memory.frames.shape == (2, 500, 84, 84)
     assert memory.record_dtype["obs"] == np.dtype((np.uint8, (4, 84, 84)))
+
+
+def test_the_cnn_trunk_in_bfloat16_keeps_outputs_and_gradients_float32(tmp_path):
+    """--autocast: the trunk under bf16 autocast, the head, outputs and gradients float32 and
+    close to float32's; inputs channels-last, which changes nothing but the summation order;
+    auto means bf16 only where the CPU has it natively."""
+    import copy
+
+    import gymnasium as gym
+    from mpirl.device import computes_bf16_natively, uses_bf16
+    torch.manual_seed(0)
+    exact = NatureCNNActorCritic((4, 84, 84), gym.spaces.Discrete(4))
+    nchw = copy.deepcopy(exact)
+    nchw[0].channels_last = False
+    fast = copy.deepcopy(exact)
+    fast.bf16 = True
+    x = torch.randint(0, 256, (16, 4, 84, 84), dtype=torch.uint8)
+    outs = {}
+    for name, model in (("exact", exact), ("nchw", nchw), ("fast", fast)):
+        out = model(x)
+        out.square().sum().backward()
+        outs[name] = (out.detach(), torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+        assert out.dtype == torch.float32
+        assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
+                   for p in model.parameters())
+    torch.testing.assert_close(outs["nchw"][0], outs["exact"][0], rtol=1e-5, atol=1e-6)
+    for name, tol in (("nchw", 1e-5), ("fast", 3e-2)):
+        out, grad = outs[name]
+        assert ((grad - outs["exact"][1]).norm() / outs["exact"][1].norm()) < tol
+        assert ((out - outs["exact"][0]).norm() / outs["exact"][0].norm()) < tol
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx512f avx512_bf16\n")
+    assert computes_bf16_natively("cpu", str(cpuinfo))
+    cpuinfo.write_text("processor : 0\nflags : fpu sse avx2\n")
+    assert not computes_bf16_natively("cpu", str(cpuinfo))
+    assert uses_bf16("bf16", "cpu") and not uses_bf16("off", "cpu")
+    cfg = parse_args(["--env-id", "ALE/Breakout-v5", "--autocast", "bf16"])
+    assert network(cfg, (4, 84, 84), gym.spaces.Discrete(4)).bf16
+    assert not network(parse_args(["--env-id", "ALE/Breakout-v5", "--autocast", "off"]),
+                       (4, 84, 84), gym.spaces.Discrete(4)).bf16
