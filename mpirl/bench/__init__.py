@@ -9,4 +9,4 @@ Sections launch their own ``mpirun`` jobs where they need several ranks, so the 
 itself runs as a plain ``python -m mpirl.bench``.
 """
 SECTIONS = ("ppo", "pipeline", "replay", "dqn", "mdp", "multitask", "scaling", "zoo", "sac", "impala",
-            "atari")
+            "atari", "breakout")

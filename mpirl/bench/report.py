@@ -54,6 +54,8 @@ BLOCKS = (
           "impala.md"),
     Block("atari", "atari", "Atari from pixels: PPO against SB3, the update against its kernels",
           "atari.md"),
+    Block("breakout", "breakout", "Breakout from pixels: PPO learning, with and without the "
+          "kernel levers", "atari.md"),
 )
 
 HEADER = """\
