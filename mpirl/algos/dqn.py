@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from mpirl import faults
+from mpirl.algos.replayed import Transitions, step_into_replay
 from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint, update_target
 from mpirl.comm.collectives import check_in_sync
 from mpirl.comm.world import World
@@ -212,17 +213,13 @@ class Actor:
     def step(self, epsilon: float, random_play: bool) -> None:
         """One step of every env (``random_play``: uniformly random actions, to fill the
         memory before learning starts). Collective: the replay's insert."""
-        envs, explorer, normalizer = self.envs, self.explorer, self.envs.normalizer
-        raw_obs = normalizer.for_replay(envs.raw_obs)   # (multi-task: padded to the widest)
+        envs, explorer = self.envs, self.explorer
         actions = greedy_actions(self.q_network, envs.observe())
         explore = explorer.random(envs.num_envs) < epsilon
         if random_play:
             explore[:] = True
         actions[explore] = explorer.integers(0, self.n_actions, int(explore.sum()))
-        rewards, terminated, truncated, valid = envs.step(actions)
-        self.replay.add(self.adder.add(raw_obs, actions, rewards,
-                                       normalizer.for_replay(envs.raw_obs), terminated,
-                                       truncated, valid))
+        step_into_replay(envs, actions, self.adder, self.replay)
 
 
 class Learner:
@@ -244,11 +241,10 @@ class Learner:
         r = batch.records
         # multi-task: each transition weighted by its task (and the heads scaled to match)
         weights = batch.weights * self.tasks.allreduce_transition_weights(r)
+        t = Transitions.of(r, self.normalizer, weights)
         loss, td_abs, q_taken = dqn_loss(
-            replica.model, self.target_network, self.replayed_obs(r, "obs"),
-            field(r, "action"), field(r, "reward"), self.replayed_obs(r, "next_obs"),
-            field(r, "done").float(), field(r, "discount"), torch.from_numpy(weights),
-            cfg.double_q)
+            replica.model, self.target_network, t.obs, t.actions, t.rewards, t.next_obs,
+            t.dones, t.discounts, t.weights, cfg.double_q)
         if faults.at("loss", world.rank, update):
             loss = loss * float("nan")
         if not math.isfinite(loss.item()):
@@ -266,22 +262,6 @@ class Learner:
         if self.gradient_steps % cfg.target_network_frequency == 0:
             update_target(self.target_network, replica.model, cfg.tau)
         return {"td_loss": loss.item(), "q_mean": q_taken.mean().item(), "grad_norm": grad_norm}
-
-    def replayed_obs(self, records: np.ndarray, name: str) -> torch.Tensor:
-        """Replayed raw observations normalised with the statistics of now (multi-task: each
-        record with its own task's)."""
-        task = records["task"] if "task" in records.dtype.names else None
-        return torch.from_numpy(self.normalizer.normalize_replayed(field_array(records, name),
-                                                                   task))
-
-
-def field_array(records: np.ndarray, name: str) -> np.ndarray:
-    return np.ascontiguousarray(records[name])
-
-
-def field(records: np.ndarray, name: str) -> torch.Tensor:
-    """One field of replayed records as a tensor."""
-    return torch.from_numpy(field_array(records, name))
 
 
 def rate_limiter(cfg: Config, n_ranks: int, steps_per_update: int) -> RateLimiter | None:

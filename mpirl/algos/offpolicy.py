@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from mpirl import faults
+from mpirl.algos.replayed import Transitions, step_into_replay
 from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint, update_target
 from mpirl.comm.collectives import check_in_sync
 from mpirl.comm.world import World
@@ -206,13 +207,8 @@ class Actor:
 
     def step(self, random_play: bool) -> None:
         """One step of every env. Collective: the replay's insert."""
-        envs, normalizer = self.envs, self.envs.normalizer
-        raw_obs = normalizer.for_replay(envs.raw_obs)
-        actions = self.actions(envs.observe(), random_play)
-        rewards, terminated, truncated, valid = envs.step(actions)
-        self.replay.add(self.adder.add(raw_obs, actions, rewards,
-                                       normalizer.for_replay(envs.raw_obs), terminated,
-                                       truncated, valid))
+        step_into_replay(self.envs, self.actions(self.envs.observe(), random_play), self.adder,
+                         self.replay)
 
 
 # -- learning ------------------------------------------------------------------------------------
@@ -269,25 +265,6 @@ class Learner:
             if "target_actor" in self.targets:
                 update_target(self.targets["target_actor"], agent.actor, cfg.tau)
         return {**stats, "alpha": float(agent.alpha())} if agent.algo == "sac" else stats
-
-
-class Transitions:
-    """A replayed batch as tensors: observations normalised with the statistics of now."""
-
-    def __init__(self, obs, actions, rewards, next_obs, dones, discounts, weights):
-        self.obs, self.actions, self.rewards, self.next_obs = obs, actions, rewards, next_obs
-        self.dones, self.discounts, self.weights = dones, discounts, weights
-
-    @classmethod
-    def of(cls, records: np.ndarray, normalizer, weights: np.ndarray) -> "Transitions":
-        def obs(name: str) -> torch.Tensor:
-            return torch.from_numpy(normalizer.normalize_replayed(
-                np.ascontiguousarray(records[name])))
-        def column(name: str) -> torch.Tensor:
-            return torch.from_numpy(np.ascontiguousarray(records[name]))
-        return cls(obs("obs"), column("action"), column("reward"), obs("next_obs"),
-                   column("done").float(), column("discount"),
-                   torch.from_numpy(np.ascontiguousarray(weights)))
 
 
 def twin_critic_loss(agent: OffPolicyAgent, batch: Transitions, target: torch.Tensor):

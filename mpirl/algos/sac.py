@@ -20,7 +20,8 @@ from contextlib import contextmanager
 import torch
 
 from mpirl.algos import offpolicy
-from mpirl.algos.offpolicy import Transitions, twin_critic_loss
+from mpirl.algos.offpolicy import twin_critic_loss
+from mpirl.algos.replayed import Transitions
 from mpirl.comm.world import World
 from mpirl.config import Config
 from mpirl.models.continuous import OffPolicyAgent

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 
 from mpirl.algos import offpolicy
-from mpirl.algos.offpolicy import Transitions, twin_critic_loss
+from mpirl.algos.offpolicy import twin_critic_loss
+from mpirl.algos.replayed import Transitions
 from mpirl.algos.sac import held_still
 from mpirl.comm.world import World
 from mpirl.config import Config

@@ -20,6 +20,9 @@
   full run only; skipped with the reason if it fails), each with its gradient's relative error
   against float32's. The trainer takes channels-last always and bfloat16 where ``--autocast``
   says (auto: a CPU with AVX512-BF16 or AMX); the pairings above run it both ways.
+* **DQN's replay memory for pixels**: bytes per transition of the frame-once memory at 1e6
+  transitions (target at most 1.1 x 84 x 84) and the time to draw a batch of 32 and rebuild its
+  stacks (target under 1 ms).
 
 The kernel parts run in a subprocess (``python -m mpirl.bench.atari kernels``) with one thread
 and the trainer's BLAS settings. ``--quick``: one measured iteration, fewer repetitions, no
@@ -45,6 +48,7 @@ ITERATION = 8 * 128                        # the preset's rollout: global steps 
 TARGET_SPEEDUP = 1.5                       # mpirl's steps/s against SB3's, in both pairings
 TARGET_UPDATE = 1.3                        # a minibatch update against a bare forward+backward
 MINIBATCH = 256
+REPLAY_CAPACITY = 1_000_000                # the frame-once memory measured: 1e6 transitions
 
 
 def _cores() -> int:
@@ -291,6 +295,46 @@ def _kernels(quick: bool) -> dict:
     return json.loads([line for line in res.output.splitlines() if line.startswith("{")][-1])
 
 
+# -- part 4: DQN's replay memory for pixels --------------------------------------------------------
+def _frame_replay(capacity: int, lanes: int = 16, batch: int = 32) -> dict:
+    """The frame-once memory (mpirl.replay.frames) of ``capacity`` 4 x 84 x 84 transitions,
+    filled through its adder by ``lanes`` envs of random frames whose episodes last about 1,000
+    steps: bytes per transition, and the median time to draw a uniform batch of ``batch`` and
+    rebuild its stacks (obs and next_obs), and to add one step of every lane."""
+    import numpy as np
+
+    from mpirl.replay.frames import FrameAdder, FrameReplay
+
+    shape = (4, 84, 84)
+    memory = FrameReplay(capacity, lanes, shape, n=3, gamma=0.99, prioritized=False)
+    adder = FrameAdder(lanes, shape)
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 256, (lanes, *shape), dtype=np.uint8)
+    actions, rewards, acted = np.zeros(lanes, np.int64), np.ones(lanes, np.float32), \
+        np.ones(lanes, bool)
+    add_s = []
+    for step in range(capacity // lanes + 100):
+        ended = rng.random(lanes) < 1e-3
+        t0 = time.perf_counter()
+        memory.add(adder.add(obs, actions, rewards, None, ended, ~acted, acted))
+        add_s.append(time.perf_counter() - t0)
+        obs = np.roll(obs, -1, axis=1)            # the next stack: shifted by one frame
+        obs[:, -1] = rng.integers(0, 256, (84, 84), dtype=np.uint8)
+    sample_s = []
+    for _ in range(500):
+        t0 = time.perf_counter()
+        slots, _ = memory.sample_indices(batch, rng)
+        memory.transitions(slots)
+        sample_s.append(time.perf_counter() - t0)
+    per_transition = memory.nbytes / memory.capacity
+    sample_ms = 1e3 * statistics.median(sample_s)
+    return {"capacity": memory.capacity, "lanes": lanes, "batch": batch,
+            "transitions": len(memory), "bytes_per_transition": per_transition,
+            "frame_bytes": 84 * 84, "naive_bytes_per_transition": 2 * int(np.prod(shape)),
+            "sample_ms": sample_ms, "add_step_ms": 1e3 * statistics.median(add_s),
+            "met": bool(per_transition <= 1.1 * 84 * 84 and sample_ms < 1.0)}
+
+
 # -- the section ---------------------------------------------------------------------------------
 def run(args) -> dict:
     iterations = 1 if args.quick else 8
@@ -315,8 +359,10 @@ def run(args) -> dict:
                                  "mpirl_float32": _mpirl(ranks, threads, iterations, tmp,
                                                          autocast="off")})
     kernels = _kernels(args.quick)
+    replay = _frame_replay(100_000 if args.quick else REPLAY_CAPACITY)
     return {"env_id": ENV_ID, "sb3_env_id": SB3_ENV_ID, "iteration_steps": ITERATION,
-            "iterations": iterations, "cores": cores, "load_before": load_before, "target_speedup": TARGET_SPEEDUP,
+            "iterations": iterations, "cores": cores, "load_before": load_before,
+            "target_speedup": TARGET_SPEEDUP, "replay": replay,
             "target_update": TARGET_UPDATE, "sb3_installed": have_sb3, "pairings": pairings,
             "update": kernels["update"], "levers": kernels["levers"],
             "kernel_threads": kernels["threads"], "torch": kernels["torch"],
@@ -381,6 +427,18 @@ def table(result: dict) -> str:
                          f"{row['grad_rel_error']:.1e} | {row['first_call_s']:.1f} |")
         else:
             lines.append(f"| {row['lever']} | skipped: {row['skipped']} | — | — | — |")
+    r = result["replay"]
+    lines += ["", f"DQN's replay memory for pixels (mpirl.replay.frames), {r['capacity']:,} "
+                  f"transitions of 4 x 84 x 84 over {r['lanes']} envs, filled through its adder "
+                  "(episodes of about 1,000 steps), one process:", "",
+              "| what | figure | target |", "|---|---:|---|",
+              f"| bytes per transition (sum-tree included) | {r['bytes_per_transition']:,.0f} "
+              f"({r['bytes_per_transition'] / r['frame_bytes']:.3f} x 84 x 84; whole stacks of "
+              f"obs and next_obs: {r['naive_bytes_per_transition']:,}) | at most 1.1 x 84 x 84 |",
+              f"| draw a batch of {r['batch']} and rebuild its stacks (ms, median) | "
+              f"{r['sample_ms']:.3f} | under 1 ms |",
+              f"| add one step of all {r['lanes']} envs (ms, median) | {r['add_step_ms']:.3f} | |",
+              "", f"Replay targets: {'met' if r['met'] else 'NOT met'}."]
     if any(row["compiled"] for row in result["levers"]):
         lines += ["", "First call: the compile, where there is one; torch.compile keeps its "
                       "kernels in an on-disk cache, so a machine's very first compile takes "

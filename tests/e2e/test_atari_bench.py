@@ -1,6 +1,6 @@
 """``python -m mpirl.bench atari --quick`` end to end: PPO from pixels on Breakout against SB3 in
 both pairings (1 rank, 1 thread; 2 ranks against SB3's default threads), the minibatch update
-against a bare forward+backward, and the kernel levers."""
+against a bare forward+backward, the kernel levers, and DQN's frame-once replay memory."""
 import json
 import sys
 
@@ -51,6 +51,10 @@ def test_quick_atari_bench_writes_both_pairings_the_update_cost_and_the_levers(t
     for row in levers.values():
         assert row["ms"] > 0 and row["speedup"] > 0 and 0 <= row["grad_rel_error"] < 0.1
     assert levers["channels_last"]["grad_rel_error"] < 1e-4     # the same float32 arithmetic
+    replay = result["replay"]
+    assert replay["capacity"] == 100_000 and replay["transitions"] > 0.99 * replay["capacity"]
+    assert 84 * 84 < replay["bytes_per_transition"] <= 1.1 * 84 * 84
+    assert replay["sample_ms"] > 0 and replay["add_step_ms"] > 0
     table = (out / "atari.md").read_text()
     assert "| 1 rank, 1 thread vs SB3 1 thread |" in table and "target 1.5x" in table
     assert "ratio update / bare" in table and "| bf16 autocast |" in table
@@ -70,9 +74,14 @@ def test_the_table_without_sb3_says_so_and_has_no_ratio():
               "pairings": [{"name": "1 rank, 1 thread vs SB3 1 thread", "mpirl": mpirl,
                             "mpirl_float32": float32, "sb3": None, "ratio": None,
                             "ratio_float32": None, "met": None}],
+              "replay": {"capacity": 1000, "lanes": 16, "batch": 32, "transitions": 990,
+                         "bytes_per_transition": 7100.0, "frame_bytes": 7056,
+                         "naive_bytes_per_transition": 56448, "sample_ms": 0.2,
+                         "add_step_ms": 0.5, "met": True},
               "update": {"minibatch": 256, "name": "autograd", "minibatches_timed": 16,
                          "update_ms": 250.0, "loss_forward_backward_ms": 240.0,
                          "bare_forward_backward_ms": 200.0, "ratio": 1.25, "met": True}}
     text = table(result)
     assert "| 1 rank, 1 thread vs SB3 1 thread | 200 | 100 | 1 x 1 | — | — | — | — | — |" in text
     assert "SB3 is not installed" in text and "1.25x (target within 1.3x: met)" in text
+    assert "Replay targets: met." in text

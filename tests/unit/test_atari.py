@@ -145,3 +145,32 @@ def test_the_cnn_trunk_in_bfloat16_keeps_outputs_and_gradients_float32(tmp_path)
     assert network(cfg, (4, 84, 84), gym.spaces.Discrete(4)).bf16
     assert not network(parse_args(["--env-id", "ALE/Breakout-v5", "--autocast", "off"]),
                        (4, 84, 84), gym.spaces.Discrete(4)).bf16
+
+
+def test_an_atari_sync_vector_env_is_restored_exactly_across_episode_ends():
+    """--vector-mode sync: the emulator (with its RNG), the env's RNG (no-op starts) and the
+    wrappers' lives and frame stacks, through a checkpoint's plain tensors, into a fresh vector
+    env seeded otherwise: the same observations, rewards and ends step for step."""
+    import io
+
+    from mpirl.envs import state as envstate
+    from mpirl.envs.atari import make_atari_vec
+    envs = make_atari_vec("ALE/Breakout-v5", 2, "sync")
+    envs.reset(seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        envs.step(rng.integers(0, 4, 2))
+    buffer = io.BytesIO()
+    torch.save(envstate.capture(envs), buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    actions = rng.integers(0, 4, (300, 2))
+    straight = [envs.step(a) for a in actions]
+    fresh = make_atari_vec("ALE/Breakout-v5", 2, "sync")
+    fresh.reset(seed=99)
+    assert envstate.restore(fresh, saved)
+    for one, two in zip(straight, (fresh.step(a) for a in actions)):
+        for x, y in zip(one[:4], two[:4]):
+            np.testing.assert_array_equal(x, y)
+    assert sum(int((t | u).sum()) for _, _, t, u, _ in straight) >= 1   # across an episode end
+    assert envstate.capture(make_atari_vec("ALE/Breakout-v5", 2, "auto")) is None   # C++ env
