@@ -14,6 +14,8 @@ return, mean and spread over seeds, by global steps and by wall time).
 Beside them, Stable-Baselines3's PPO on HalfCheetah-v5 with the hyperparameters of mpirl's MuJoCo
 preset, in the same run on the same machine: steps/s of SB3 (one thread) against mpirl at 1 and 2
 ranks, and for both the wall time to reach CleanRL's published mean on HalfCheetah.
+For DQN rows, SB3's DQN with the settings of the same preset on the same seeds, so that a gap to
+rl-zoo's one published run can be told from a gap to SB3 itself.
 ``--quick``: two envs, tiny budgets, two seeds: a smoke run for the tests.
 """
 from __future__ import annotations
@@ -126,6 +128,53 @@ def sb3_settings(preset: presets.Preset) -> dict:
             "normalize_reward": bool(o.get("normalize_reward", True))}
 
 
+def sb3_dqn_settings(preset: presets.Preset, ranks: int = RANKS) -> dict:
+    """SB3 DQN's arguments for the settings of an mpirl DQN preset trained at ``ranks`` ranks of
+    one env each, as one learner: the global batch, gradient steps per ``train_freq`` env steps
+    from the samples per insert, the target network's interval in env steps."""
+    o = preset.options
+    batch = int(o["batch_size"]) * ranks
+    train_freq = int(o["train_frequency"])
+    gradient_steps = round(float(o["samples_per_insert"]) * train_freq / batch)
+    return {"learning_rate": float(o["learning_rate"]), "batch_size": batch,
+            "buffer_size": int(o["buffer_size"]), "learning_starts": int(o["learning_starts"]),
+            "gamma": float(o["gamma"]), "train_freq": train_freq,
+            "gradient_steps": gradient_steps,
+            "target_update_interval": int(o["target_network_frequency"]) * train_freq
+            // gradient_steps,
+            "exploration_fraction": float(o["exploration_fraction"]),
+            "exploration_initial_eps": float(o["start_e"]),
+            "exploration_final_eps": float(o["end_e"]),
+            "net_arch": list(o.get("hidden_sizes", [64, 64]))}
+
+
+def _sb3_dqn_seed(env_id: str, budget: int, seed: int, settings: dict) -> float | None:
+    """SB3's DQN with ``settings`` (:func:`sb3_dqn_settings`) for ``budget`` steps, one thread:
+    the final deterministic evaluation's mean over EVAL_EPISODES; None without SB3."""
+    code = f"""
+import json, gymnasium as gym, torch
+torch.set_num_threads(1)
+from stable_baselines3 import DQN
+from stable_baselines3.common.evaluation import evaluate_policy
+s = json.loads({json.dumps(json.dumps(settings))})
+model = DQN("MlpPolicy", "{env_id}", learning_rate=s["learning_rate"],
+            batch_size=s["batch_size"], buffer_size=s["buffer_size"],
+            learning_starts=s["learning_starts"], gamma=s["gamma"], train_freq=s["train_freq"],
+            gradient_steps=s["gradient_steps"], target_update_interval=s["target_update_interval"],
+            exploration_fraction=s["exploration_fraction"],
+            exploration_initial_eps=s["exploration_initial_eps"],
+            exploration_final_eps=s["exploration_final_eps"],
+            policy_kwargs=dict(net_arch=s["net_arch"]), seed={seed}, device="cpu")
+model.learn({budget})
+env = gym.make("{env_id}")
+env.reset(seed={seed + 10_000})
+mean, _ = evaluate_policy(model, env, n_eval_episodes={EVAL_EPISODES}, deterministic=True)
+print(json.dumps({{"mean": float(mean)}}))
+"""
+    result = run_sb3(code, timeout=3 * 3600)
+    return None if result is None else result["mean"]
+
+
 def _sb3_race(steps: int, settings: dict) -> dict | None:
     """SB3 PPO on the race env with ``settings`` (:func:`sb3_settings`), one thread; None
     without SB3."""
@@ -213,6 +262,12 @@ def run(args) -> dict:
                          "met": bool(mean >= ref.target),
                          "stretch": None if ref.zoo is None else bool(mean >= ref.zoo[0]),
                          "curves": [r["curve"] for r in runs]})
+            if ref.algo == "dqn":   # SB3's DQN with the same settings, on the same seeds
+                settings = sb3_dqn_settings(presets.for_env("dqn", ref.env_id))
+                sb3 = [_sb3_dqn_seed(ref.env_id, budget, seed, settings) for seed in seeds]
+                rows[-1]["sb3"] = (None if None in sb3 else
+                                   {"finals": sb3, "mean": statistics.fmean(sb3),
+                                    "std": statistics.pstdev(sb3), "settings": settings})
             print(f"  {ref.env_id}: {mean:.1f} +- {statistics.pstdev(finals):.1f} "
                   f"(target {ref.target:.1f})", flush=True)
         race_steps = 20_000 if args.quick else RACE_STEPS
@@ -284,6 +339,17 @@ def table(result: dict) -> str:
             f"({r['target_source']}) | {'met' if r['met'] else 'NOT met'} | "
             f"{'—' if r['stretch'] is None else ('yes' if r['stretch'] else 'no')} | "
             f"{statistics.fmean(r['wall_s']):.0f} | {statistics.fmean(r['sps']):,.0f} |")
+    same = [r for r in result["rows"] if r.get("sb3")]
+    if same:
+        lines += ["", "SB3's DQN with the settings of mpirl's preset (one learner with the global "
+                      "batch, the same gradient steps per env step and target interval), the "
+                      "same seeds and evaluation:", "",
+                  "| env | budget | mpirl (2 ranks) | SB3 DQN (1 process) | rl-zoo (one run) |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in same:
+            lines.append(f"| {r['env_id']} | {r['budget']:,} | {r['mean']:.1f} ± {r['std']:.1f} "
+                         f"| {r['sb3']['mean']:.1f} ± {r['sb3']['std']:.1f} | "
+                         f"{_published(r['zoo'])} |")
     race = result.get("race")
     if race:
         lines += ["", f"{race['env_id']}, {race['steps']:,} steps, both with the settings of "

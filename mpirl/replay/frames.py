@@ -37,8 +37,9 @@ never picks a slot that is not a whole transition.
 with uint8 stacks: everything downstream (the sharing modes, the learner) takes them as it takes a
 :class:`~mpirl.replay.buffer.ReplayBuffer`'s.
 
-Bytes per transition: H*W for the frame, 23 for the rest of the slot, 8 (prioritized: 16) for the
-sum-tree leaf and its share of the inner nodes; (K - 1) H*W per episode for the leads.
+Bytes per transition: H*W for the frame, 22 for the rest of the slot, 16 to 32 for the sum-tree
+(its leaves padded to a power of two, and the inner nodes; uniform memories use it too, with 1 for
+every transition), and (K - 1) H*W per episode for the leads: 7,095 for Atari at 1e6.
 """
 from __future__ import annotations
 

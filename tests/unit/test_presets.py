@@ -35,3 +35,16 @@ def test_an_ids_own_preset_comes_before_its_familys_and_none_is_none():
     assert presets.for_env("dqn", "MountainCar-v0").name == "MountainCar-v0"
     with pytest.raises(ConfigError, match="no such preset"):
         presets.load("ppo", "nope")
+
+
+def test_the_mountaincar_dqn_preset_is_rl_zoos_settings_when_read_as_one_learner():
+    """The zoo bench races SB3's DQN with the preset translated back to one learner: that must be
+    rl-baselines3-zoo's hyperparams/dqn.yml entry the preset cites."""
+    from mpirl import presets
+    from mpirl.bench.zoo import sb3_dqn_settings
+    settings = sb3_dqn_settings(presets.for_env("dqn", "MountainCar-v0"), ranks=2)
+    assert settings == {"learning_rate": 4e-3, "batch_size": 128, "buffer_size": 10_000,
+                        "learning_starts": 1_000, "gamma": 0.98, "train_freq": 16,
+                        "gradient_steps": 8, "target_update_interval": 600,
+                        "exploration_fraction": 0.2, "exploration_initial_eps": 1.0,
+                        "exploration_final_eps": 0.07, "net_arch": [256, 256]}
