@@ -113,3 +113,16 @@ def test_ppo_on_pixels_resumes_bitwise_with_gymnasiums_vector_env(tmp_path):
     one, two = final_params(straight), final_params(crashed)
     for key in one:
         assert torch.equal(one[key], two[key]), f"{key} differs after the resume"
+
+
+@pytest.mark.parametrize("mode", ["overlap", "local-sgd"])
+def test_the_cnn_trains_in_the_other_sync_modes(mode, tmp_path):
+    """The Nature CNN through the overlapped Allreduce (buckets as backward goes) and local SGD
+    (replicas apart, averaged now and then): the replicas agree at the end (the desync check)."""
+    run_dir = tmp_path / "run"
+    res = train(2, ["--env-id", "ALE/Pong-v5", "--num-envs", "2", "--num-steps", "32",
+                    "--total-timesteps", "512", "--sync-mode", mode, "--eval-episodes", "1",
+                    "--no-tensorboard", "--run-dir", str(run_dir)], timeout=240).check()
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["global_steps"] == 512
+    assert "the CNN's bf16 autocast:" in res.output
