@@ -39,7 +39,7 @@ OFF_POLICY = ("sac", "td3")
 # Config fields that decide what a checkpoint holds: a resumed run must agree on all of them.
 # (Not the pipeline layout: checkpoints always hold the whole model, whatever the stages.)
 MUST_MATCH = ("algo", "env_id", "tasks", "hidden_sizes", "activation", "encoder", "num_envs",
-              "normalize_obs", "normalize_reward", "dueling")
+              "normalize_obs", "normalize_reward", "dueling", "frame_stack", "screen_size")
 
 
 def check(cfg: Config, n_ranks: int, ranks_on_node: int | None = None) -> None:
@@ -106,12 +106,18 @@ def option_problems(cfg: Config) -> list[str]:
                  "checkpoint_interval", "keep_checkpoints", "desync_check_interval", "num_steps",
                  "num_minibatches", "update_epochs", "buffer_size", "batch_size",
                  "train_frequency", "gradient_steps", "target_network_frequency", "n_step",
-                 "sync_every", "pipeline_stages", "micro_batches"):
+                 "sync_every", "pipeline_stages", "micro_batches", "frame_skip", "frame_stack"):
         need(getattr(cfg, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, "
                                       f"not {getattr(cfg, name)}")
     need(math.isfinite(cfg.learning_rate) and cfg.learning_rate > 0,
          f"--learning-rate must be > 0, not {cfg.learning_rate}")
     need(0 <= cfg.learning_starts, f"--learning-starts must be >= 0, not {cfg.learning_starts}")
+    need(cfg.noop_max >= 0, f"--noop-max must be >= 0, not {cfg.noop_max}")
+    need(0 <= cfg.sticky_actions <= 1, f"--sticky-actions must lie in [0, 1], not "
+                                       f"{cfg.sticky_actions}")
+    # the Nature CNN's three convolutions (8/4, 4/2, 3/1) need at least 36 pixels a side
+    need(cfg.screen_size >= 36, f"--screen-size must be >= 36 (the Nature CNN's convolutions "
+                                f"need it), not {cfg.screen_size}")
     need(cfg.seed >= 0, f"--seed must be >= 0, not {cfg.seed}")
     for name in ("gamma", "gae_lambda", "per_alpha", "per_beta", "start_e", "end_e",
                  "apex_epsilon", "exploration_fraction"):
@@ -253,8 +259,7 @@ def replay_bytes(cfg: Config):
     from mpirl.replay.frames import memory_bytes
     from mpirl.replay.sumtree import SumTree
     if is_atari(cfg.env_id):
-        from mpirl.envs.atari import SIZE
-        return lambda capacity: memory_bytes((SIZE, SIZE), capacity)
+        return lambda capacity: memory_bytes((cfg.screen_size, cfg.screen_size), capacity)
     env = gym.make(cfg.env_id)
     obs, act = env.observation_space, env.action_space
     env.close()

@@ -176,6 +176,17 @@ class Config:
     log_std_init: float = opt(0.0, "initial log standard deviation of the Gaussian policy (Box "
                                    "actions)", "ppo")
 
+    # -- Atari's preprocessing (ALE/<Game>-v5 ids; mpirl.envs.atari) ------------------------
+    frame_skip: int = opt(4, "emulator frames per agent step, the last two max-pooled", "atari")
+    frame_stack: int = opt(4, "frames per observation", "atari")
+    screen_size: int = opt(84, "side of the square grayscale frames", "atari")
+    noop_max: int = opt(30, "up to this many no-op actions at reset", "atari")
+    fire_reset: bool = opt(True, "press FIRE at reset in games that need it (ale-py's vector "
+                                 "env; gymnasium's wrappers have no such step)", "atari")
+    sticky_actions: float = opt(0.0, "probability that the emulator repeats the previous action "
+                                     "(Machado et al. 2018 recommend 0.25; CleanRL and rl-zoo "
+                                     "train with 0)", "atari")
+
     # -- DQN ---------------------------------------------------------------------------------
     buffer_size: int = opt(50_000, "replay capacity (transitions per rank's memory)", "dqn")
     batch_size: int = opt(64, "transitions per gradient step: dqn: per rank; sac, td3 (default "
@@ -302,6 +313,7 @@ GROUP_TITLES = {"run": "run", "ppo": "PPO", "dqn": "DQN and replay (--algo dqn; 
                 "options serve sac and td3 too)", "offpolicy": "SAC and TD3 (--algo sac, td3)",
                 "impala": "IMPALA (--algo impala; also --num-envs, --num-steps, --gamma, "
                           "--ent-coef, --vf-coef from PPO's)",
+                "atari": "Atari's preprocessing (ALE/<Game>-v5 ids)",
                 "parallel": "parallelism", "multitask": "multi-task (--tasks)"}
 FIELDS = {f.name: f for f in fields(Config)}
 

@@ -79,7 +79,10 @@ def render_problems(env_id: str) -> list[str]:
 
 def _render_modes(env_id: str) -> list[str]:
     import gymnasium as gym
+
+    from mpirl.envs.make import env_spec
     try:
+        env_spec(env_id)   # (registers the ALE's ids)
         env = gym.make(env_id)
     except Exception:  # noqa: BLE001 - the env's own problem is reported elsewhere
         return []
@@ -192,6 +195,7 @@ def evaluate_task(world: World, cfg, state: dict, meta: dict, path: str, env_id:
     """One task's episodes over the ranks: each episode's return and length, and the seeds."""
     import torch
 
+    from mpirl.envs.atari import Preprocessing
     from mpirl.envs.evaluate import Evaluator
     from mpirl.trained import TrainedPolicy
     policy = TrainedPolicy(cfg, state, int(meta.get("global_step", 0)), path,
@@ -199,7 +203,7 @@ def evaluate_task(world: World, cfg, state: dict, meta: dict, path: str, env_id:
     generator = torch.Generator().manual_seed(world.rank_seed(seed, 3))
     act = (lambda x: policy.act_on(x, deterministic, generator))
     evaluator = Evaluator(world, env_id, episodes, seed, mode=cfg.vector_mode,
-                          video=video)
+                          video=video, preprocessing=Preprocessing.of(cfg))
     try:
         evaluator.run_across_ranks(act, policy.observe)
         returns, lengths = evaluator.gather_episodes()

@@ -29,7 +29,7 @@ import yaml
 from mpirl.checkpoint import CheckpointError, Checkpoints
 from mpirl.config import Config, convert
 from mpirl.device import uses_bf16
-from mpirl.envs.atari import is_atari
+from mpirl.envs.atari import Preprocessing, is_atari
 from mpirl.envs.make import clip_to_space, is_image, make_vec, normalizer_for
 from mpirl.errors import ConfigError
 from mpirl.models import network
@@ -79,7 +79,8 @@ class TrainedPolicy:
         if self.env_id not in ids:
             raise ConfigError(f"task {self.env_id!r} is not one of the run's ({', '.join(ids)})")
         # the spaces the network saw: an Atari game's are those of its preprocessed vector env
-        env = make_vec(self.env_id, 1) if is_atari(self.env_id) else gym.make(self.env_id)
+        env = make_vec(self.env_id, 1, preprocessing=Preprocessing.of(cfg)) \
+            if is_atari(self.env_id) else gym.make(self.env_id)
         self.observation_space = getattr(env, "single_observation_space", env.observation_space)
         self.action_space = getattr(env, "single_action_space", env.action_space)
         env.close()

@@ -6,6 +6,7 @@ import numpy as np
 
 from mpirl.comm.collectives import allreduce_sum
 from mpirl.comm.world import World
+from mpirl.envs.atari import Preprocessing, is_atari, preprocessed
 from mpirl.envs.make import clip_to_space, make_vec
 
 
@@ -22,7 +23,7 @@ class Evaluator:
     """
 
     def __init__(self, world: World, env_id: str, episodes: int, seed: int, mode: str = "auto",
-                 video: str | None = None):
+                 video: str | None = None, preprocessing: Preprocessing = Preprocessing()):
         self.world = world
         base, extra = divmod(episodes, world.size)
         self.local = base + (1 if world.rank < extra else 0)
@@ -31,9 +32,9 @@ class Evaluator:
         if not self.local:
             self.envs = None
         elif video:
-            self.envs = recording_envs(env_id, self.offset, self.local, video)
+            self.envs = recording_envs(env_id, self.offset, self.local, video, preprocessing)
         else:
-            self.envs = make_vec(env_id, self.local, mode)
+            self.envs = make_vec(env_id, self.local, mode, preprocessing=preprocessing)
         # each episode's reset seed: its own in sync/async envs, the rank's in a native one
         self.native = self.envs is not None and not isinstance(
             self.envs, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
@@ -74,14 +75,18 @@ class Evaluator:
             self.envs.close()
 
 
-def recording_envs(env_id: str, first: int, count: int, folder: str) -> gym.vector.VectorEnv:
+def recording_envs(env_id: str, first: int, count: int, folder: str,
+                   preprocessing: Preprocessing = Preprocessing()) -> gym.vector.VectorEnv:
     """``count`` envs that render and record their first episode each, as
-    ``<folder>/<env>-episode-<k>-episode-0.mp4`` for global episode k = first, first + 1, ..."""
+    ``<folder>/<env>-episode-<k>-episode-0.mp4`` for global episode k = first, first + 1, ...
+    (Atari: the emulator's screen, under the ``preprocessing`` the agent sees through.)"""
     def make(k: int):
+        video = dict(video_folder=folder, name_prefix=f"{env_id.replace('/', '_')}-episode-{k}",
+                     episode_trigger=lambda episode: episode == 0, disable_logger=True)
+
         def env():
-            return gym.wrappers.RecordVideo(
-                gym.make(env_id, render_mode="rgb_array"), folder,
-                name_prefix=f"{env_id.replace('/', '_')}-episode-{k}",
-                episode_trigger=lambda episode: episode == 0, disable_logger=True)
+            if is_atari(env_id):
+                return preprocessed(env_id, preprocessing, video)
+            return gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), **video)
         return env
     return gym.vector.SyncVectorEnv([make(first + i) for i in range(count)])

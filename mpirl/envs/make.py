@@ -8,7 +8,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from mpirl.envs.atari import is_atari, make_atari_vec
+from mpirl.envs.atari import Preprocessing, is_atari, make_atari_vec
 from mpirl.envs.atari import register as register_atari
 from mpirl.envs.normalize import ObsNormalizer, PixelObs
 from mpirl.errors import ConfigError
@@ -43,14 +43,14 @@ def action_kind(env_id: str) -> str:
         env.close()
 
 
-def make_vec(env_id: str, num_envs: int, mode: str = "auto",
-             threads: int = 1) -> gym.vector.VectorEnv:
+def make_vec(env_id: str, num_envs: int, mode: str = "auto", threads: int = 1,
+             preprocessing: Preprocessing = Preprocessing()) -> gym.vector.VectorEnv:
     """A vector env of ``num_envs`` copies: the env's native vectorised implementation when it
     has one (``auto``/``native``; CartPole's is ~10x faster per step than a loop of single
-    envs; Atari's is ale-py's threaded C++ env, with ``threads`` threads), otherwise
-    gymnasium's sync or async vector env."""
+    envs; Atari's is ale-py's threaded C++ env, with ``threads`` threads and
+    ``preprocessing``), otherwise gymnasium's sync or async vector env."""
     if is_atari(env_id):
-        return make_atari_vec(env_id, num_envs, mode, threads)
+        return make_atari_vec(env_id, num_envs, mode, threads, preprocessing)
     spec = env_spec(env_id)
     if mode in ("auto", "native") and spec.vector_entry_point is not None:
         return gym.make_vec(env_id, num_envs, vectorization_mode="vector_entry_point")

@@ -12,6 +12,7 @@ import torch
 from mpirl import faults
 from mpirl.comm.world import World
 from mpirl.config import Config
+from mpirl.envs.atari import Preprocessing
 from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
 from mpirl.envs.evaluate import Evaluator
 from mpirl.envs.make import make_vec, normalizer_for
@@ -40,7 +41,8 @@ class SingleTask:
         one here.)"""
         cfg = self.cfg
         # (Atari's C++ vector env: threads within the rank's share of the cores)
-        envs = make_vec(self.env_id, cfg.num_envs, cfg.vector_mode, threads=torch.get_num_threads())
+        envs = make_vec(self.env_id, cfg.num_envs, cfg.vector_mode, threads=torch.get_num_threads(),
+                        preprocessing=Preprocessing.of(cfg))
         normalizer = normalizer_for(envs.single_observation_space, cfg.normalize_obs, cfg.clip_obs)
         scaler = (RewardScaler(cfg.num_envs, cfg.gamma, clip=cfg.clip_reward)
                   if cfg.normalize_reward else None)
@@ -50,7 +52,7 @@ class SingleTask:
 
     def make_evaluator(self, seed: int) -> Evaluator:
         return Evaluator(self.world, self.env_id, self.cfg.eval_episodes, seed,
-                         mode=self.cfg.vector_mode)
+                         mode=self.cfg.vector_mode, preprocessing=Preprocessing.of(self.cfg))
 
     # -- the networks ----------------------------------------------------------------------------
     def network(self, envs: VecEnv) -> ActorCritic | QNetwork:

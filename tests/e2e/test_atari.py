@@ -126,3 +126,26 @@ def test_the_cnn_trains_in_the_other_sync_modes(mode, tmp_path):
     summary = read_summary(run_dir)
     assert summary["status"] == "completed" and summary["global_steps"] == 512
     assert "the CNN's bf16 autocast:" in res.output
+
+
+def test_preprocessing_is_settable_and_followed_by_evaluation_load_and_video(tmp_path):
+    """--frame-stack 2 --screen-size 64 --frame-skip 2: the trainer's network, mpirl.load and
+    mpirl.evaluate's recorded games all see 2 x 64 x 64 stacks; the video films the screen."""
+    import json
+    import sys
+
+    from tests.launch import run
+    run_dir, videos = tmp_path / "run", tmp_path / "videos"
+    train(0, ["--env-id", "ALE/Breakout-v5", "--num-envs", "2", "--num-steps", "32",
+              "--total-timesteps", "128", "--frame-stack", "2", "--screen-size", "64",
+              "--frame-skip", "2", "--eval-episodes", "1", "--no-tensorboard", "--run-dir",
+              str(run_dir)], timeout=240).check()
+    import mpirl
+    policy = mpirl.load(str(run_dir), "latest")
+    assert policy.observation_space.shape == (2, 64, 64)
+    assert policy.model[1][0].in_channels == 2
+    run([sys.executable, "-m", "mpirl.evaluate", str(run_dir), "--episodes", "1", "--video",
+         str(videos), "--checkpoint", "latest"], timeout=240).check()
+    assert len(list(videos.glob("*.mp4"))) == 1
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert report["episodes"] == 1 and report["mean"] >= 0      # a whole game's score

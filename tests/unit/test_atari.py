@@ -174,3 +174,29 @@ def test_an_atari_sync_vector_env_is_restored_exactly_across_episode_ends():
             np.testing.assert_array_equal(x, y)
     assert sum(int((t | u).sum()) for _, _, t, u, _ in straight) >= 1   # across an episode end
     assert envstate.capture(make_atari_vec("ALE/Breakout-v5", 2, "auto")) is None   # C++ env
+
+
+@pytest.mark.parametrize("mode", ["auto", "sync"])
+def test_each_part_of_the_preprocessing_is_settable(mode):
+    from mpirl.envs.atari import Preprocessing
+    from mpirl.envs.make import make_vec
+    cfg = parse_args(["--env-id", "ALE/Pong-v5", "--frame-stack", "3", "--screen-size", "48",
+                      "--frame-skip", "2", "--noop-max", "0", "--sticky-actions", "0.25",
+                      "--no-fire-reset"])
+    p = Preprocessing.of(cfg)
+    assert p == Preprocessing(frame_skip=2, frame_stack=3, screen_size=48, noop_max=0,
+                              fire_reset=False, sticky_actions=0.25)
+    envs = make_vec("ALE/Pong-v5", 2, mode, preprocessing=p)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 3, 48, 48) and obs.dtype == np.uint8
+    envs.close()
+
+
+def test_preprocessing_values_that_cannot_work_are_refused():
+    from mpirl.checks import problems
+    found = problems(parse_args(["--env-id", "ALE/Pong-v5", "--frame-stack", "0",
+                                 "--screen-size", "30", "--sticky-actions", "1.5",
+                                 "--noop-max", "-1"]), 1)
+    for part in ("--frame-stack must be >= 1", "--screen-size must be >= 36",
+                 "--sticky-actions must lie in [0, 1]", "--noop-max must be >= 0"):
+        assert sum(part in p for p in found) == 1, (part, found)
