@@ -24,6 +24,7 @@ from mpirl.device import device_problem, gpu_path_covers
 from mpirl.envs.atari import is_atari
 from mpirl.envs.make import env_spec, is_image
 from mpirl.errors import ConfigError, Problems
+from mpirl.numerics import trains_a_cnn
 from mpirl.pipeline.partition import parse_explicit
 from mpirl.slurm import check_world_size
 from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts
@@ -341,9 +342,9 @@ def env_problems(env_id: str, algo: str, multitask: bool = False, encoder: str =
         if encoder == "mlp":
             return [f"--encoder mlp does not fit {env_id}'s image observations: use "
                     "--encoder nature-cnn (or auto)"]
-        if algo not in ("ppo", "impala", "dqn") or multitask or stages > 1:
+        if algo not in ("ppo", "impala", "dqn") or multitask:
             return [f"{env_id}: pixel observations are implemented for single-task --algo ppo, "
-                    "impala and dqn without --pipeline-stages in this version"]
+                    "impala and dqn in this version"]
     elif not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
         return [f"{env_id}: only flat vector observations are supported, not {obs}"]
     elif encoder == "nature-cnn":
@@ -376,9 +377,10 @@ def layout_problems(cfg: Config, n_ranks: int) -> list[str]:
                         f"{cfg.pipeline_stages} (ranks must be a multiple of the stages)")
     if cfg.pipeline_stages > 1 and cfg.algo != "ppo":
         problems.append("--pipeline-stages > 1 is implemented for --algo ppo only")
-    if cfg.pipeline_stages > 1 and cfg.pipeline_stages > len(cfg.hidden_sizes) + 1:
-        problems.append(f"--pipeline-stages {cfg.pipeline_stages} exceeds the model's "
-                        f"{len(cfg.hidden_sizes) + 1} layers (deepen --hidden-sizes)")
+    blocks, what = model_blocks(cfg)
+    if cfg.pipeline_stages > 1 and cfg.pipeline_stages > blocks:
+        problems.append(f"--pipeline-stages {cfg.pipeline_stages} exceeds the model's {blocks} "
+                        f"layers ({what})")
     if cfg.sync_mode == "overlap" and cfg.pipeline_stages > 1:
         problems.append("--sync-mode overlap does not support --pipeline-stages > 1")
     return problems
@@ -403,11 +405,19 @@ def pipeline_problems(cfg: Config) -> list[str]:
                         "--num-minibatches)")
     if cfg.partition is not None:
         try:
-            parse_explicit(cfg.partition, len(cfg.hidden_sizes) + 1, cfg.pipeline_stages)
+            parse_explicit(cfg.partition, model_blocks(cfg)[0], cfg.pipeline_stages)
         except ValueError as exc:
-            problems.append(f"{exc} (the actor-critic has one per --hidden-sizes width, plus "
-                            "its head)")
+            problems.append(f"{exc} ({model_blocks(cfg)[1]})")
     return problems
+
+
+def model_blocks(cfg: Config) -> tuple[int, str]:
+    """The blocks a pipeline can split the actor-critic into (mpirl.pipeline.partition), and
+    what they are."""
+    if trains_a_cnn(cfg):
+        return 5, "the Nature CNN's three convolutions, its 512 features and its head"
+    return len(cfg.hidden_sizes) + 1, ("the actor-critic has one per --hidden-sizes width, "
+                                       "plus its head: deepen --hidden-sizes for more")
 
 
 # -- the tasks ---------------------------------------------------------------------------------------

@@ -93,9 +93,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(torch_threads(cfg, world))
     device = this_ranks_device(cfg, world, torch.cuda.device_count())
     cfg.device = device.device   # this rank's own: auto and cuda resolved
-    # bf16 where every rank computes it natively: replicas must do the same arithmetic
+    # bf16 where every rank computes it natively: replicas must do the same arithmetic (and
+    # not in pipelines, whose stages run their layers as they are: acting must match them)
     cfg.autocast = "bf16" if all(world.allgather_obj(uses_bf16(cfg.autocast, cfg.device))) \
-        else "off"
+        and cfg.pipeline_stages == 1 else "off"
 
     from mpirl.run import Run
     run = Run(cfg, world, make_scoreboard(cfg, world.size), total_steps=cfg.total_timesteps)

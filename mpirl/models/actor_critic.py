@@ -106,6 +106,7 @@ class ActorCritic(PackedActorCritic, nn.Sequential):
         head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous, log_std_init)
         super().__init__(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]), head)
         self.obs_dim = obs_dim
+        self.in_shape = (obs_dim,)   # one observation's shape (a pipeline's first stage takes it)
 
 
 class Policy:

@@ -83,6 +83,7 @@ class NatureCNNActorCritic(PixelNetwork, PackedActorCritic, nn.Sequential):
         super().__init__(*nature_trunk(obs_shape, features),
                          PolicyValueHead(features, self.action_dim, continuous=False))
         self.obs_shape, self.bf16 = tuple(obs_shape), bf16
+        self.in_shape = self.obs_shape
 
 
 class NatureCNNQNetwork(PixelNetwork, nn.Sequential):

@@ -85,7 +85,7 @@ class PipelineStage:
         self.world, self.model = world, model
         self.grid = Grid.build(world, cfg.pipeline_stages)
         self.executor = PipelineExecutor.from_layers(
-            self.grid, list(model), (model.obs_dim,), cfg.pipeline_schedule, cfg.micro_batches,
+            self.grid, list(model), model.in_shape, cfg.pipeline_schedule, cfg.micro_batches,
             spec=cfg.partition, average_grads=False)  # the --sync-mode strategy averages
         self.module, self.data = self.executor.stage.module, self.grid.data
         self.grads = self.executor.grads

@@ -149,3 +149,20 @@ def test_preprocessing_is_settable_and_followed_by_evaluation_load_and_video(tmp
     assert len(list(videos.glob("*.mp4"))) == 1
     report = json.loads((run_dir / "eval.json").read_text())
     assert report["episodes"] == 1 and report["mean"] >= 0      # a whole game's score
+
+
+def test_ppo_on_pixels_in_a_two_stage_pipeline_cut_between_convolutions_and_features(tmp_path):
+    """--pipeline-stages 2 --partition 3,2: the convolutions on one rank, the 512 features and
+    the head on the other; the run trains, checkpoints the whole network and evaluates."""
+    run_dir = tmp_path / "run"
+    res = train(2, ["--env-id", "ALE/Pong-v5", "--num-envs", "2", "--num-steps", "32",
+                    "--total-timesteps", "256", "--pipeline-stages", "2", "--partition", "3,2",
+                    "--micro-batches", "2", "--eval-episodes", "1", "--no-tensorboard",
+                    "--run-dir", str(run_dir)], timeout=240).check()
+    assert "the CNN's bf16 autocast: off" in res.output   # stages run float32, as acting does
+    assert read_summary(run_dir)["status"] == "completed"
+    import gymnasium as gym
+    from mpirl.models.nature_cnn import NatureCNNActorCritic
+    saved = final_params(run_dir)    # both stages' layers, as a 1-stage run saves them
+    whole = NatureCNNActorCritic((4, 84, 84), gym.spaces.Discrete(6)).state_dict()
+    assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in whole.items()}

@@ -286,3 +286,43 @@ def test_ppo_pipeline_shard_equals_the_whole_model_on_the_pooled_batch():
     for a, b in zip(fresh.state_tensors(), optimizer.state_tensors()):
         assert torch.equal(a, b)
     assert fresh.param_groups[0]["lr"] == 1e-2
+
+
+@pytest.mark.mpi(min_size=2)
+def test_the_nature_cnn_pipelined_equals_the_unsharded_network():
+    """Pixels through a pipeline: uint8 frames into the first stage, 4-d activations between
+    stages (channels-last inside a stage, sent contiguous), a boundary between the convolutions
+    and the 512 features as the explicit partition asks; loss and gradients as one process's."""
+    import gymnasium as gym
+
+    from mpirl.models.nature_cnn import NatureCNNActorCritic
+
+    world = World()
+    stages = min(world.size, 5)
+    partitions = {2: ["3,2", None], 3: ["3,1,1"], 4: ["1,1,1,2"]}.get(stages, [None])
+    for spec in partitions:
+        grid = Grid.build(world, stages)
+        torch.manual_seed(0)
+        model = NatureCNNActorCritic((4, 36, 36), gym.spaces.Discrete(3))
+        reference = copy.deepcopy(model)
+        executor = PipelineExecutor.from_layers(grid, list(model), model.in_shape, "1f1b",
+                                                stages, spec=spec)
+        g = torch.Generator().manual_seed(grid.replica)
+        x = torch.randint(0, 256, (BATCH, 4, 36, 36), dtype=torch.uint8, generator=g)
+        y = torch.randn(BATCH, 4, generator=g)
+        result = executor.train_step(x if executor.stage.is_first else None,
+                                     _micro_mse(y, BATCH // stages) if executor.stage.is_last
+                                     else None, BATCH)
+        loss = nn.functional.mse_loss(reference(x), y)
+        loss.backward()
+        assert result.loss == pytest.approx(float(loss), abs=TOL), spec
+        mine = {id(p) for p in executor.stage.parameters()}
+        for p, q in zip(model.parameters(), reference.parameters()):
+            if id(p) in mine:
+                np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), atol=TOL,
+                                           rtol=1e-4, err_msg=str(spec))
+        shapes = grid.pipe.allgather_obj(executor.out_shape)
+        if spec == "3,2":   # the boundary between the convolutions (flattened) and the features
+            assert shapes[0] == (64,)
+        if spec == "1,1,1,2":   # 4-d activations: after the first and second convolutions
+            assert shapes[:2] == [(32, 8, 8), (64, 3, 3)]
