@@ -342,9 +342,12 @@ def env_problems(env_id: str, algo: str, multitask: bool = False, encoder: str =
         if encoder == "mlp":
             return [f"--encoder mlp does not fit {env_id}'s image observations: use "
                     "--encoder nature-cnn (or auto)"]
-        if algo not in ("ppo", "impala", "dqn") or multitask:
-            return [f"{env_id}: pixel observations are implemented for single-task --algo ppo, "
-                    "impala and dqn in this version"]
+        if algo not in ("ppo", "impala", "dqn"):
+            return [f"{env_id}: pixel observations are implemented for --algo ppo, impala and "
+                    f"dqn, not --algo {algo}"]
+        if multitask and algo != "ppo":
+            return [f"--tasks over Atari games is implemented for --algo ppo in this version, "
+                    f"not --algo {algo}"]
     elif not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
         return [f"{env_id}: only flat vector observations are supported, not {obs}"]
     elif encoder == "nature-cnn":
@@ -423,7 +426,7 @@ def model_blocks(cfg: Config) -> tuple[int, str]:
 # -- the tasks ---------------------------------------------------------------------------------------
 def task_option_problems(cfg: Config) -> list[str]:
     """What is wrong with the multi-task options, without building envs."""
-    problems = []
+    problems, ids = [], []
     try:
         ids = [env_id for env_id, _ in parse_tasks(cfg.tasks)]
         parse_targets(cfg.task_targets, ids)
@@ -432,6 +435,10 @@ def task_option_problems(cfg: Config) -> list[str]:
     if cfg.sync_mode != "allreduce":   # (and one pipeline stage: pipeline_problems)
         problems.append(f"--tasks is implemented with --sync-mode allreduce, not --sync-mode "
                         f"{cfg.sync_mode}")
+    if len({is_atari(env_id) for env_id in ids}) > 1:
+        problems.append(f"--tasks {cfg.tasks} mixes Atari games with vector-observation "
+                        "environments: one network takes one kind of observation (train the "
+                        "games together and the others together)")
     if cfg.park_solved_tasks and cfg.algo != "ppo":
         problems.append(f"--park-solved-tasks is implemented for --algo ppo only, not --algo "
                         f"{cfg.algo}: DQN's ranks learn from replayed batches that mix every "

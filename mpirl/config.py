@@ -458,12 +458,19 @@ def parse_args(argv: list[str] | None = None, n_ranks: int = 1) -> Config:
 
 
 def choose_preset(name: str, algo: str, env_id: str, tasks) -> presets.Preset | None:
-    """--preset: ``auto`` picks the env's own (none for --tasks, which spans envs), ``none``
-    none, anything else that preset by name."""
+    """--preset: ``auto`` picks the env's own (for --tasks, which spans envs, the family's
+    that every task shares, if any: Atari games take the atari preset), ``none`` none, anything
+    else that preset by name."""
     if name == "none" or algo not in ALGOS:
         return None
+    if name == "auto" and tasks:
+        from mpirl.tasks.spec import parse_tasks
+        try:
+            return presets.for_tasks(algo, [env_id for env_id, _ in parse_tasks(tasks)])
+        except ConfigError:
+            return None   # (bad --tasks: the checks made before training say why)
     if name == "auto":
-        return None if tasks else presets.for_env(algo, env_id)
+        return presets.for_env(algo, env_id)
     return presets.load(algo, name)
 
 

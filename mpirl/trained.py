@@ -89,13 +89,15 @@ class TrainedPolicy:
             int(self.observation_space.shape[0])
         statistics = state["normalizer"]
         if cfg.tasks:   # the padded, tagged observations of every task; this one's statistics
-            spaces = [task_spaces(i) for i in ids]
-            self.width, self.task = max(w for w, _ in spaces), ids.index(self.env_id)
-            self.num_tasks = len(ids)
+            spaces = [task_spaces(i, Preprocessing.of(cfg)) for i in ids]
+            self.task, self.num_tasks = ids.index(self.env_id), len(ids)
+            # (Atari games: their frame stacks' shape, neither padded nor tagged)
+            self.pixels = is_image(self.observation_space)
+            self.width = width if self.pixels else max(w for w, _ in spaces)
             self.model = network(cfg, self.width, None, [n for _, n in spaces], self.task)
-            statistics = statistics[self.env_id]
+            statistics = {} if self.pixels else statistics[self.env_id]
         else:
-            self.task = None
+            self.task, self.pixels = None, is_image(self.observation_space)
             self.model = network(cfg, width, self.action_space)
         self.normalizer = normalizer_for(self.observation_space, cfg.normalize_obs, cfg.clip_obs)
         self.normalizer.load_state_dict(statistics)
@@ -113,7 +115,9 @@ class TrainedPolicy:
         """A batch of the env's observations as the network takes them: normalised with the
         run's statistics (multi-task: padded and tagged with the task)."""
         x = self.normalizer.normalize(obs)
-        return x if self.task is None else pad_and_tag(x, self.width, self.task, self.num_tasks)
+        if self.task is None or self.pixels:
+            return x
+        return pad_and_tag(x, self.width, self.task, self.num_tasks)
 
     def act_on(self, x: np.ndarray, deterministic: bool = True,
                generator: torch.Generator | None = None) -> np.ndarray:

@@ -11,7 +11,8 @@ def network(cfg, obs_width: int, action_space, action_counts=None, task: int | N
     agent (critics, actor, temperature: mpirl.models.continuous), for observations
     ``obs_width`` wide. Multi-task (``action_counts``: every task's; ``task``: this rank's, or
     the one to act in): a shared trunk and a head per task, on observations padded to
-    ``obs_width`` and tagged with their task's one-hot. Pixel observations (``obs_width`` an
+    ``obs_width`` and tagged with their task's one-hot (PPO over Atari games: the Nature CNN on
+    the games' frame stacks, ``obs_width`` their shape). Pixel observations (``obs_width`` an
     image's shape) get the Nature CNN (--encoder auto or nature-cnn)."""
     from mpirl.models.actor_critic import ActorCritic
     from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
@@ -34,6 +35,6 @@ def network(cfg, obs_width: int, action_space, action_counts=None, task: int | N
     if cfg.algo == "dqn":
         return MultiTaskQNetwork(obs_width, list(action_counts), cfg.hidden_sizes, cfg.dueling)
     model = MultiTaskActorCritic(obs_width, list(action_counts), cfg.hidden_sizes,
-                                 popart_beta=cfg.popart_beta)
+                                 popart_beta=cfg.popart_beta, bf16=cfg.autocast == "bf16")
     model.task = task
     return model

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from mpirl.models.actor_critic import PolicyValueHead, hidden_blocks
+from mpirl.models.nature_cnn import nature_trunk
 from mpirl.models.popart import PopArt
 from mpirl.models.qnet import QHead, mlp
 
@@ -49,18 +50,30 @@ def head_owners(trunk: nn.Module, heads: nn.ModuleList) -> dict[int, int | None]
 
 
 class MultiTaskActorCritic(nn.Module):
-    """Shared trunk (the hidden blocks of ActorCritic) + per-task policy/value heads + PopArt."""
+    """Shared trunk + per-task policy/value heads + PopArt.
+
+    The trunk is ActorCritic's hidden blocks on padded, tagged vectors (``obs_width`` an int), or
+    the Nature CNN on every game's frame stacks (``obs_width`` their shape, e.g. (4, 84, 84):
+    Atari games share it, so frames are neither padded nor tagged; each rank's heads are its
+    game's). ``bf16``: the CNN trunk under bfloat16 autocast, the heads in float32 (as
+    :class:`~mpirl.models.nature_cnn.PixelNetwork`)."""
 
     continuous = False  # multi-task runs take Discrete action spaces (masks need a finite set)
 
-    def __init__(self, obs_width: int, action_counts: list[int], hidden_sizes=(64, 64),
-                 popart_beta: float = 0.05):
+    def __init__(self, obs_width: int | tuple, action_counts: list[int], hidden_sizes=(64, 64),
+                 popart_beta: float = 0.05, bf16: bool = False):
         super().__init__()
         self.num_tasks = len(action_counts)
         self.action_dim = max(action_counts)
-        self.obs_dim = obs_width + self.num_tasks  # padded observation + task one-hot
-        self.trunk = nn.Sequential(*hidden_blocks(self.obs_dim, hidden_sizes))
-        self.heads = nn.ModuleList(PolicyValueHead(hidden_sizes[-1], self.action_dim, False)
+        if isinstance(obs_width, tuple):   # pixels
+            self.obs_dim = self.in_shape = tuple(obs_width)
+            self.trunk, features = nn.Sequential(*nature_trunk(self.obs_dim)), 512
+        else:
+            self.obs_dim = obs_width + self.num_tasks  # padded observation + task one-hot
+            self.trunk = nn.Sequential(*hidden_blocks(self.obs_dim, hidden_sizes))
+            features = hidden_sizes[-1]
+        self.bf16 = bf16
+        self.heads = nn.ModuleList(PolicyValueHead(features, self.action_dim, False)
                                    for _ in action_counts)
         # Always present (at mean 0, std 1 it is the identity), so checkpoints have one shape
         # whether or not --popart updates it.
@@ -74,8 +87,11 @@ class MultiTaskActorCritic(nn.Module):
         return self.heads[self.task]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, D + K) -> packed (B, A + 1): masked logits of ``self.task``, then its value."""
-        out = self.heads[self.task](self.trunk(x))
+        """x (B, D + K) or frame stacks (B, C, H, W) uint8 -> packed (B, A + 1): masked logits
+        of ``self.task``, then its value."""
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.trunk(x)
+        out = self.heads[self.task](features.float())
         logits = mask_logits(out[:, :self.action_dim],
                              self.valid_actions[self.task].to(out.device))
         return torch.cat([logits, out[:, self.action_dim:]], dim=-1)

@@ -77,11 +77,23 @@ def family(env_id: str) -> str | None:
     return next((fam for package, fam in FAMILIES.items() if module.startswith(package)), None)
 
 
+def _shipped(algo: str) -> list[Preset]:
+    return [p for p in (load(algo, name) for name in names(algo)) if p.auto]
+
+
 def for_env(algo: str, env_id: str) -> Preset | None:
     """The preset that applies to ``env_id``: the one that names it, else its family's."""
-    shipped = [p for p in (load(algo, name) for name in names(algo)) if p.auto]
-    named = [p for p in shipped if env_id in p.env_ids]
-    if named:
-        return named[0]
-    fam = family(env_id)
-    return next((p for p in shipped if fam is not None and fam in p.families), None)
+    named = [p for p in _shipped(algo) if env_id in p.env_ids]
+    return named[0] if named else for_family(algo, family(env_id))
+
+
+def for_tasks(algo: str, env_ids: list[str]) -> Preset | None:
+    """The preset of a multi-task run: their family's, when every task is of one family that
+    has one (Atari games: the atari preset); none otherwise (an env's own preset is tuned to it
+    alone)."""
+    families = {family(env_id) for env_id in env_ids}
+    return for_family(algo, families.pop()) if len(families) == 1 else None
+
+
+def for_family(algo: str, fam: str | None) -> Preset | None:
+    return next((p for p in _shipped(algo) if fam is not None and fam in p.families), None)

@@ -5,8 +5,10 @@
                task-local statistics: observation normaliser, advantages, episodes, evaluation
     envs       each rank steps its own task; observations are normalised with the task's
                statistics, zero-padded to the widest task and tagged with a task one-hot
+               (Atari games, PPO: every game's frame stacks as they are, uint8)
     model      shared trunk + per-task heads, invalid actions masked (mpirl.models.multitask):
-               policy and value heads (PPO) or Q heads (DQN)
+               policy and value heads (PPO) or Q heads (DQN); over Atari games the trunk is
+               the Nature CNN and each game's heads cover its minimal action set
     gradients  trunk: task-weighted mean, heads: mean over their task's ranks, in the same single
                Allreduce (mpirl.tasks.sync); DQN, whose replayed batches mix tasks, weighs
                each transition by its task and each head by its task's share of the batch
@@ -35,6 +37,7 @@ from mpirl import faults
 from mpirl.comm.collectives import allreduce_sum
 from mpirl.comm.world import World
 from mpirl.config import Config
+from mpirl.envs.atari import Preprocessing
 from mpirl.envs.episodes import EpisodeStats, allreduce_episode_stats
 from mpirl.envs.make import make_vec
 from mpirl.envs.vec import VecEnv
@@ -43,6 +46,7 @@ from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
 from mpirl.replay.buffer import transition_dtype
 from mpirl.scoreboard import Scoreboard
 from mpirl.tasks.pieces import TaskEvaluator, TaskObsNormalizer, TaskValueNorm
+from mpirl.tasks.single import make_rank_envs
 from mpirl.tasks.spec import assign_tasks, parse_tasks, task_spaces
 from mpirl.tasks.sync import TaskWeightedSync
 
@@ -66,8 +70,12 @@ class MultiTask:
         self.task = self.assignment[world.rank]
         self.env_id = self.ids[self.task]
         self.group = world.split(color=self.task)
-        self.obs_dims, self.action_counts = zip(*(task_spaces(i) for i in self.ids))
-        self.width = max(self.obs_dims)
+        self.preprocessing = Preprocessing.of(cfg)
+        self.obs_dims, self.action_counts = zip(*(task_spaces(i, self.preprocessing)
+                                                  for i in self.ids))
+        # Atari games (the checks admit all or none): one frame-stack shape, not padded
+        self.pixels = isinstance(self.obs_dims[0], tuple)
+        self.width = self.obs_dims[0] if self.pixels else max(self.obs_dims)
         self._sync: TaskWeightedSync | None = None
         self.popart_applies = cfg.algo == "ppo"  # PopArt normalises PPO's value heads
         log("tasks: " + ", ".join(
@@ -97,7 +105,11 @@ class MultiTask:
     def make_envs(self, seed: int, replay: bool = False) -> VecEnv:
         """This rank's vector env, its observations normalised with its task's statistics,
         padded to the widest task and tagged with the task's one-hot. ``replay``: the
-        normaliser also holds every other task's statistics (DQN: replayed batches mix tasks)."""
+        normaliser also holds every other task's statistics (DQN: replayed batches mix tasks).
+        An Atari game's frames go to the network as a single task's do (uint8, no statistics,
+        no tag: the rank's heads are its game's)."""
+        if self.pixels:
+            return make_rank_envs(self.cfg, self.env_id, self.world, seed)
         normalizer = TaskObsNormalizer(self.obs_dims[self.task], self.width, self.task, self.ids,
                                        self.world, enabled=self.cfg.normalize_obs,
                                        all_tasks=replay, obs_dims=list(self.obs_dims),
@@ -107,7 +119,8 @@ class MultiTask:
 
     def make_evaluator(self, seed: int) -> TaskEvaluator:
         return TaskEvaluator(self.world, self.group, self.task, len(self.ids), self.env_id,
-                             self.cfg.eval_episodes, seed, self.cfg.vector_mode)
+                             self.cfg.eval_episodes, seed, self.cfg.vector_mode,
+                             self.preprocessing)
 
     # -- the networks (the padded width and every task's action count are known already) ------
     def network(self, envs: VecEnv) -> MultiTaskActorCritic | MultiTaskQNetwork:

@@ -8,6 +8,7 @@ import torch
 
 from mpirl.comm.collectives import allreduce_sum, allreduce_sum_nonblocking
 from mpirl.comm.world import World
+from mpirl.envs.atari import Preprocessing
 from mpirl.envs.evaluate import Evaluator
 from mpirl.envs.normalize import ObsNormalizer, RunningMeanStd
 from mpirl.models.multitask import MultiTaskActorCritic
@@ -156,9 +157,11 @@ class TaskEvaluator:
     """Evaluates every task at once: each group runs its own task's episodes."""
 
     def __init__(self, world: World, group: World, task: int, num_tasks: int, env_id: str,
-                 episodes: int, seed: int, mode: str):
+                 episodes: int, seed: int, mode: str,
+                 preprocessing: Preprocessing = Preprocessing()):
         self.world, self.group, self.task = world, group, task
-        self.own = Evaluator(group, env_id, episodes, seed=seed, mode=mode)
+        self.own = Evaluator(group, env_id, episodes, seed=seed, mode=mode,
+                             preprocessing=preprocessing)
         self.returns = np.full(num_tasks, np.nan)
 
     def run_across_ranks(self, act, observe=None) -> np.ndarray:

@@ -39,16 +39,7 @@ class SingleTask:
         """This rank's vector env, its observation normaliser and (--normalize-reward) its
         reward scaler. (``replay``: the normaliser also serves replayed observations; the same
         one here.)"""
-        cfg = self.cfg
-        # (Atari's C++ vector env: threads within the rank's share of the cores)
-        envs = make_vec(self.env_id, cfg.num_envs, cfg.vector_mode, threads=torch.get_num_threads(),
-                        preprocessing=Preprocessing.of(cfg))
-        normalizer = normalizer_for(envs.single_observation_space, cfg.normalize_obs, cfg.clip_obs)
-        scaler = (RewardScaler(cfg.num_envs, cfg.gamma, clip=cfg.clip_reward)
-                  if cfg.normalize_reward else None)
-        return VecEnv(envs, seed, normalizer, scaler,
-                      step_delay_s=faults.step_delay_s(self.world.world_rank),
-                      sign_rewards=cfg.sign_rewards)
+        return make_rank_envs(self.cfg, self.env_id, self.world, seed)
 
     def make_evaluator(self, seed: int) -> Evaluator:
         return Evaluator(self.world, self.env_id, self.cfg.eval_episodes, seed,
@@ -81,3 +72,17 @@ class SingleTask:
 
     def summary(self) -> dict:
         return {}
+
+
+def make_rank_envs(cfg: Config, env_id: str, world: World, seed: int) -> VecEnv:
+    """A rank's vector env of ``env_id``: its observation normaliser (pixels: none, uint8 to the
+    network), its reward scaler (--normalize-reward) and sign (--sign-rewards). Multi-task runs
+    over Atari games take theirs here too."""
+    # (Atari's C++ vector env: threads within the rank's share of the cores)
+    envs = make_vec(env_id, cfg.num_envs, cfg.vector_mode, threads=torch.get_num_threads(),
+                    preprocessing=Preprocessing.of(cfg))
+    normalizer = normalizer_for(envs.single_observation_space, cfg.normalize_obs, cfg.clip_obs)
+    scaler = (RewardScaler(cfg.num_envs, cfg.gamma, clip=cfg.clip_reward)
+              if cfg.normalize_reward else None)
+    return VecEnv(envs, seed, normalizer, scaler, step_delay_s=faults.step_delay_s(world.world_rank),
+                  sign_rewards=cfg.sign_rewards)

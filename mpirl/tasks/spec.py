@@ -8,6 +8,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from mpirl.envs.atari import Preprocessing, is_atari
+from mpirl.envs.make import env_spec
 from mpirl.errors import ConfigError
 
 
@@ -75,10 +77,15 @@ def assign_tasks(n_ranks: int, weights: list[int]) -> list[int]:
     return [k for _, k in sorted(slots)]
 
 
-def task_spaces(env_id: str) -> tuple[int, int]:
-    """(observation width, number of actions) of a task."""
+def task_spaces(env_id: str, preprocessing: Preprocessing | None = None) -> tuple[int | tuple, int]:
+    """(observation width, number of actions) of a task; an Atari game's observation is the
+    shape of its preprocessed frame stack (``preprocessing``: the run's), its actions the game's
+    minimal set."""
+    env_spec(env_id)   # (registers the ALE's ids)
     env = gym.make(env_id)
     try:
+        if is_atari(env_id):
+            return (preprocessing or Preprocessing()).obs_shape, int(env.action_space.n)
         return int(env.observation_space.shape[0]), int(env.action_space.n)
     finally:
         env.close()

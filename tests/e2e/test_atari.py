@@ -166,3 +166,28 @@ def test_ppo_on_pixels_in_a_two_stage_pipeline_cut_between_convolutions_and_feat
     saved = final_params(run_dir)    # both stages' layers, as a 1-stage run saves them
     whole = NatureCNNActorCritic((4, 84, 84), gym.spaces.Discrete(6)).state_dict()
     assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in whole.items()}
+
+
+def test_ppo_learns_two_games_at_once_with_one_trunk_and_a_head_per_game(tmp_path):
+    """--tasks over Atari games: one rank per game, the atari preset (chosen by the games'
+    family), the games' own action sets, every game's score in the summary, a run that crashes
+    resumes, and mpirl.load acts in either game."""
+    run_dir = tmp_path / "run"
+    args = ["--tasks", "ALE/Pong-v5,ALE/Breakout-v5", "--num-envs", "2", "--num-steps", "64",
+            "--total-timesteps", "1024", "--eval-episodes", "2", "--eval-interval", "1000",
+            "--checkpoint-interval", "1", "--no-tensorboard", "--run-dir", str(run_dir)]
+    resumed = crash_then_resume(2, args, crash_at_update=3, total=1024,
+                                resumed_from="ckpt_00000003.pt")
+    assert "(preset atari)" in resumed.output and "bf16 autocast" in resumed.output
+    summary = read_summary(run_dir)
+    pong, breakout = (summary["tasks"][game] for game in ("ALE/Pong-v5", "ALE/Breakout-v5"))
+    assert -21 <= pong["eval_return_mean"] <= 21 and breakout["eval_return_mean"] >= 0
+    assert pong["env_steps"] == breakout["env_steps"] == 512
+    import mpirl
+    for game, actions in (("ALE/Pong-v5", 6), ("ALE/Breakout-v5", 4)):
+        policy = mpirl.load(str(run_dir), "latest", task=game)
+        assert policy.observation_space.shape == (4, 84, 84)
+        assert policy.action_space.n == actions
+        frames = np.random.default_rng(0).integers(0, 256, (64, 4, 84, 84), np.uint8)
+        assert all(policy.action_space.contains(policy.act(f, deterministic=False))
+                   for f in frames)

@@ -203,6 +203,8 @@ def test_dqn_multitask_runs_in_the_other_sharing_modes(mode, extra, tmp_path):
      "Pendulum-v1 has a Box action space; --algo dqn needs Discrete"),
     (["--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"],
      "--park-solved-tasks is implemented for --algo ppo only, not --algo dqn"),
+    (["--tasks", "ALE/Pong-v5,ALE/Breakout-v5"],
+     "--tasks over Atari games is implemented for --algo ppo in this version, not --algo dqn"),
 ])
 def test_bad_dqn_multitask_input_is_one_clear_error_before_training(args, message, tmp_path):
     run_dir = tmp_path / "run"
@@ -217,6 +219,7 @@ def test_bad_dqn_multitask_input_is_one_clear_error_before_training(args, messag
     ("CartPole-v1,Pendulum-v1", "Pendulum-v1 has a Box action space; multi-task runs need"),
     ("CartPole-v1:2,Acrobot-v1:two", "malformed weight 'two'"),
     ("CartPole-v1,Acrobot-v1,MountainCar-v0", "3 tasks but only 1 rank(s)"),
+    ("ALE/Pong-v5,CartPole-v1", "mixes Atari games with vector-observation environments"),
 ])
 def test_bad_multitask_input_is_one_clear_error_before_training(tasks, message, tmp_path):
     run_dir = tmp_path / "run"

@@ -175,3 +175,27 @@ def test_park_solved_tasks_is_a_multitask_option():
     assert not validated(["--tasks", "CartPole-v1,Acrobot-v1"], 2).park_solved_tasks
     with pytest.raises(ConfigError, match="--park-solved-tasks applies to multi-task runs"):
         validated(["--park-solved-tasks"])
+
+
+def test_over_atari_games_the_trunk_is_the_nature_cnn_on_uint8_frames_and_each_game_has_its_heads():
+    torch.manual_seed(0)
+    counts = (6, 4)   # Pong's and Breakout's minimal action sets
+    model = MultiTaskActorCritic((4, 84, 84), list(counts))
+    frames = torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8)
+    grads = FlatGradients(model.parameters(), World())
+    owner = model.owner()
+    for task, n in enumerate(counts):
+        grads.zero()
+        model.task = task
+        logits, value = model.split(model(frames))
+        assert logits.shape == (5, 6) and logits.dtype == value.dtype == torch.float32
+        assert (torch.softmax(logits, -1)[:, n:] == 0).all()
+        (torch.log_softmax(logits, -1)[:, 0].sum() + value.pow(2).sum()).backward()
+        for p in model.parameters():
+            assert bool(p.grad.any()) == (owner[id(p)] in (None, task))
+    # the bf16 trunk keeps float32 parameters and outputs, close to float32's
+    model.task, fp32 = 1, model(frames)
+    model.bf16 = True
+    bf16 = model(frames)
+    assert bf16.dtype == torch.float32 and all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.allclose(bf16[:, :4], fp32[:, :4], atol=0.05)

@@ -3,7 +3,7 @@ that exist with values that convert, and is chosen for the envs it names."""
 import pytest
 
 from mpirl import presets
-from mpirl.config import FIELDS, convert
+from mpirl.config import FIELDS, convert, parse_args
 from mpirl.errors import ConfigError
 
 SHIPPED = [(algo, name) for algo in ("ppo", "dqn") for name in presets.names(algo)]
@@ -35,6 +35,18 @@ def test_an_ids_own_preset_comes_before_its_familys_and_none_is_none():
     assert presets.for_env("dqn", "MountainCar-v0").name == "MountainCar-v0"
     with pytest.raises(ConfigError, match="no such preset"):
         presets.load("ppo", "nope")
+
+
+def test_a_multi_task_run_takes_the_family_preset_its_tasks_share_and_none_otherwise():
+    assert presets.for_tasks("ppo", ["ALE/Pong-v5", "ALE/Breakout-v5"]).name == "atari"
+    # an env's own preset is tuned to it alone; tasks of a family without one get the defaults
+    assert presets.for_tasks("ppo", ["CartPole-v1", "Acrobot-v1"]) is None
+    assert presets.for_tasks("ppo", ["ALE/Pong-v5", "CartPole-v1"]) is None
+    cfg = parse_args(["--tasks", "ALE/Pong-v5:2,ALE/Breakout-v5"], n_ranks=3)
+    assert cfg.preset == "atari" and cfg.sign_rewards and cfg.clip_coef == 0.1
+    assert parse_args(["--tasks", "CartPole-v1,Acrobot-v1"], n_ranks=2).preset == "none"
+    assert parse_args(["--tasks", "ALE/Pong-v5,ALE/Breakout-v5", "--preset", "none"],
+                      n_ranks=2).preset == "none"
 
 
 def test_the_mountaincar_dqn_preset_is_rl_zoos_settings_when_read_as_one_learner():
