@@ -237,6 +237,15 @@ def test_ppo_pipeline_shard_equals_the_whole_model_on_the_pooled_batch():
     mine = [_rollout(replica * stages + s) for s in range(stages)]
     for got, want in zip((obs, act, adv), zip(*mine)):
         assert torch.equal(got, torch.cat(want))
+    # each column travels in its own dtype: frames stay uint8, actions int64
+    frames = torch.full((3 + world.rank, 4, 6, 6), world.rank, dtype=torch.uint8)
+    actions = torch.arange(3 + world.rank) + 1000 * world.rank
+    got_frames, got_actions = shard.allgather_batch(frames, actions)
+    ranks = [replica * stages + s for s in range(stages)]
+    assert got_frames.dtype == torch.uint8 and got_actions.dtype == torch.int64
+    assert torch.equal(got_frames, torch.cat(
+        [torch.full((3 + r, 4, 6, 6), r, dtype=torch.uint8) for r in ranks]))
+    assert torch.equal(got_actions, torch.cat([torch.arange(3 + r) + 1000 * r for r in ranks]))
     seeds = shard.grid.pipe.allgather_obj(shard.shuffle_seed(0))
     assert len(set(seeds)) == 1  # every stage cuts the same minibatches
 
