@@ -237,7 +237,8 @@ class Config:
                               "offpolicy")
     noise_clip: float = opt(0.5, "td3: clip the smoothing noise to [-clip, clip]", "offpolicy")
     save_replay: bool = opt(False, "keep each rank's replay memory with every checkpoint "
-                                   "(run_dir/replay/), so --resume goes on with it", "offpolicy")
+                                   "(run_dir/replay/), so --resume goes on with it (dqn, sac, "
+                                   "td3)", "offpolicy")
 
     # -- IMPALA ------------------------------------------------------------------------------
     learners: int = opt(1, "ranks that learn (world ranks 0..L-1, data-parallel among themselves); "

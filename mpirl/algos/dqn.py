@@ -20,7 +20,9 @@ Q-network. Each update:
 
 Observations are stored raw and normalised when used (acting and learning), so the merged
 statistics may keep moving without making the memory stale. On --resume the replay memory starts
-empty (it is not checkpointed) and learning waits until it holds learning_starts transitions again.
+empty and learning waits until it holds learning_starts transitions again, unless --save-replay
+kept it (each rank writes its memory, records or frames, to run_dir/replay/ at every checkpoint;
+a resumed run then goes on bit for bit where its envs can be restored).
 
 Pixels (Atari): the Nature CNN's Q-network on uint8 frame stacks, and a replay memory that stores
 each frame once and rebuilds the stacks of a sampled batch from indices (mpirl.replay.frames);
@@ -46,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from mpirl import faults
-from mpirl.algos.replayed import Transitions, step_into_replay
+from mpirl.algos.replayed import Transitions, restore_memory, step_into_replay
 from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint, update_target
 from mpirl.comm.collectives import check_in_sync
 from mpirl.comm.world import World
@@ -58,6 +60,7 @@ from mpirl.models.qnet import QNetwork, q_actions
 from mpirl.replay import (FrameAdder, FrameReplay, NStepAdder, RateLimiter, ReplayBuffer,
                           anneal_beta, make_shared_replay)
 from mpirl.replay.sharing import SharedReplay
+from mpirl.replay.snapshot import save_replay
 from mpirl.run import Run
 from mpirl.tasks import make_tasks
 
@@ -104,9 +107,19 @@ def train(cfg: Config, world: World, run: Run) -> dict:
         update_target(target_network, q_network, tau=1.0)
     else:
         start_update, learner.gradient_steps = restored["update"], restored["gradient_steps"]
-        learn_from_step = start_update * steps_per_update + cfg.learning_starts
-        run.log.print(f"note: the replay memory is not checkpointed; it restarts empty and "
-                      f"learning resumes after {cfg.learning_starts:,} new global steps")
+        if restore_memory(cfg, world, run, replay, adder, restored):
+            if limiter is not None:
+                limiter.load_state_dict(restored["limiter"])
+        else:
+            learn_from_step = start_update * steps_per_update + cfg.learning_starts
+
+    def checkpoint(u: int) -> None:
+        save_checkpoint(run, u, replica, envs, generators,
+                        meta={"global_step": u * steps_per_update,
+                              "gradient_steps": learner.gradient_steps,
+                              "limiter": limiter.state_dict() if limiter else None})
+        if cfg.save_replay:
+            save_replay(cfg.run_dir, world.rank, u, replay, adder)
 
     run.start(start_update, steps_per_update)
     update = start_update
@@ -152,11 +165,7 @@ def train(cfg: Config, world: World, run: Run) -> dict:
             check_in_sync(world, q_network)
         if run.end_update(
                 update, num_updates, record,
-                evaluate=evaluate,
-                checkpoint=lambda u: save_checkpoint(
-                    run, u, replica, envs, generators,
-                    meta={"global_step": u * steps_per_update,
-                          "gradient_steps": learner.gradient_steps})):
+                evaluate=evaluate, checkpoint=checkpoint):
             break
 
     check_in_sync(world, q_network)

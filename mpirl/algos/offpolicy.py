@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from mpirl import faults
-from mpirl.algos.replayed import Transitions, step_into_replay
+from mpirl.algos.replayed import Transitions, restore_memory, step_into_replay
 from mpirl.algos.replica import Replica, restore_or_start, save_checkpoint, update_target
 from mpirl.comm.collectives import check_in_sync
 from mpirl.comm.world import World
@@ -50,7 +50,7 @@ from mpirl.envs.vec import VecEnv
 from mpirl.models.continuous import OffPolicyAgent
 from mpirl.replay import NStepAdder, ReplayBuffer, anneal_beta, make_shared_replay
 from mpirl.replay.sharing import SharedReplay
-from mpirl.replay.snapshot import has_replay, load_replay, save_replay
+from mpirl.replay.snapshot import save_replay
 from mpirl.run import Run
 from mpirl.tasks import make_tasks
 
@@ -92,7 +92,7 @@ def train(cfg: Config, world: World, run: Run, losses: Losses) -> dict:
     if restored is not None:
         start_update, learner.gradient_steps = restored["update"], restored["gradient_steps"]
         learner.owed = restored["owed_gradient_steps"]
-        if not restore_memory(cfg, world, run, replay, adder, start_update):
+        if not restore_memory(cfg, world, run, replay, adder, restored):
             learner.learn_from_step = start_update * steps_per_update + cfg.learning_starts
 
     def checkpoint(u: int) -> None:
@@ -143,21 +143,6 @@ def train(cfg: Config, world: World, run: Run, losses: Losses) -> dict:
     evaluator.close()
     return run.finish(update, extra={"replay_sharing": cfg.replay_sharing,
                                      "gradient_steps": learner.gradient_steps})
-
-
-def restore_memory(cfg: Config, world: World, run: Run, replay: SharedReplay,
-                   adder: NStepAdder, update: int) -> bool:
-    """With --save-replay, every rank's memory as the checkpoint of ``update`` left it; True if
-    restored (every rank, or none: the memories must agree), else they stay empty, said once."""
-    kept = world.all_ranks(cfg.save_replay and has_replay(cfg.run_dir, world.rank, update))
-    if kept:
-        load_replay(cfg.run_dir, world.rank, replay, adder)
-        run.log.print(f"replay memory restored ({len(replay.memory):,} transitions on rank 0)")
-    else:
-        run.log.print(f"note: the replay memory was not saved (--save-replay keeps it); it "
-                      f"restarts empty and learning resumes after {cfg.learning_starts:,} new "
-                      f"global steps")
-    return kept
 
 
 # -- acting ------------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 The replay memory hands out records (mpirl.replay); their observations are raw and are normalised
 here with the statistics of now (multi-task: each row with its own task's), so the merged
-statistics may keep moving without making the memory stale. Pixels pass as uint8.
+statistics may keep moving without making the memory stale. Pixels pass as uint8. On --resume
+the memory comes back as --save-replay kept it (mpirl.replay.snapshot), or starts empty.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from mpirl.replay.snapshot import has_replay, load_replay
 
 
 class Transitions:
@@ -44,3 +47,20 @@ def step_into_replay(envs, actions: np.ndarray, adder, replay) -> None:
     rewards, terminated, truncated, valid = envs.step(actions)
     replay.add(adder.add(raw_obs, actions, rewards, normalizer.for_replay(envs.raw_obs),
                          terminated, truncated, valid))
+
+
+def restore_memory(cfg, world, run, replay, adder, restored: dict) -> bool:
+    """With --save-replay, every rank's memory as the checkpoint ``restored`` (its counters, from
+    restore_or_start) left it; True if restored (every rank, or none: the memories must agree),
+    else they stay empty, said once. The adder's waiting steps come back only with the envs."""
+    update = restored["update"]
+    kept = world.all_ranks(cfg.save_replay and has_replay(cfg.run_dir, world.rank, update))
+    if kept:
+        load_replay(cfg.run_dir, world.rank, replay,
+                    adder if restored["envs_restored"] else None)
+        run.log.print(f"replay memory restored ({len(replay.memory):,} transitions on rank 0)")
+    else:
+        run.log.print(f"note: the replay memory was not saved (--save-replay keeps it); it "
+                      f"restarts empty and learning resumes after {cfg.learning_starts:,} new "
+                      f"global steps")
+    return kept

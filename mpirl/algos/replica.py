@@ -81,7 +81,8 @@ def load_generator_states(generators: Generators, states: dict) -> None:
 def restore_or_start(run: Run, replica: Replica, envs: VecEnv,
                      generators: Generators) -> dict | None:
     """With --resume: the replica, the normaliser, and this rank's env and generators as the
-    newest checkpoint holds them; returns the checkpoint's counters (None: a fresh start).
+    newest checkpoint holds them; returns the checkpoint's counters and ``envs_restored``
+    (whether every rank's envs go on where they were) or None: a fresh start.
     Either way every replica then starts from rank 0's parameters and optimizer state."""
     restored = run.restore()
     if restored is not None:
@@ -93,11 +94,12 @@ def restore_or_start(run: Run, replica: Replica, envs: VecEnv,
                         and envs.load_state_dict(restored.rank_state["env"]))
         if env_restored:
             load_generator_states(generators, restored.rank_state)
-        if not run.world.all_ranks(env_restored):
+        env_restored = run.world.all_ranks(env_restored)
+        if not env_restored:
             run.log.print("note: environment state not restorable here; resumed with fresh "
                           "episodes (not bitwise identical to an uninterrupted run)")
     replica.sync_params()
-    return None if restored is None else restored.meta
+    return None if restored is None else {**restored.meta, "envs_restored": env_restored}
 
 
 def save_checkpoint(run: Run, update: int, replica: Replica, envs: VecEnv,

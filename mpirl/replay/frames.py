@@ -103,6 +103,14 @@ class FrameAdder:
         self.starting = ~valid      # a reset step (valid False) returns an episode's first obs
         return rows
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Each env's last observation and whether its next one opens an episode."""
+        return {"starting": self.starting, "previous": self.previous}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.starting = np.array(state["starting"], bool)
+        self.previous[...] = state["previous"]
+
 
 # Per slot besides its frame: the step (action, reward, ended, terminated, acted), then what
 # completion stores (the n-step return, its length k, 0 while it is not a transition; whether it
@@ -157,6 +165,31 @@ class FrameReplay:
     def nbytes(self) -> int:
         return self.frames.nbytes + self.tree.tree.nbytes + sum(
             getattr(self, name).nbytes for name in SLOT_FIELDS)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Everything the memory holds, as arrays (mpirl.replay.snapshot writes them to disk):
+        the slots written so far (a memory not yet full saves only those), the sum-tree, the
+        counters."""
+        filled = int(min(self.slots_per_lane, self.written.max()))
+        state = {name: getattr(self, name)[:, :filled] for name in ("frames", *SLOT_FIELDS)}
+        state.update(written=self.written, tree=self.tree.tree,
+                     tree_writes=np.array([self.tree._writes_since_rebuild], np.int64),
+                     counters=np.array([self.size, self.lanes, self.slots_per_lane], np.int64),
+                     max_priority=np.array([self.max_priority]))
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        size, lanes, slots = (int(c) for c in state["counters"])
+        if (lanes, slots) != (self.lanes, self.slots_per_lane) or \
+                state["frames"].shape[2:] != self.frames.shape[2:]:
+            raise ValueError("a replay snapshot of another memory's lanes, capacity or frames")
+        filled = state["frames"].shape[1]
+        for name in ("frames", *SLOT_FIELDS):
+            getattr(self, name)[:, :filled] = state[name]
+        self.written[:] = state["written"]
+        self.tree.tree[:] = state["tree"]   # in place: the native kernels hold its address
+        self.tree._writes_since_rebuild = int(state["tree_writes"][0])
+        self.size, self.max_priority = size, float(state["max_priority"][0])
 
     # -- adding -----------------------------------------------------------------------------------
     def add(self, rows: np.ndarray) -> None:

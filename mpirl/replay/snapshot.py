@@ -2,7 +2,7 @@
 
 Each rank writes its own file at every checkpoint, beside the checkpoint rather than inside it:
 a memory of a million transitions is hundreds of MB, which should neither travel to rank 0 nor
-be pickled. A file holds the memory's records and priorities, the n-step adder's waiting steps,
+be pickled. A file holds the memory's records (or frames) and priorities, the adder's waiting steps,
 the sharing generators' states and the update it belongs to; only the newest is kept, written to
 a temporary name and renamed, so a job killed mid-write leaves the previous one whole. On
 --resume a memory is loaded only when every rank has one of the checkpoint's update
@@ -45,9 +45,13 @@ def has_replay(run_dir: str, rank: int, update: int) -> bool:
         return False
 
 
-def load_replay(run_dir: str, rank: int, replay: SharedReplay, adder: NStepAdder) -> None:
+def load_replay(run_dir: str, rank: int, replay: SharedReplay, adder: NStepAdder | None) -> None:
+    """This rank's memory as saved; the adder's waiting steps too unless ``adder`` is None (the
+    envs start fresh episodes: steps of the old ones must not join them)."""
     with np.load(replay_path(run_dir, rank)) as saved:
         replay.memory.load_state_dict({k[7:]: saved[k] for k in saved.files
                                        if k.startswith("memory.")})
-        adder.load_state_dict({k[6:]: saved[k] for k in saved.files if k.startswith("adder.")})
+        if adder is not None:
+            adder.load_state_dict({k[6:]: saved[k] for k in saved.files
+                                   if k.startswith("adder.")})
         replay.load_generator_states(json.loads(str(saved["generators"])))

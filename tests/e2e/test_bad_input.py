@@ -45,6 +45,8 @@ CATALOGUE = [
     ("a multi-task option the algorithm lacks",
      ["--algo", "dqn", "--tasks", "CartPole-v1,Acrobot-v1", "--park-solved-tasks"],
      "--park-solved-tasks is implemented for --algo ppo only"),
+    ("tasks that mix games and vectors", ["--tasks", "ALE/Pong-v5,CartPole-v1"],
+     "mixes Atari games with vector-observation environments"),
     ("--resume without --run-dir", ["--resume"], "--resume needs --run-dir"),
     ("--resume of a missing run dir", ["--resume", "--run-dir", "{tmp}/nothing-here"],
      "does not exist"),

@@ -142,7 +142,8 @@ def test_dqn_four_rank_run_writes_per_task_summaries_and_resumes(tmp_path):
                                 resumed_from="ckpt_00000016.pt")
     assert "CartPole-v1 (2 ranks, target 475.0), Acrobot-v1 (2 ranks, target -100.0)" in \
         resumed.output and "PopArt" not in resumed.output
-    assert "replay memory is not checkpointed; it restarts empty" in resumed.output
+    assert "replay memory was not saved (--save-replay keeps it); it restarts empty" in \
+        resumed.output
 
     summary = read_summary(run_dir)
     assert summary["algo"] == "dqn" and summary["env_id"] == "CartPole-v1,Acrobot-v1"

@@ -171,3 +171,43 @@ def test_bytes_per_transition_is_about_one_frame():
 def test_a_memory_too_small_for_its_stacks_is_refused():
     with pytest.raises(ValueError, match="too small"):
         FrameReplay(20, 4, (4, 84, 84), 3, 0.99)
+
+
+@pytest.mark.parametrize("snapshot_at", [7, 300])   # before the rings fill, and after they wrap
+def test_a_memory_restored_from_its_state_goes_on_exactly_as_the_original(snapshot_at):
+    E, T, n = 3, 40, 3
+    env = StackedFrames(E, seed=11)
+    memory = FrameReplay(E * T, E, (K, H, W), n, 0.9, prioritized=True)
+    adder = FrameAdder(E, (K, H, W))
+    copy_memory, copy_adder = None, None
+    rng = np.random.default_rng(0)
+    for t in range(snapshot_at + 150):
+        obs = env.obs.copy()
+        action = np.arange(t * E, (t + 1) * E)
+        step = (obs, action, *env.step())
+        nxt, reward, terminated, truncated, valid = step[2:]
+        memories = [(memory, adder)] + ([(copy_memory, copy_adder)] if copy_memory else [])
+        for mem, add in memories:
+            mem.add(add.add(obs, action, reward, nxt, terminated, truncated, valid))
+        if copy_memory is not None:
+            slots, _ = memory.sample_indices(8, np.random.default_rng(t))
+            copy_slots, _ = copy_memory.sample_indices(8, np.random.default_rng(t))
+            np.testing.assert_array_equal(slots, copy_slots)
+            priorities = rng.random(8) + 0.1
+            memory.update_priorities(slots, priorities)
+            copy_memory.update_priorities(copy_slots, priorities)
+            got, want = copy_memory.transitions(copy_slots), memory.transitions(slots)
+            for field in want.dtype.names:   # (field by field: records may have padding)
+                np.testing.assert_array_equal(got[field], want[field])
+        if t == snapshot_at:
+            # a fresh memory and adder from their states alone (as --save-replay writes them)
+            saved = {k: np.array(v) for k, v in memory.state_dict().items()}
+            if snapshot_at < T:
+                assert saved["frames"].shape[1] < T   # a memory not yet full saves what it holds
+            copy_memory = FrameReplay(E * T, E, (K, H, W), n, 0.9, prioritized=True)
+            copy_memory.load_state_dict(saved)
+            copy_adder = FrameAdder(E, (K, H, W))
+            copy_adder.load_state_dict({k: np.array(v) for k, v in adder.state_dict().items()})
+    assert len(copy_memory) == len(memory) > 0 and copy_memory.total == memory.total
+    with pytest.raises(ValueError, match="another memory"):
+        FrameReplay(E * 2 * T, E, (K, H, W), n, 0.9).load_state_dict(memory.state_dict())
