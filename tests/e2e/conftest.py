@@ -37,6 +37,22 @@ def crash_then_resume(nprocs: int, args: list[str], crash_at_update: int, total:
     return resumed
 
 
+def resume_matches_straight_run(nprocs: int, argv, tmp_path: Path, crash_at_update: int,
+                                total: int, resumed_from: str, timeout: int = 240):
+    """Train ``argv(run_dir)`` once straight through and once crashing at ``crash_at_update``
+    then resuming; check both end with bit-identical model parameters. Returns the two run dirs
+    and the resumed Result, for further checks."""
+    from tests.launch import train
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    train(nprocs, argv(straight), timeout=timeout).check()
+    resumed = crash_then_resume(nprocs, argv(crashed), crash_at_update, total, resumed_from)
+    one, two = final_params(straight), final_params(crashed)
+    assert one.keys() == two.keys()
+    for key in one:
+        assert torch.equal(one[key], two[key]), f"{key} differs after the resume"
+    return straight, crashed, resumed
+
+
 # Small, fast runs: 4 envs x 16 steps per rank per update.
 TINY = ["--num-envs", "4", "--num-steps", "16", "--eval-episodes", "2", "--eval-interval", "1000",
         "--no-tensorboard", "--log-interval", "1000"]
