@@ -19,7 +19,8 @@ train: setup  ## PPO on CartPole-v1 over $(NP) ranks: make train NP=4 ARGS="--to
 test: setup  ## the whole suite (unit, MPI, end-to-end, Slurm), the MPI tier again under MPICH; MPI=mpich: all under MPICH
 	VENV=$(VENV) MPI=$(MPI) bash scripts/run-tests.sh $(PYTEST_ARGS)
 
-bench: setup  ## python -m mpirl.bench: figures as JSON + table under bench-results/
+bench: setup  ## python -m mpirl.bench: figures as JSON + table under bench-results/ (installs the bench extra: SB3, the comparisons' other side)
+	$(PY) -m pip install -q -c constraints.txt -e '.[bench]'
 	$(PY) -m mpirl.bench $(ARGS)
 
 clean:
