@@ -82,14 +82,13 @@ def test_dqn_resumes_with_an_empty_memory_and_says_so(tmp_path):
     assert steps == [32 * (u + 1) for u in range(1536 // 32)]
 
 
-@pytest.mark.parametrize("sharing", ["allgather", "sharded"])
-def test_dqn_with_saved_replay_resumes_bitwise_identical_to_an_uninterrupted_run(sharing,
-                                                                                 tmp_path):
+def test_dqn_with_saved_replay_resumes_bitwise_identical_to_an_uninterrupted_run(tmp_path):
     """--save-replay: each rank's memory (records, priorities, the n-step adder's waiting steps,
-    the sharing's generators) and the rate limiter's counts go on from the checkpoint."""
+    the sharing's generators) and the rate limiter's counts go on from the checkpoint. (Sharded:
+    the sampling generators matter; allgather memories are checked on Pong's frames.)"""
     def args(run_dir):
         return ["--total-timesteps", "1536", "--run-dir", str(run_dir), "--checkpoint-interval",
-                "12", "--replay-sharing", sharing, "--prioritized", "--n-step", "3",
+                "12", "--replay-sharing", "sharded", "--prioritized", "--n-step", "3",
                 "--save-replay", *TINY_DQN]
     straight, crashed, resumed = resume_matches_straight_run(
         2, args, tmp_path, crash_at_update=14, total=1536, resumed_from="ckpt_00000012.pt")
