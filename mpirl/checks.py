@@ -27,7 +27,7 @@ from mpirl.errors import ConfigError, Problems
 from mpirl.numerics import trains_a_cnn
 from mpirl.pipeline.partition import parse_explicit
 from mpirl.slurm import check_world_size
-from mpirl.tasks.spec import parse_targets, parse_tasks, rank_counts
+from mpirl.tasks.spec import env_ids, parse_targets, parse_tasks, rank_counts
 
 # The env families whose packages come with an extra of mpirl's (setup.cfg).
 EXTRAS = ("box2d", "mujoco", "atari")
@@ -69,16 +69,6 @@ def problems(cfg: Config, n_ranks: int, ranks_on_node: int | None = None) -> lis
     found += impala_problems(cfg, n_ranks)
     found += run_dir_problems(cfg, n_ranks)
     return list(dict.fromkeys(found))   # a problem two checks find is listed once
-
-
-def env_ids(cfg: Config) -> list[str]:
-    """The environments the run trains in (none when --tasks does not parse: reported apart)."""
-    if not cfg.tasks:
-        return [cfg.env_id]
-    try:
-        return [env_id for env_id, _ in parse_tasks(cfg.tasks)]
-    except ConfigError:
-        return []
 
 
 # -- the Slurm world -----------------------------------------------------------------------------

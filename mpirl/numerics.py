@@ -34,10 +34,7 @@ def trains_a_cnn(cfg) -> bool:
     """Whether ``cfg``'s network is the Nature CNN (pixels: an Atari id, or --encoder
     nature-cnn), whose 1.7M weights are no small model whatever --hidden-sizes says."""
     from mpirl.envs.atari import is_atari
-    from mpirl.errors import ConfigError
-    from mpirl.tasks.spec import parse_tasks
-    try:   # (multi-task: Atari games all, or none, the checks see to it)
-        env_id = parse_tasks(cfg.tasks)[0][0] if cfg.tasks else cfg.env_id
-    except ConfigError:
-        env_id = ""   # (bad --tasks: the checks say why)
-    return cfg.encoder == "nature-cnn" or (cfg.encoder == "auto" and is_atari(env_id))
+    from mpirl.tasks.spec import env_ids
+    ids = env_ids(cfg)   # (multi-task: Atari games all, or none, the checks see to it)
+    return cfg.encoder == "nature-cnn" or (cfg.encoder == "auto" and bool(ids)
+                                           and is_atari(ids[0]))

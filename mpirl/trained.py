@@ -85,19 +85,18 @@ class TrainedPolicy:
         self.action_space = getattr(env, "single_action_space", env.action_space)
         env.close()
         cfg.autocast = "bf16" if uses_bf16(cfg.autocast, "cpu") else "off"   # (on this CPU)
-        width = self.observation_space.shape if is_image(self.observation_space) else \
-            int(self.observation_space.shape[0])
+        self.pixels = is_image(self.observation_space)
+        width = self.observation_space.shape if self.pixels else int(self.observation_space.shape[0])
         statistics = state["normalizer"]
         if cfg.tasks:   # the padded, tagged observations of every task; this one's statistics
             spaces = [task_spaces(i, Preprocessing.of(cfg)) for i in ids]
             self.task, self.num_tasks = ids.index(self.env_id), len(ids)
             # (Atari games: their frame stacks' shape, neither padded nor tagged)
-            self.pixels = is_image(self.observation_space)
             self.width = width if self.pixels else max(w for w, _ in spaces)
             self.model = network(cfg, self.width, None, [n for _, n in spaces], self.task)
             statistics = {} if self.pixels else statistics[self.env_id]
         else:
-            self.task, self.pixels = None, is_image(self.observation_space)
+            self.task = None
             self.model = network(cfg, width, self.action_space)
         self.normalizer = normalizer_for(self.observation_space, cfg.normalize_obs, cfg.clip_obs)
         self.normalizer.load_state_dict(statistics)

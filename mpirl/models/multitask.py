@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mpirl.models.actor_critic import PolicyValueHead, hidden_blocks
-from mpirl.models.nature_cnn import nature_trunk
+from mpirl.models.nature_cnn import nature_trunk, trunk_features
 from mpirl.models.popart import PopArt
 from mpirl.models.qnet import QHead, mlp
 
@@ -55,8 +55,8 @@ class MultiTaskActorCritic(nn.Module):
     The trunk is ActorCritic's hidden blocks on padded, tagged vectors (``obs_width`` an int), or
     the Nature CNN on every game's frame stacks (``obs_width`` their shape, e.g. (4, 84, 84):
     Atari games share it, so frames are neither padded nor tagged; each rank's heads are its
-    game's). ``bf16``: the CNN trunk under bfloat16 autocast, the heads in float32 (as
-    :class:`~mpirl.models.nature_cnn.PixelNetwork`)."""
+    game's). ``bf16``: the CNN trunk under bfloat16 autocast, the heads in float32
+    (:func:`~mpirl.models.nature_cnn.trunk_features`, as the single-task CNNs)."""
 
     continuous = False  # multi-task runs take Discrete action spaces (masks need a finite set)
 
@@ -89,9 +89,7 @@ class MultiTaskActorCritic(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, D + K) or frame stacks (B, C, H, W) uint8 -> packed (B, A + 1): masked logits
         of ``self.task``, then its value."""
-        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            features = self.trunk(x)
-        out = self.heads[self.task](features.float())
+        out = self.heads[self.task](trunk_features(self.trunk, x, self.bf16))
         logits = mask_logits(out[:, :self.action_dim],
                              self.valid_actions[self.task].to(out.device))
         return torch.cat([logits, out[:, self.action_dim:]], dim=-1)

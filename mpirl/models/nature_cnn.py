@@ -44,11 +44,15 @@ class PixelNetwork:
     bf16 = False
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        trunk = itertools.islice(self, len(self) - 1)
-        with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16,
-                            enabled=self.bf16):
-            features = run_layers(trunk, obs)
-        return self[-1](features.float())
+        return self[-1](trunk_features(itertools.islice(self, len(self) - 1), obs, self.bf16))
+
+
+def trunk_features(trunk, obs: torch.Tensor, bf16: bool) -> torch.Tensor:
+    """The ``trunk`` layers' features of ``obs``, computed under bfloat16 autocast when ``bf16``,
+    returned as float32 for the head that follows."""
+    with torch.autocast(device_type=obs.device.type, dtype=torch.bfloat16, enabled=bf16):
+        features = run_layers(trunk, obs)
+    return features.float()
 
 
 def conv_init(layer: nn.Conv2d, std: float = math.sqrt(2)) -> nn.Conv2d:

@@ -33,6 +33,17 @@ def parse_tasks(text: str) -> list[tuple[str, int]]:
     return tasks
 
 
+def env_ids(cfg) -> list[str]:
+    """The environments the run trains in: --env-id, or --tasks' (none when --tasks does not
+    parse: the checks report that apart)."""
+    if not cfg.tasks:
+        return [cfg.env_id]
+    try:
+        return [env_id for env_id, _ in parse_tasks(cfg.tasks)]
+    except ConfigError:
+        return []
+
+
 def parse_targets(text: str | None, task_ids: list[str]) -> dict[str, float]:
     """``"A:475,B:-100"`` -> {A: 475.0, B: -100.0}, every name one of ``task_ids``."""
     targets: dict[str, float] = {}
