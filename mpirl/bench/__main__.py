@@ -1,4 +1,5 @@
-"""python -m mpirl.bench [SECTION ...] [--quick] [--out DIR] [--seed N] [--dqn] [--docs PATH]
+"""python -m mpirl.bench [SECTION ...] [--quick] [--out DIR] [--seed N] [--dqn] [--time-limit MIN]
+                       [--docs PATH]
 
 Each section writes <out>/<name>.json and .md, then replaces its own block of docs/benchmarks.md
 (a --quick run only with an explicit --docs; --no-docs: never).
@@ -10,29 +11,15 @@ import datetime
 import importlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import sys
 import time
 
 from mpirl.bench import SECTIONS, report
+from mpirl.bench.kept import machine
 
 DOCS = os.path.join("docs", "benchmarks.md")
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
 
 
 def docs_path(args) -> str | None:
@@ -73,6 +60,10 @@ def main(argv=None) -> int:
     parser.add_argument("--dqn", action="store_true",
                         help="multitask: the same comparison with --algo dqn instead of PPO "
                              "(written as multitask-dqn.json / .md)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                        help="zoo, sac: start no new training run after this many minutes; finished "
+                             "runs are kept under OUT/runs, and the same command with the same "
+                             "--out goes on from them")
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument("--docs", metavar="PATH", default=None,
                       help=f"the file whose section blocks each run replaces (default {DOCS}; "

@@ -98,7 +98,7 @@ def render_block(block: Block, table: str, *, date: str, machine: dict, command:
                  quick: bool = False, images: tuple = ()) -> str:
     """The block of one run: when, where and how it ran, then the section's table as printed.
 
-    ``machine`` is ``mpirl.bench.__main__.machine()``; ``images`` are paths relative to the
+    ``machine`` is ``mpirl.bench.kept.machine()``; ``images`` are paths relative to the
     docs file (plots the section drew), shown after the table.
     """
     where = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"

@@ -17,13 +17,16 @@ ranks, and for both the wall time to reach CleanRL's published mean on HalfCheet
 For DQN rows, SB3's DQN with the settings of the same preset on the same seeds, so that a gap to
 rl-zoo's one published run can be told from a gap to SB3 itself.
 ``--quick``: two envs, tiny budgets, two seeds: a smoke run for the tests.
+
+Every run is kept under ``OUT/runs`` (:mod:`mpirl.bench.kept`): with ``--time-limit MINUTES`` no
+new run starts after the limit, the table says which seeds are still to come, and the same
+command with the same ``--out`` goes on from the kept runs.
 """
 from __future__ import annotations
 
 import json
 import os
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 
@@ -31,6 +34,7 @@ import numpy as np
 
 from mpirl import presets
 from mpirl.config import parse_rollout
+from mpirl.bench.kept import KeptRuns
 from mpirl.bench.sb3 import run_sb3
 from mpirl.launch import train
 
@@ -86,26 +90,60 @@ QUICK = {"CartPole-v1": 8_192, "Pendulum-v1": 8_192}
 RACE_ENV, RACE_MARK, RACE_STEPS = "HalfCheetah-v5", 1822.82, 300_000
 
 
-def _train_seed(ref: Reference, seed: int, budget: int, tmp: str) -> dict:
-    run_dir = os.path.join(tmp, f"{ref.env_id}_{seed}")
+def _train_seed(ref: Reference, seed: int, budget: int, kept: KeptRuns) -> dict | None:
+    """One seed of ``ref`` at RANKS ranks (kept, or trained now); None: left for later."""
     args = ["--env-id", ref.env_id, "--algo", ref.algo, "--seed", str(seed),
             "--total-timesteps", str(budget), "--eval-episodes", str(EVAL_EPISODES),
-            "--eval-interval", str(10 ** 9), "--no-tensorboard", "--log-interval", str(10 ** 9),
-            "--run-dir", run_dir]
-    t0 = time.perf_counter()
-    train(RANKS, args, timeout=3 * 3600).check()
-    wall = time.perf_counter() - t0
-    with open(os.path.join(run_dir, "summary.json")) as fh:
-        summary = json.load(fh)
-    with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
-        lines = [json.loads(line) for line in fh]
-    curve = [(m["global_step"], m["time_s"], m["episode_return_mean"]) for m in lines
-             if m.get("episode_return_mean") is not None]
-    with open(os.path.join(run_dir, "config.yaml")) as fh:
-        preset = next((line.split(":", 1)[1].strip() for line in fh
-                       if line.startswith("preset:")), "none")
-    return {"seed": seed, "final_eval": summary["eval_return_mean"], "wall_s": round(wall, 1),
-            "sps": round(summary["sps"]), "preset": preset, "curve": curve}
+            "--eval-interval", str(10 ** 9), "--no-tensorboard", "--log-interval", str(10 ** 9)]
+
+    def produce(run_dir: str) -> dict:
+        t0 = time.perf_counter()
+        train(RANKS, [*args, "--run-dir", run_dir], timeout=3 * 3600).check()
+        wall = time.perf_counter() - t0
+        with open(os.path.join(run_dir, "summary.json")) as fh:
+            summary = json.load(fh)
+        with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
+            lines = [json.loads(line) for line in fh]
+        curve = [(m["global_step"], m["time_s"], m["episode_return_mean"]) for m in lines
+                 if m.get("episode_return_mean") is not None]
+        with open(os.path.join(run_dir, "config.yaml")) as fh:
+            preset = next((line.split(":", 1)[1].strip() for line in fh
+                           if line.startswith("preset:")), "none")
+        return {"seed": seed, "final_eval": summary["eval_return_mean"],
+                "wall_s": round(wall, 1), "sps": round(summary["sps"]), "preset": preset,
+                "curve": curve}
+
+    return kept.run(f"{ref.env_id}-{seed}", [RANKS, *args], produce)
+
+
+def _row(ref: Reference, budget: int, seeds: tuple, kept: KeptRuns) -> dict:
+    """An environment's seeds (those run so far) against its references."""
+    runs = [r for r in (_train_seed(ref, seed, budget, kept) for seed in seeds) if r is not None]
+    finals = [r["final_eval"] for r in runs]
+    whole = len(runs) == len(seeds)
+    mean = statistics.fmean(finals) if runs else None
+    row = {"env_id": ref.env_id, "algo": ref.algo, "budget": budget,
+           "preset": runs[0]["preset"] if runs else None, "seeds_to_come": len(seeds) - len(runs),
+           "mean": mean, "std": statistics.pstdev(finals) if runs else None, "finals": finals,
+           "wall_s": [r["wall_s"] for r in runs], "sps": [r["sps"] for r in runs],
+           "target": ref.target, "target_source": ref.target_source,
+           "cleanrl": ref.cleanrl, "baselines": ref.baselines, "zoo": ref.zoo,
+           "met": bool(mean >= ref.target) if whole else None,
+           "stretch": None if ref.zoo is None or not whole else bool(mean >= ref.zoo[0]),
+           "curves": [r["curve"] for r in runs]}
+    if ref.algo == "dqn":   # SB3's DQN with the same settings, on the same seeds
+        settings = sb3_dqn_settings(presets.for_env("dqn", ref.env_id))
+        sb3 = [kept.run(f"sb3-dqn-{ref.env_id}-{seed}", ["sb3-dqn", ref.env_id, budget, seed,
+                                                         settings],
+                        lambda _, seed=seed: _sb3_dqn_seed(ref.env_id, budget, seed, settings))
+               for seed in seeds]
+        row["sb3"] = (None if None in sb3 else
+                      {"finals": sb3, "mean": statistics.fmean(sb3),
+                       "std": statistics.pstdev(sb3), "settings": settings})
+    if runs:
+        print(f"  {ref.env_id}: {mean:.1f} +- {row['std']:.1f} over {len(runs)} seeds "
+              f"(target {ref.target:.1f})", flush=True)
+    return row
 
 
 def sb3_settings(preset: presets.Preset) -> dict:
@@ -217,10 +255,9 @@ print(json.dumps({{"steps": {steps}, "wall_s": wall, "sps": {steps} / wall,
     return run_sb3(code, timeout=6 * 3600)
 
 
-def _mpirl_race(ranks: int, steps: int, preset: str, tmp: str) -> dict:
+def _mpirl_race(ranks: int, steps: int, preset: str, run_dir: str) -> dict:
     """mpirl on the race env at ``ranks`` ranks with ``preset`` (SB3's settings): steps/s, and
     when the training episodes' mean return over the last 10 or so first reached the mark."""
-    run_dir = os.path.join(tmp, f"race_{ranks}")
     train(ranks, ["--env-id", RACE_ENV, "--preset", preset, "--seed", "0",
                   "--total-timesteps", str(steps), "--eval-interval", str(10 ** 9),
                   "--eval-episodes", "1", "--no-tensorboard", "--run-dir", run_dir],
@@ -243,42 +280,33 @@ def _mpirl_race(ranks: int, steps: int, preset: str, tmp: str) -> dict:
             "sps": summary["sps"], "reached": reached}
 
 
+def _race(steps: int, kept: KeptRuns) -> dict:
+    """SB3 and mpirl at 1 and 2 ranks on the race env; a run left for later is None."""
+    preset = presets.for_env("ppo", RACE_ENV)
+    settings = sb3_settings(preset)
+    sb3 = kept.run("race-sb3", ["sb3-ppo", RACE_ENV, steps, RACE_MARK, settings],
+                   lambda _: _sb3_race(steps, settings))
+    mpirl = [kept.run(f"race-mpirl-{n}", [n, RACE_ENV, steps, RACE_MARK, preset.name],
+                      lambda run_dir, n=n: _mpirl_race(n, steps, preset.name, run_dir))
+             for n in (1, 2)]
+    cpus = sorted(kept.cpus(["race-sb3", "race-mpirl-1", "race-mpirl-2"]))
+    return {"env_id": RACE_ENV, "mark": RACE_MARK, "steps": steps, "preset": preset.name,
+            "settings": settings, "sb3": sb3, "cpus": cpus,
+            "mpirl": [m if m is not None else {"ranks": n, "pending": True}
+                      for n, m in zip((1, 2), mpirl)]}
+
+
 def run(args) -> dict:
     envs = [r for r in ENVS if r.env_id in QUICK] if args.quick else list(ENVS)
     seeds = SEEDS[:2] if args.quick else SEEDS
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for ref in envs:
-            budget = QUICK[ref.env_id] if args.quick else ref.budget
-            runs = [_train_seed(ref, seed, budget, tmp) for seed in seeds]
-            finals = [r["final_eval"] for r in runs]
-            mean = statistics.fmean(finals)
-            rows.append({"env_id": ref.env_id, "algo": ref.algo, "budget": budget,
-                         "preset": runs[0]["preset"], "mean": mean,
-                         "std": statistics.pstdev(finals), "finals": finals,
-                         "wall_s": [r["wall_s"] for r in runs], "sps": [r["sps"] for r in runs],
-                         "target": ref.target, "target_source": ref.target_source,
-                         "cleanrl": ref.cleanrl, "baselines": ref.baselines, "zoo": ref.zoo,
-                         "met": bool(mean >= ref.target),
-                         "stretch": None if ref.zoo is None else bool(mean >= ref.zoo[0]),
-                         "curves": [r["curve"] for r in runs]})
-            if ref.algo == "dqn":   # SB3's DQN with the same settings, on the same seeds
-                settings = sb3_dqn_settings(presets.for_env("dqn", ref.env_id))
-                sb3 = [_sb3_dqn_seed(ref.env_id, budget, seed, settings) for seed in seeds]
-                rows[-1]["sb3"] = (None if None in sb3 else
-                                   {"finals": sb3, "mean": statistics.fmean(sb3),
-                                    "std": statistics.pstdev(sb3), "settings": settings})
-            print(f"  {ref.env_id}: {mean:.1f} +- {statistics.pstdev(finals):.1f} "
-                  f"(target {ref.target:.1f})", flush=True)
-        race_steps = 20_000 if args.quick else RACE_STEPS
-        preset = presets.for_env("ppo", RACE_ENV)
-        settings = sb3_settings(preset)
-        race = {"env_id": RACE_ENV, "mark": RACE_MARK, "steps": race_steps,
-                "preset": preset.name, "settings": settings,
-                "sb3": _sb3_race(race_steps, settings),
-                "mpirl": [_mpirl_race(n, race_steps, preset.name, tmp) for n in (1, 2)]}
-    plots = [plot_curves(row, args.out) for row in rows]
-    return {"ranks": RANKS, "seeds": list(seeds), "rows": rows, "race": race, "plots": plots}
+    kept = KeptRuns(args.out, getattr(args, "time_limit", None))
+    # the race first: a quarter of an hour, where the table's rows take hours (--time-limit)
+    race = _race(20_000 if args.quick else RACE_STEPS, kept)
+    rows = [_row(ref, QUICK[ref.env_id] if args.quick else ref.budget, seeds, kept)
+            for ref in envs]
+    plots = [plot_curves(row, args.out) for row in rows if row["curves"]]
+    return {"ranks": RANKS, "seeds": list(seeds), "rows": rows, "race": race,
+            "kept": kept.summary(), "plots": plots}
 
 
 def _band(curves: list, column: int, grid: np.ndarray) -> np.ndarray:
@@ -332,13 +360,21 @@ def table(result: dict) -> str:
              "| target | met | rl-zoo reached | s / seed | steps/s |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|"]
     for r in result["rows"]:
+        to_come = r.get("seeds_to_come", 0)
+        if not r["finals"]:
+            score = f"{to_come} seeds to come"
+        else:
+            score = f"{r['mean']:.1f} ± {r['std']:.1f}" + (
+                f" ({len(r['finals'])} seeds, {to_come} to come)" if to_come else "")
+        met = "to come" if r["met"] is None else ("met" if r["met"] else "NOT met")
+        timing = ((f"{statistics.fmean(r['wall_s']):.0f} | {statistics.fmean(r['sps']):,.0f}")
+                  if r["finals"] else "— | —")
         lines.append(
-            f"| {r['env_id']} | {r['algo']} | {r['preset']} | {r['budget']:,} | "
-            f"{r['mean']:.1f} ± {r['std']:.1f} | {_published(r['cleanrl'])} | "
+            f"| {r['env_id']} | {r['algo']} | {r['preset'] or '—'} | {r['budget']:,} | "
+            f"{score} | {_published(r['cleanrl'])} | "
             f"{_published(r['baselines'])} | {_published(r['zoo'])} | {r['target']:.1f} "
-            f"({r['target_source']}) | {'met' if r['met'] else 'NOT met'} | "
-            f"{'—' if r['stretch'] is None else ('yes' if r['stretch'] else 'no')} | "
-            f"{statistics.fmean(r['wall_s']):.0f} | {statistics.fmean(r['sps']):,.0f} |")
+            f"({r['target_source']}) | {met} | "
+            f"{'—' if r['stretch'] is None else ('yes' if r['stretch'] else 'no')} | {timing} |")
     same = [r for r in result["rows"] if r.get("sb3")]
     if same:
         lines += ["", "SB3's DQN with the settings of mpirl's preset (one learner with the global "
@@ -360,23 +396,44 @@ def table(result: dict) -> str:
                   "| trainer | steps/s | vs SB3 | reached at step | after s |",
                   "|---|---:|---:|---:|---:|"]
         sb3 = race["sb3"]
-        rows = ([("SB3 PPO, 1 thread", sb3["sps"], sb3["reached"])] if sb3 else [])
-        rows += [(f"mpirl, {m['ranks']} rank(s)", m["sps"], m["reached"]) for m in race["mpirl"]]
-        for name, sps, reached in rows:
-            ratio = f"{sps / sb3['sps']:.2f}x" if sb3 else "—"
+        rows = [("SB3 PPO, 1 thread", sb3)] + [(f"mpirl, {m['ranks']} rank(s)", m)
+                                              for m in race["mpirl"]]
+        for name, entry in rows:
+            if entry is None or entry.get("pending"):
+                lines.append(f"| {name} | to come | — | — | — |")
+                continue
+            ratio = f"{entry['sps'] / sb3['sps']:.2f}x" if sb3 else "—"
+            reached = entry["reached"]
             step, secs = (f"{reached[0]:,}", f"{reached[1]:.0f}") if reached else ("not reached", "—")
-            lines.append(f"| {name} | {sps:,.0f} | {ratio} | {step} | {secs} |")
-        if sb3:
-            two = next(m for m in race["mpirl"] if m["ranks"] == 2)
-            ratio = two["sps"] / sb3["sps"]
-            lines += ["", f"Target: mpirl at 2 ranks at least 3x SB3's steps/s: "
-                          f"{ratio:.2f}x, {'met' if ratio >= 3 else 'NOT met'}."]
+            lines.append(f"| {name} | {entry['sps']:,.0f} | {ratio} | {step} | {secs} |")
+        two = next(m for m in race["mpirl"] if m["ranks"] == 2)
+        target = "Target: mpirl at 2 ranks at least 3x SB3's steps/s: "
+        if sb3 is None or two.get("pending"):
+            lines += ["", target + "undecided until both runs are in (SB3 needs the bench extra: "
+                                   "`pip install 'mpirl[bench]'`)."]
+        elif len(race.get("cpus", [])) > 1:
+            lines += ["", target + f"undecided: the runs were kept from different machines "
+                                   f"({', '.join(race['cpus'])})."]
         else:
-            lines += ["", "SB3 is not installed (`pip install 'mpirl[bench]'`): no comparison."]
-    met = sum(r["met"] for r in result["rows"])
-    lines += ["", f"Targets met: {met} of {len(result['rows'])} environments."]
+            ratio = two["sps"] / sb3["sps"]
+            lines += ["", target + f"{ratio:.2f}x, {'met' if ratio >= 3 else 'NOT met'}."]
+    met = sum(bool(r["met"]) for r in result["rows"])
+    to_come = sum(r["met"] is None for r in result["rows"])
+    lines += ["", f"Targets met: {met} of {len(result['rows'])} environments"
+                  + (f" ({to_come} still to come)." if to_come else ".")]
+    kept = result.get("kept") or {}
+    if kept.get("skipped"):
+        lines += ["", f"Stopped by --time-limit: {len(kept['skipped'])} run(s) to come. The same "
+                      f"command with the same --out goes on from the kept runs."]
+    if kept.get("reused"):
+        lines.append(f"{len(kept['reused'])} run(s) were kept from an earlier invocation "
+                     f"(machines: {', '.join(kept['cpus'])}).")
     if "seconds" in result and not result.get("quick"):
         minutes = result["seconds"] / 60
-        lines.append(f"The whole section took {minutes:.0f} minutes (target: under 90): "
-                     f"{'met' if minutes < 90 else 'NOT met'}.")
+        if kept.get("reused") or kept.get("skipped"):
+            lines.append(f"This invocation took {minutes:.0f} minutes; the section's time is "
+                         f"that of one invocation that runs it whole (target: under 90).")
+        else:
+            lines.append(f"The whole section took {minutes:.0f} minutes (target: under 90): "
+                         f"{'met' if minutes < 90 else 'NOT met'}.")
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """``python -m mpirl.bench zoo --quick`` end to end: seeds of two envs at 2 ranks, the published
-references and verdicts, the SB3 race, a learning-curve PNG per env."""
+references and verdicts, the SB3 race, a learning-curve PNG per env; its kept runs read back, and
+a seed left for later by --time-limit."""
 import json
 import sys
 
@@ -28,3 +29,15 @@ def test_quick_zoo_bench_writes_the_table_the_verdicts_and_a_curve_per_env(tmp_p
     table = (out / "zoo.md").read_text()
     assert "| CartPole-v1 | ppo | none |" in table and "Targets met:" in table
     assert not (tmp_path / "docs").exists() and "rewritten" not in res.output   # quick: no docs
+
+    # The same command reads every run back; a seed whose run is gone is to come after the limit
+    (out / "runs" / "Pendulum-v1-1.json").unlink()
+    again = run([sys.executable, "-m", "mpirl.bench", "zoo", "--quick", "--out", str(out),
+                 "--time-limit", "0"], timeout=120).check()
+    later = json.loads((out / "zoo.json").read_text())
+    assert later["race"]["mpirl"] == race["mpirl"] and later["kept"]["skipped"] == ["Pendulum-v1-1"]
+    cartpole_again, pendulum_again = later["rows"]
+    assert cartpole_again["finals"] == cartpole["finals"]
+    assert pendulum_again["finals"] == pendulum["finals"][:1] and pendulum_again["met"] is None
+    assert pendulum_again["seeds_to_come"] == 1
+    assert "(1 seeds, 1 to come)" in again.output and "Stopped by --time-limit" in again.output
