@@ -367,7 +367,7 @@ def _save(plt, fig, axes, mark: float, mark_label: str, path: str) -> str:
 
 
 def plot_race(race: dict, out_dir: str) -> str:
-    plt, fig, axes = _axes(f"{race['env_id']}: SAC, {race['steps']:,} steps, preset "
+    plt, fig, axes = _axes(f"{race['env_id']}: SAC, up to {race['steps']:,} steps, preset "
                            f"{race['preset']}, seed 0")
     lines = ([("SB3, 1 thread", race["sb3"]["curve"])] if race["sb3"] else [])
     lines += [(f"mpirl, {m['ranks']} rank(s)", m["curve"]) for m in race["mpirl"]
