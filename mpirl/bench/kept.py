@@ -35,6 +35,13 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+def run_preset(run_dir: str) -> str:
+    """The preset a finished training run took, as its ``config.yaml`` records it."""
+    with open(os.path.join(run_dir, "config.yaml")) as fh:
+        return next((line.split(":", 1)[1].strip() for line in fh
+                     if line.startswith("preset:")), "none")
+
+
 class KeptRuns:
     """The runs of one section under ``out_dir/runs``; ``time_limit_min``: start no new run
     after this many minutes from now (None: no limit)."""

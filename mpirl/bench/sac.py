@@ -49,7 +49,7 @@ import warnings
 import numpy as np
 
 from mpirl.config import parse_args
-from mpirl.bench.kept import KeptRuns
+from mpirl.bench.kept import KeptRuns, run_preset
 from mpirl.bench.sb3 import run_sb3
 from mpirl.launch import train
 
@@ -134,9 +134,7 @@ def mpirl_run(ranks: int, args: list, run_dir: str) -> dict:
           timeout=12 * 3600).check()
     with open(os.path.join(run_dir, "summary.json")) as fh:
         summary = json.load(fh)
-    with open(os.path.join(run_dir, "config.yaml")) as fh:
-        preset = next((line.split(":", 1)[1].strip() for line in fh
-                       if line.startswith("preset:")), "none")
+    preset = run_preset(run_dir)
     mark = (None if summary.get("solved_at_step") is None
             else [summary["solved_at_step"], round(summary["solved_at_time_s"], 2)])
     return {"ranks": ranks, "steps": summary["global_steps"],

@@ -34,7 +34,7 @@ import numpy as np
 
 from mpirl import presets
 from mpirl.config import parse_rollout
-from mpirl.bench.kept import KeptRuns
+from mpirl.bench.kept import KeptRuns, run_preset
 from mpirl.bench.sb3 import run_sb3
 from mpirl.launch import train
 
@@ -106,9 +106,7 @@ def _train_seed(ref: Reference, seed: int, budget: int, kept: KeptRuns) -> dict 
             lines = [json.loads(line) for line in fh]
         curve = [(m["global_step"], m["time_s"], m["episode_return_mean"]) for m in lines
                  if m.get("episode_return_mean") is not None]
-        with open(os.path.join(run_dir, "config.yaml")) as fh:
-            preset = next((line.split(":", 1)[1].strip() for line in fh
-                           if line.startswith("preset:")), "none")
+        preset = run_preset(run_dir)
         return {"seed": seed, "final_eval": summary["eval_return_mean"],
                 "wall_s": round(wall, 1), "sps": round(summary["sps"]), "preset": preset,
                 "curve": curve}
