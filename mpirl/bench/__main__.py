@@ -1,5 +1,5 @@
 """python -m mpirl.bench [SECTION ...] [--quick] [--out DIR] [--seed N] [--dqn] [--time-limit MIN]
-                       [--docs PATH]
+                       [--kept DIR] [--docs PATH]
 
 Each section writes <out>/<name>.json and .md, then replaces its own block of docs/benchmarks.md
 (a --quick run only with an explicit --docs; --no-docs: never).
@@ -64,6 +64,10 @@ def main(argv=None) -> int:
                         help="zoo, sac: start no new training run after this many minutes; finished "
                              "runs are kept under OUT/runs, and the same command with the same "
                              "--out goes on from them")
+    parser.add_argument("--kept", metavar="DIR", default=None,
+                        help="zoo, sac: keep each finished run's record as DIR/SECTION/NAME.json "
+                             "(default OUT/runs); commit DIR to carry a benchmark on from "
+                             "another checkout")
     docs = parser.add_mutually_exclusive_group()
     docs.add_argument("--docs", metavar="PATH", default=None,
                       help=f"the file whose section blocks each run replaces (default {DOCS}; "

@@ -20,6 +20,13 @@ import time
 from typing import Callable
 
 
+def kept_runs(args, section: str) -> "KeptRuns":
+    """The kept runs of ``section`` under the bench's ``--out``, ``--time-limit`` and ``--kept``."""
+    kept = getattr(args, "kept", None)
+    return KeptRuns(args.out, getattr(args, "time_limit", None),
+                    None if kept is None else os.path.join(kept, section))
+
+
 def machine() -> dict:
     """The CPU model, its cores and the Python that measured a figure."""
     cpu = platform.processor() or platform.machine()
@@ -43,11 +50,17 @@ def run_preset(run_dir: str) -> str:
 
 
 class KeptRuns:
-    """The runs of one section under ``out_dir/runs``; ``time_limit_min``: start no new run
-    after this many minutes from now (None: no limit)."""
+    """The runs of one section: each trains in ``out_dir/runs/<name>``, and its record is kept
+    as ``<records_dir>/<name>.json`` (default: beside it, in ``out_dir/runs``; ``--kept DIR``
+    puts them elsewhere, such as a folder that is committed, so that a benchmark can be carried
+    on from another checkout). ``time_limit_min``: start no new run after this many minutes
+    from now (None: no limit)."""
 
-    def __init__(self, out_dir: str, time_limit_min: float | None = None):
-        self.dir = os.path.join(out_dir, "runs")
+    def __init__(self, out_dir: str, time_limit_min: float | None = None,
+                 records_dir: str | None = None):
+        self.work_dir = os.path.join(out_dir, "runs")
+        self.dir = records_dir or self.work_dir
+        os.makedirs(self.work_dir, exist_ok=True)
         os.makedirs(self.dir, exist_ok=True)
         self.deadline = (None if time_limit_min is None
                          else time.monotonic() + 60.0 * time_limit_min)
@@ -61,7 +74,9 @@ class KeptRuns:
     def run(self, name: str, key, produce: Callable[[str], dict]) -> dict | None:
         """The result of run ``name``: kept, when one was kept under the same ``key`` (anything
         JSON can hold); else ``produce(run_dir)``'s, kept from now on; None when it was neither
-        kept nor started because the time limit had passed."""
+        kept nor started because the time limit had passed, or when ``produce`` gave None (it
+        could not run here: SB3 not installed, a timeout), which is not kept, so that the next
+        invocation tries again."""
         record_path = os.path.join(self.dir, f"{name}.json")
         key = json.loads(json.dumps(key))          # as it will read back
         if os.path.exists(record_path):
@@ -74,9 +89,11 @@ class KeptRuns:
         if self.out_of_time():
             self.skipped.append(name)
             return None
-        run_dir = os.path.join(self.dir, name)
+        run_dir = os.path.join(self.work_dir, name)
         shutil.rmtree(run_dir, ignore_errors=True)  # a run stopped part way starts again
         result = produce(run_dir)
+        if result is None:
+            return None
         record = {"key": key, "machine": machine(),
                   "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   "result": result}

@@ -49,8 +49,8 @@ import warnings
 import numpy as np
 
 from mpirl.config import parse_args
-from mpirl.bench.kept import KeptRuns, run_preset
-from mpirl.bench.sb3 import run_sb3
+from mpirl.bench.kept import KeptRuns, kept_runs, run_preset
+from mpirl.bench.sb3 import run_sb3, sb3_installed
 from mpirl.launch import train
 
 RANKS = 2
@@ -244,7 +244,8 @@ def _race(quick: bool, kept: KeptRuns) -> dict:
         env_id, mark, steps, extra, every = RACE_ENV, RACE_MARK, RACE_STEPS, (), RACE_EVAL_EVERY
     settings = sb3_settings(env_id, PRESET, extra)
     sb3 = kept.run("race-sb3", ["sb3", env_id, steps, mark, every, settings],
-                   lambda _: _sb3_race(env_id, steps, mark, every, settings))
+                   lambda _: _sb3_race(env_id, steps, mark, every, settings)
+                   ) if sb3_installed() else None
     if sb3 is not None:
         print(f"  race: SB3 {sb3['sps']:.0f} steps/s, reached {sb3['reached']}", flush=True)
     mpirl = {}
@@ -325,7 +326,7 @@ def run(args) -> dict:
     seeds = SEEDS[:2] if args.quick else SEEDS
     sharing_envs = QUICK_SHARING if args.quick else tuple(
         s for s in SHARING if setting != "0" or s[0] != "HalfCheetah-v5")
-    kept = KeptRuns(args.out, getattr(args, "time_limit", None))
+    kept = kept_runs(args, "sac")
     # the cheapest first, so that a time limit leaves the longest runs for later
     first, *rest = [(env_id, budget, mark, extra) for env_id, budget, mark, extra in sharing_envs]
     sharing = [_sharing(*first, seeds, kept)]

@@ -2,10 +2,17 @@
 (or, where a section pairs it with several mpirl ranks, torch's default threads)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+
+
+def sb3_installed() -> bool:
+    """Whether SB3 can be raced here; a section without it leaves SB3's side out (its runs are
+    neither started nor kept, nor counted as to come)."""
+    return importlib.util.find_spec("stable_baselines3") is not None
 
 
 def run_sb3(code: str, timeout: float, threads: int | None = 1) -> dict | None:

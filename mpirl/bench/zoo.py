@@ -34,8 +34,8 @@ import numpy as np
 
 from mpirl import presets
 from mpirl.config import parse_rollout
-from mpirl.bench.kept import KeptRuns, run_preset
-from mpirl.bench.sb3 import run_sb3
+from mpirl.bench.kept import KeptRuns, kept_runs, run_preset
+from mpirl.bench.sb3 import run_sb3, sb3_installed
 from mpirl.launch import train
 
 RANKS = 2
@@ -129,7 +129,7 @@ def _row(ref: Reference, budget: int, seeds: tuple, kept: KeptRuns) -> dict:
            "met": bool(mean >= ref.target) if whole else None,
            "stretch": None if ref.zoo is None or not whole else bool(mean >= ref.zoo[0]),
            "curves": [r["curve"] for r in runs]}
-    if ref.algo == "dqn":   # SB3's DQN with the same settings, on the same seeds
+    if ref.algo == "dqn" and sb3_installed():   # SB3's DQN with the same settings, on the same seeds
         settings = sb3_dqn_settings(presets.for_env("dqn", ref.env_id))
         sb3 = [kept.run(f"sb3-dqn-{ref.env_id}-{seed}", ["sb3-dqn", ref.env_id, budget, seed,
                                                          settings],
@@ -283,7 +283,7 @@ def _race(steps: int, kept: KeptRuns) -> dict:
     preset = presets.for_env("ppo", RACE_ENV)
     settings = sb3_settings(preset)
     sb3 = kept.run("race-sb3", ["sb3-ppo", RACE_ENV, steps, RACE_MARK, settings],
-                   lambda _: _sb3_race(steps, settings))
+                   lambda _: _sb3_race(steps, settings)) if sb3_installed() else None
     mpirl = [kept.run(f"race-mpirl-{n}", [n, RACE_ENV, steps, RACE_MARK, preset.name],
                       lambda run_dir, n=n: _mpirl_race(n, steps, preset.name, run_dir))
              for n in (1, 2)]
@@ -297,7 +297,7 @@ def _race(steps: int, kept: KeptRuns) -> dict:
 def run(args) -> dict:
     envs = [r for r in ENVS if r.env_id in QUICK] if args.quick else list(ENVS)
     seeds = SEEDS[:2] if args.quick else SEEDS
-    kept = KeptRuns(args.out, getattr(args, "time_limit", None))
+    kept = kept_runs(args, "zoo")
     # the race first: a quarter of an hour, where the table's rows take hours (--time-limit)
     race = _race(20_000 if args.quick else RACE_STEPS, kept)
     rows = [_row(ref, QUICK[ref.env_id] if args.quick else ref.budget, seeds, kept)
