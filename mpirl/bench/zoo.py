@@ -326,8 +326,10 @@ def plot_curves(row: dict, out_dir: str) -> str:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, column, label in ((axes[0], 0, "global steps"), (axes[1], 1, "wall time (s)")):
+        # from the first seed's first episode to the last seed's last: some seed has each point
+        start = min((c[0][column] for c in row["curves"] if c), default=0)
         end = max((c[-1][column] for c in row["curves"] if c), default=1)
-        grid = np.linspace(0, end, 200)
+        grid = np.linspace(start, end, 200)
         band = _band(row["curves"], column, grid)
         if len(band):
             mean = np.nanmean(band, axis=0)
