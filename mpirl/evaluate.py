@@ -205,13 +205,15 @@ def evaluate_task(world: World, cfg, state: dict, meta: dict, path: str, env_id:
     evaluator = Evaluator(world, env_id, episodes, seed, mode=cfg.vector_mode,
                           video=video, preprocessing=Preprocessing.of(cfg))
     try:
-        evaluator.run_across_ranks(act, policy.observe)
+        # the trainer's own reduction, so that the mean is its evaluation's bit for bit (np.mean
+        # over the gathered returns adds them in another order)
+        mean = evaluator.run_across_ranks(act, policy.observe)
         returns, lengths = evaluator.gather_episodes()
         seeds = evaluator.seeds()
     finally:
         evaluator.close()
     return {"env_id": env_id, "returns": returns, "lengths": lengths,
-            "mean": float(np.mean(returns)), "std": float(np.std(returns)),
+            "mean": mean, "std": float(np.std(returns)),
             "seeds": seeds}
 
 
