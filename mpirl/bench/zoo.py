@@ -129,12 +129,12 @@ def _row(ref: Reference, budget: int, seeds: tuple, kept: KeptRuns) -> dict:
            "met": bool(mean >= ref.target) if whole else None,
            "stretch": None if ref.zoo is None or not whole else bool(mean >= ref.zoo[0]),
            "curves": [r["curve"] for r in runs]}
-    if ref.algo == "dqn" and sb3_installed():   # SB3's DQN with the same settings, on the same seeds
+    if ref.algo == "dqn":   # SB3's DQN with the same settings, on the same seeds
         settings = sb3_dqn_settings(presets.for_env("dqn", ref.env_id))
-        sb3 = [kept.run(f"sb3-dqn-{ref.env_id}-{seed}", ["sb3-dqn", ref.env_id, budget, seed,
-                                                         settings],
+        sb3 = [kept.run(f"sb3-dqn-{ref.env_id}-{seed}",
+                        ["sb3-dqn", ref.env_id, budget, seed, settings],
                         lambda _, seed=seed: _sb3_dqn_seed(ref.env_id, budget, seed, settings))
-               for seed in seeds]
+               for seed in seeds] if sb3_installed() else [None]
         row["sb3"] = (None if None in sb3 else
                       {"finals": sb3, "mean": statistics.fmean(sb3),
                        "std": statistics.pstdev(sb3), "settings": settings})
