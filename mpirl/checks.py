@@ -59,7 +59,8 @@ def problems(cfg: Config, n_ranks: int, ranks_on_node: int | None = None) -> lis
         env_found = []
         for env_id in env_ids(cfg):
             env_found += env_problems(env_id, cfg.algo, multitask=bool(cfg.tasks),
-                                      encoder=cfg.encoder, stages=cfg.pipeline_stages)
+                                      encoder=cfg.encoder, stages=cfg.pipeline_stages,
+                                      value_net=cfg.value_net)
         found += env_found
         if not env_found:
             found += replay_memory_problems(cfg, ranks_on_node or n_ranks)
@@ -157,6 +158,14 @@ def option_problems(cfg: Config) -> list[str]:
     need(cfg.tasks or not cfg.park_solved_tasks,
          "--park-solved-tasks applies to multi-task runs (--tasks); a single-task run's "
          "analogue is --stop-on-solve")
+    if cfg.value_net == "separate":
+        need(cfg.algo in ("ppo", "impala"),
+             f"--value-net separate is an actor-critic's (--algo ppo or impala), not --algo "
+             f"{cfg.algo}'s")
+        need(not cfg.tasks, "--value-net separate cannot be combined with --tasks (one trunk "
+                            "serves every task's policy and value heads)")
+        need(cfg.pipeline_stages == 1, "--value-net separate cannot be cut into --pipeline-stages "
+                                       "(two networks side by side are not one sequence of layers)")
     if cfg.tasks:
         problems += task_option_problems(cfg)
     if cfg.pipeline_stages > 1:
@@ -313,9 +322,10 @@ def impala_problems(cfg: Config, n_ranks: int) -> list[str]:
 
 # -- the environments ----------------------------------------------------------------------------
 def env_problems(env_id: str, algo: str, multitask: bool = False, encoder: str = "auto",
-                 stages: int = 1) -> list[str]:
+                 stages: int = 1, value_net: str = "shared") -> list[str]:
     """The env exists, builds, and has spaces the algorithm handles (``multitask``: Discrete
-    actions, for per-task action masks), and the encoder fits its observations."""
+    actions, for per-task action masks), and the encoder (and ``value_net``) fits its
+    observations."""
     try:
         env_spec(env_id)
     except ConfigError as exc:
@@ -338,6 +348,9 @@ def env_problems(env_id: str, algo: str, multitask: bool = False, encoder: str =
         if multitask and algo != "ppo":
             return [f"--tasks over Atari games is implemented for --algo ppo in this version, "
                     f"not --algo {algo}"]
+        if value_net == "separate":
+            return [f"--value-net separate is implemented for MLP trunks; {env_id}'s image "
+                    "observations take the Nature CNN, whose trunk the value head shares"]
     elif not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
         return [f"{env_id}: only flat vector observations are supported, not {obs}"]
     elif encoder == "nature-cnn":

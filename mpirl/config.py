@@ -175,6 +175,10 @@ class Config:
                                     "(the atari preset sets it)", "ppo")
     log_std_init: float = opt(0.0, "initial log standard deviation of the Gaussian policy (Box "
                                    "actions)", "ppo")
+    value_net: str = opt("shared", "the value function's network (ppo, impala; MLP trunks): "
+                                   "shared (the policy's trunk, a head of its own) or separate "
+                                   "(an MLP of its own, of --hidden-sizes, as CleanRL's and SB3's "
+                                   "PPO)", "ppo", choices=("shared", "separate"))
 
     # -- Atari's preprocessing (ALE/<Game>-v5 ids; mpirl.envs.atari) ------------------------
     frame_skip: int = opt(4, "emulator frames per agent step, the last two max-pooled", "atari")

@@ -1,7 +1,8 @@
 """PPO's minibatch loss and its exact gradient for the plain actor-critic, written out by hand.
 
 For the model of every single-task run (Linear + Tanh or ReLU hidden blocks, then the packed
-``[pi | v]`` head of :mod:`mpirl.models.actor_critic`) the loss of a minibatch and its gradient
+``[pi | v]`` head of :mod:`mpirl.models.actor_critic`; with ``--value-net separate``, two such
+towers, the policy's and the value's) the loss of a minibatch and its gradient
 are some forty tensor operations. autograd does the same arithmetic but also records a graph and
 replays it op by op; for 256 samples through 64x64 layers that bookkeeping costs more than the
 arithmetic, and learning is most of a PPO update's time. Here the forward pass keeps what the
@@ -33,26 +34,63 @@ import torch
 from torch import nn
 
 from mpirl.config import Config
-from mpirl.models.actor_critic import ActorCritic
+from mpirl.models.actor_critic import ActorCritic, SeparateActorCritic
 
 
 def manual_gradients(model: nn.Module, cfg: Config) -> "ManualPPOGradients | None":
     """The hand-written loss and gradient for ``model``, or None where only autograd applies."""
-    if type(model) is not ActorCritic or cfg.pipeline_stages > 1 or cfg.sync_mode == "overlap":
+    if cfg.pipeline_stages > 1 or cfg.sync_mode == "overlap":
         return None
-    for block in list(model)[:-1]:
+    if type(model) is ActorCritic:
+        towers = [list(model)[:-1]]                       # one trunk feeds both heads
+    elif type(model) is SeparateActorCritic:
+        towers = [list(model.actor), list(model.critic)]  # the policy's, the value's
+    else:
+        return None
+    for block in (block for tower in towers for block in tower):
         if not (isinstance(block, nn.Sequential) and len(block) == 2
                 and type(block[0]) is nn.Linear and type(block[1]) in (nn.Tanh, nn.ReLU)):
             return None
-    return ManualPPOGradients(model, cfg)
+    return ManualPPOGradients(model, cfg, [Tower(tower) for tower in towers])
+
+
+class Tower:
+    """Hidden blocks (Linear, then Tanh or ReLU): their forward pass keeping each block's input,
+    and the backward pass writing each Linear's gradient."""
+
+    def __init__(self, blocks: list[nn.Sequential]):
+        self.linears = [block[0] for block in blocks]
+        self.relu = [type(block[1]) is nn.ReLU for block in blocks]   # else tanh
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The features of ``x``, and every block's input (what the backward pass needs)."""
+        inputs = []
+        for linear, relu in zip(self.linears, self.relu):
+            inputs.append(x)
+            x = torch.addmm(linear.bias, x, linear.weight.t())
+            x = x.relu_() if relu else x.tanh_()
+        return x, inputs
+
+    def backward(self, g_x: torch.Tensor, x: torch.Tensor, inputs: list[torch.Tensor]) -> None:
+        """From ``g_x`` = d loss / d features ``x`` (overwritten), every block's gradients."""
+        for k in range(len(self.linears) - 1, -1, -1):
+            linear = self.linears[k]
+            g_pre = g_x.mul_(x > 0) if self.relu[k] else g_x.mul_(1.0 - x.square())
+            x = inputs[k]
+            weight_grad(g_pre, x, linear.weight.grad)
+            torch.sum(g_pre, 0, out=linear.bias.grad)
+            if k:
+                g_x = g_pre @ linear.weight
 
 
 class ManualPPOGradients:
-    """Loss, diagnostics and gradients of PPO minibatches for one :class:`ActorCritic`."""
+    """Loss, diagnostics and gradients of PPO minibatches for one :class:`ActorCritic` (one
+    tower, feeding both heads) or :class:`SeparateActorCritic` (the policy's tower and the
+    value's)."""
 
-    def __init__(self, model: ActorCritic, cfg: Config):
-        self.hidden = [block[0] for block in list(model)[:-1]]   # the Linear of each block
-        self.relu = [type(block[1]) is nn.ReLU for block in list(model)[:-1]]   # else tanh
+    def __init__(self, model: ActorCritic | SeparateActorCritic, cfg: Config,
+                 towers: list[Tower]):
+        self.towers = towers
         self.head = model.head
         self.continuous = model.continuous
         self.cfg = cfg
@@ -64,13 +102,10 @@ class ManualPPOGradients:
         diagnostics as :func:`mpirl.algos.ppo.ppo_loss` gives them (empty without stats)."""
         cfg, head, B = self.cfg, self.head, len(obs)
         # forward, keeping every layer's input
-        inputs, x = [], obs
-        for linear, relu in zip(self.hidden, self.relu):
-            inputs.append(x)
-            x = torch.addmm(linear.bias, x, linear.weight.t())
-            x = x.relu_() if relu else x.tanh_()
+        x, inputs = self.towers[0].forward(obs)
+        x_v, inputs_v = self.towers[-1].forward(obs) if len(self.towers) > 1 else (x, inputs)
         pi = torch.addmm(head.policy.bias, x, head.policy.weight.t())
-        value = torch.addmm(head.value.bias, x, head.value.weight.t()).squeeze(1)
+        value = torch.addmm(head.value.bias, x_v, head.value.weight.t()).squeeze(1)
 
         # log-probabilities and entropies
         if self.continuous:
@@ -123,19 +158,16 @@ class ManualPPOGradients:
             g_pi.scatter_add_(1, taken, g_logp.unsqueeze(1))
         weight_grad(g_pi, x, head.policy.weight.grad)
         torch.sum(g_pi, 0, out=head.policy.bias.grad)
-        weight_grad(g_value.unsqueeze(1), x, head.value.weight.grad)
+        weight_grad(g_value.unsqueeze(1), x_v, head.value.weight.grad)
         head.value.bias.grad.fill_(g_value.sum())
-        g_x = torch.addr(g_pi @ head.policy.weight, g_value, head.value.weight[0])
 
         # back through the hidden blocks
-        for k in range(len(self.hidden) - 1, -1, -1):
-            linear = self.hidden[k]
-            g_pre = g_x.mul_(x > 0) if self.relu[k] else g_x.mul_(1.0 - x.square())
-            x = inputs[k]
-            weight_grad(g_pre, x, linear.weight.grad)
-            torch.sum(g_pre, 0, out=linear.bias.grad)
-            if k:
-                g_x = g_pre @ linear.weight
+        if len(self.towers) == 1:
+            self.towers[0].backward(torch.addr(g_pi @ head.policy.weight, g_value,
+                                               head.value.weight[0]), x, inputs)
+        else:
+            self.towers[0].backward(g_pi @ head.policy.weight, x, inputs)
+            self.towers[1].backward(torch.outer(g_value, head.value.weight[0]), x_v, inputs_v)
 
         loss = pg_loss - cfg.ent_coef * entropy_mean + cfg.vf_coef * v_loss
         if not with_stats:

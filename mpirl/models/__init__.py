@@ -14,7 +14,7 @@ def network(cfg, obs_width: int, action_space, action_counts=None, task: int | N
     ``obs_width`` and tagged with their task's one-hot (PPO over Atari games: the Nature CNN on
     the games' frame stacks, ``obs_width`` their shape). Pixel observations (``obs_width`` an
     image's shape) get the Nature CNN (--encoder auto or nature-cnn)."""
-    from mpirl.models.actor_critic import ActorCritic
+    from mpirl.models.actor_critic import ActorCritic, SeparateActorCritic
     from mpirl.models.multitask import MultiTaskActorCritic, MultiTaskQNetwork
     from mpirl.models.qnet import QNetwork
     if cfg.algo in ("sac", "td3"):
@@ -30,8 +30,9 @@ def network(cfg, obs_width: int, action_space, action_counts=None, task: int | N
             return NatureCNNActorCritic(obs_width, action_space, bf16=bf16)
         if cfg.algo == "dqn":
             return QNetwork(obs_width, int(action_space.n), cfg.hidden_sizes, cfg.dueling)
-        return ActorCritic(obs_width, action_space, cfg.hidden_sizes, cfg.activation,
-                           cfg.log_std_init)
+        actor_critic = SeparateActorCritic if cfg.value_net == "separate" else ActorCritic
+        return actor_critic(obs_width, action_space, cfg.hidden_sizes, cfg.activation,
+                            cfg.log_std_init)
     if cfg.algo == "dqn":
         return MultiTaskQNetwork(obs_width, list(action_counts), cfg.hidden_sizes, cfg.dueling)
     model = MultiTaskActorCritic(obs_width, list(action_counts), cfg.hidden_sizes,

@@ -97,7 +97,8 @@ class PackedActorCritic:
 
 
 class ActorCritic(PackedActorCritic, nn.Sequential):
-    """Shared-trunk actor-critic for Discrete or Box action spaces and flat observations."""
+    """Shared-trunk actor-critic for Discrete or Box action spaces and flat observations
+    (``--value-net shared``; :class:`SeparateActorCritic` is the other)."""
 
     def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64),
                  activation: str = "tanh", log_std_init: float = 0.0):
@@ -107,6 +108,35 @@ class ActorCritic(PackedActorCritic, nn.Sequential):
         super().__init__(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]), head)
         self.obs_dim = obs_dim
         self.in_shape = (obs_dim,)   # one observation's shape (a pipeline's first stage takes it)
+
+
+class SeparateActorCritic(nn.Module):
+    """Actor-critic with two MLPs of the same widths: the actor's features feed only the policy,
+    the critic's only the value (CleanRL's PPO, SB3's default MlpPolicy). ``--value-net
+    separate``: the value loss cannot pull on the policy's features, as it does through a shared
+    trunk, at twice the hidden parameters. Its output is packed ``[pi | v]`` like
+    :class:`ActorCritic`'s, so acting, evaluation and checkpoints treat both alike; not
+    cuttable into pipeline stages (two towers are not one sequence of layers)."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64),
+                 activation: str = "tanh", log_std_init: float = 0.0):
+        super().__init__()
+        self.continuous = isinstance(action_space, gym.spaces.Box)
+        self.action_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
+        self.actor = nn.Sequential(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]))
+        self.critic = nn.Sequential(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]))
+        self.head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous,
+                                    log_std_init)
+        self.obs_dim = obs_dim
+        self.in_shape = (obs_dim,)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        head = self.head
+        return torch.cat([F.linear(run_layers(self.actor, obs), head.policy.weight, head.policy.bias),
+                          F.linear(run_layers(self.critic, obs), head.value.weight, head.value.bias)],
+                         dim=-1)
+
+    split = PackedActorCritic.split
 
 
 class Policy:

@@ -109,3 +109,21 @@ def test_the_checks_import_neither_torch_nor_mpi():
             "print('torch' in sys.modules, 'mpi4py.MPI' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split()[-2:] == ["False", "False"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--algo", "dqn"], "--value-net separate is an actor-critic's (--algo ppo or impala), "
+                        "not --algo dqn's"),
+    (["--tasks", "CartPole-v1,Acrobot-v1"], "--value-net separate cannot be combined with --tasks"),
+    (["--pipeline-stages", "2"], "--value-net separate cannot be cut into --pipeline-stages"),
+])
+def test_a_separate_value_net_where_there_is_none(args, message):
+    found = problems(parse_args(["--value-net", "separate", *args]), n_ranks=2)
+    assert sum(message in p for p in found) == 1, found
+
+
+def test_a_separate_value_net_fits_vector_observations_only():
+    assert problems(parse_args(["--value-net", "separate", "--env-id", "Pendulum-v1"]), 2) == []
+    pytest.importorskip("ale_py")
+    found = problems(parse_args(["--value-net", "separate", "--env-id", "ALE/Pong-v5"]), 2)
+    assert sum("--value-net separate is implemented for MLP trunks" in p for p in found) == 1, found

@@ -127,3 +127,22 @@ def test_orthogonal_initialisation_with_the_usual_gains():
         w = layer.weight.detach()
         np.testing.assert_allclose(w @ w.T, gain ** 2 * torch.eye(len(w)), atol=1e-6)
         assert not layer.bias.any()
+
+
+def test_a_separate_value_net_keeps_the_value_loss_off_the_policys_features():
+    from mpirl.config import Config
+    from mpirl.models import network
+    torch.manual_seed(0)
+    space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    model = network(Config(value_net="separate"), 5, space)
+    assert len(model.actor) == len(model.critic) == 2     # two MLPs of --hidden-sizes
+    obs = torch.randn(16, 5)
+    params, value = model.split(model(obs))
+    assert params.shape == (16, 2) and value.shape == (16,)
+    value.square().sum().backward()                        # the value alone
+    assert all(p.grad is None or not p.grad.any() for p in list(model.actor.parameters())
+               + list(model.head.policy.parameters()))
+    assert all(p.grad.abs().sum() > 0 for p in model.critic.parameters())
+    shared = network(Config(), 5, space)                   # the default: one trunk for both
+    shared.split(shared(obs))[1].square().sum().backward()
+    assert shared[0][0].weight.grad.abs().sum() > 0

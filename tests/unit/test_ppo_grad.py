@@ -7,7 +7,7 @@ import torch
 from mpirl.algos.ppo import ppo_loss
 from mpirl.algos.ppo_grad import manual_gradients
 from mpirl.config import Config
-from mpirl.models.actor_critic import ActorCritic, Policy
+from mpirl.models.actor_critic import ActorCritic, Policy, SeparateActorCritic
 
 SPACES = {"discrete": (4, gym.spaces.Discrete(3)),
           "box": (5, gym.spaces.Box(-1.0, 1.0, (2,), np.float32))}
@@ -46,11 +46,12 @@ def _autograd(model, cfg, batch):
 @pytest.mark.parametrize("space", SPACES)
 @pytest.mark.parametrize("clip_vloss", [False, True])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-def test_manual_gradients_equal_autograd(space, clip_vloss, activation):
+@pytest.mark.parametrize("actor_critic", [ActorCritic, SeparateActorCritic])
+def test_manual_gradients_equal_autograd(space, clip_vloss, activation, actor_critic):
     obs_dim, action_space = SPACES[space]
     torch.manual_seed(0)
-    model = ActorCritic(obs_dim, action_space, hidden_sizes=(32, 16), activation=activation,
-                        log_std_init=-0.5)
+    model = actor_critic(obs_dim, action_space, hidden_sizes=(32, 16), activation=activation,
+                         log_std_init=-0.5)
     cfg = Config(clip_vloss=clip_vloss, ent_coef=0.05, vf_coef=0.7, clip_coef=0.2)
     batch = _batch(model, obs_dim, 256, seed=1)
     loss, stats, grads = _autograd(model, cfg, batch)
@@ -79,3 +80,7 @@ def test_other_models_and_pipelines_keep_autograd():
     model[0][1] = torch.nn.ELU()                            # a layer the derivation does not cover
     assert manual_gradients(model, Config()) is None
     assert manual_gradients(torch.nn.Sequential(torch.nn.Linear(4, 3)), Config()) is None
+    separate = SeparateActorCritic(obs_dim, action_space)
+    assert manual_gradients(separate, Config()) is not None
+    separate.critic[1][1] = torch.nn.ELU()
+    assert manual_gradients(separate, Config()) is None
