@@ -42,6 +42,19 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+def train_key(n_ranks: int, argv: list[str]) -> list:
+    """The key of a training run of ``python -m mpirl.train ARGV`` over ``n_ranks`` ranks: the
+    command line and the settings it resolves to beyond the options' defaults (the env's
+    defaults and its preset applied: mpirl.config.parse_args), so that a kept run is trained
+    again once a preset or a default it trained with has changed, while a new option that keeps
+    the old behaviour changes no key."""
+    from mpirl.config import FIELDS, parse_args
+    as_json = lambda value: json.loads(json.dumps(value))   # noqa: E731 - tuples as lists
+    settings = parse_args(list(argv), n_ranks).to_dict()
+    return [n_ranks, *argv, {name: value for name, value in as_json(settings).items()
+                             if name != "run_dir" and value != as_json(FIELDS[name].default)}]
+
+
 def run_preset(run_dir: str) -> str:
     """The preset a finished training run took, as its ``config.yaml`` records it."""
     with open(os.path.join(run_dir, "config.yaml")) as fh:

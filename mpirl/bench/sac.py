@@ -49,7 +49,7 @@ import warnings
 import numpy as np
 
 from mpirl.config import parse_args
-from mpirl.bench.kept import KeptRuns, kept_runs, run_preset
+from mpirl.bench.kept import KeptRuns, kept_runs, run_preset, train_key
 from mpirl.bench.sb3 import run_sb3, sb3_installed
 from mpirl.launch import train
 
@@ -253,7 +253,7 @@ def _race(quick: bool, kept: KeptRuns) -> dict:
         updates = every // (settings["train_freq"] * ranks)   # an update: train_freq a rank
         args = ["--env-id", env_id, "--preset", PRESET, "--seed", "0",
                 "--total-timesteps", str(steps), *stop_at(mark, updates), *extra]
-        entry = kept.run(f"race-mpirl-{ranks}", [ranks, *args],
+        entry = kept.run(f"race-mpirl-{ranks}", train_key(ranks, args),
                          lambda run_dir: mpirl_run(ranks, args, run_dir))
         mpirl[ranks] = entry
         if entry is not None:
@@ -290,7 +290,7 @@ def _sharing(env_id: str, budget: int, mark: float, extra: tuple, seeds: tuple,
             args = ["--env-id", env_id, "--replay-sharing", mode, "--seed", str(seed),
                     "--total-timesteps", str(budget), "--log-interval", str(10 ** 9),
                     *stop_at(mark), *extra]
-            run = kept.run(f"sharing-{env_id}-{mode}-{seed}", [RANKS, *args],
+            run = kept.run(f"sharing-{env_id}-{mode}-{seed}", train_key(RANKS, args),
                            lambda run_dir: mpirl_run(RANKS, args, run_dir))
             if run is not None:
                 runs.append({"seed": seed, **run})
@@ -313,7 +313,8 @@ def _sharing(env_id: str, budget: int, mark: float, extra: tuple, seeds: tuple,
 def _long(kept: KeptRuns) -> dict | None:
     args = ["--env-id", LONG_ENV, "--seed", "0", "--total-timesteps", str(LONG_STEPS),
             "--eval-episodes", str(EVAL_EPISODES), "--eval-interval", str(10 ** 9)]
-    run = kept.run("long", [RANKS, *args], lambda run_dir: mpirl_run(RANKS, args, run_dir))
+    run = kept.run("long", train_key(RANKS, args),
+                   lambda run_dir: mpirl_run(RANKS, args, run_dir))
     if run is None:
         return None
     final = run["final_eval"]

@@ -34,7 +34,7 @@ import numpy as np
 
 from mpirl import presets
 from mpirl.config import parse_rollout
-from mpirl.bench.kept import KeptRuns, kept_runs, run_preset
+from mpirl.bench.kept import KeptRuns, kept_runs, run_preset, train_key
 from mpirl.bench.sb3 import run_sb3, sb3_installed
 from mpirl.launch import train
 
@@ -111,7 +111,7 @@ def _train_seed(ref: Reference, seed: int, budget: int, kept: KeptRuns) -> dict 
                 "wall_s": round(wall, 1), "sps": round(summary["sps"]), "preset": preset,
                 "curve": curve}
 
-    return kept.run(f"{ref.env_id}-{seed}", [RANKS, *args], produce)
+    return kept.run(f"{ref.env_id}-{seed}", train_key(RANKS, args), produce)
 
 
 def _row(ref: Reference, budget: int, seeds: tuple, kept: KeptRuns) -> dict:
@@ -253,13 +253,16 @@ print(json.dumps({{"steps": {steps}, "wall_s": wall, "sps": {steps} / wall,
     return run_sb3(code, timeout=6 * 3600)
 
 
-def _mpirl_race(ranks: int, steps: int, preset: str, run_dir: str) -> dict:
-    """mpirl on the race env at ``ranks`` ranks with ``preset`` (SB3's settings): steps/s, and
-    when the training episodes' mean return over the last 10 or so first reached the mark."""
-    train(ranks, ["--env-id", RACE_ENV, "--preset", preset, "--seed", "0",
-                  "--total-timesteps", str(steps), "--eval-interval", str(10 ** 9),
-                  "--eval-episodes", "1", "--no-tensorboard", "--run-dir", run_dir],
-          timeout=6 * 3600).check()
+def _mpirl_race_args(steps: int, preset: str) -> list[str]:
+    """mpirl's command line in the race: the race env with ``preset`` (SB3's settings)."""
+    return ["--env-id", RACE_ENV, "--preset", preset, "--seed", "0", "--total-timesteps",
+            str(steps), "--eval-interval", str(10 ** 9), "--eval-episodes", "1", "--no-tensorboard"]
+
+
+def _mpirl_race(ranks: int, args: list[str], run_dir: str) -> dict:
+    """mpirl's race at ``ranks`` ranks: steps/s, and when the training episodes' mean return
+    over the last 10 or so first reached the mark."""
+    train(ranks, [*args, "--run-dir", run_dir], timeout=6 * 3600).check()
     with open(os.path.join(run_dir, "summary.json")) as fh:
         summary = json.load(fh)
     with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
@@ -284,8 +287,9 @@ def _race(steps: int, kept: KeptRuns) -> dict:
     settings = sb3_settings(preset)
     sb3 = kept.run("race-sb3", ["sb3-ppo", RACE_ENV, steps, RACE_MARK, settings],
                    lambda _: _sb3_race(steps, settings)) if sb3_installed() else None
-    mpirl = [kept.run(f"race-mpirl-{n}", [n, RACE_ENV, steps, RACE_MARK, preset.name],
-                      lambda run_dir, n=n: _mpirl_race(n, steps, preset.name, run_dir))
+    args = _mpirl_race_args(steps, preset.name)
+    mpirl = [kept.run(f"race-mpirl-{n}", [*train_key(n, args), RACE_MARK],
+                      lambda run_dir, n=n: _mpirl_race(n, args, run_dir))
              for n in (1, 2)]
     cpus = sorted(kept.cpus(["race-sb3", "race-mpirl-1", "race-mpirl-2"]))
     return {"env_id": RACE_ENV, "mark": RACE_MARK, "steps": steps, "preset": preset.name,

@@ -66,21 +66,25 @@ def test_inverted_pendulum_learns_to_balance_for_the_whole_episode(tmp_path):
     assert summary["solved_at_step"] is not None and summary["eval_return_mean"] >= 1000, summary
 
 
-def test_reward_scaling_resumes_bit_for_bit(tmp_path):
-    """Pendulum-v1 with the defaults for Box actions (observation and reward normalisation on):
-    crashed on rank 0 and resumed, the run ends with the uninterrupted run's parameters and the
-    same reward statistics, every rank's discounted returns restored with its env."""
+@pytest.mark.parametrize("value_net", ["shared", "separate"])
+def test_reward_scaling_resumes_bit_for_bit(value_net, tmp_path):
+    """Pendulum-v1 with the defaults for Box actions (observation and reward normalisation on),
+    the value on the policy's trunk or on its own network: crashed on rank 0 and resumed, the
+    run ends with the uninterrupted run's parameters and the same reward statistics, every
+    rank's discounted returns restored with its env."""
     import torch
     from tests.e2e.conftest import crash_then_resume, final_params
     args = ["--env-id", "Pendulum-v1", "--preset", "none", "--rollout", "4x64", "--num-minibatches", "4",
             "--update-epochs", "2", "--total-timesteps", "2560", "--eval-episodes", "2",
-            "--eval-interval", "1000", "--checkpoint-interval", "3", "--no-tensorboard"]
+            "--eval-interval", "1000", "--checkpoint-interval", "3", "--no-tensorboard",
+            "--value-net", value_net]
     whole, split = tmp_path / "whole", tmp_path / "split"
     train(2, [*args, "--run-dir", str(whole)], timeout=180).check()
     resumed = crash_then_resume(2, [*args, "--run-dir", str(split)], crash_at_update=7,
                                 total=2560, resumed_from="ckpt_00000006")
     assert "fresh episodes" not in resumed.output
     a, b = final_params(whole), final_params(split)
+    assert any(key.startswith("critic.") for key in a) == (value_net == "separate")
     assert all(a[key].equal(b[key]) for key in a)
 
     def newest(run_dir):

@@ -1,5 +1,6 @@
 """KeptRuns: a bench section's finished runs are kept and read back; nothing else is."""
-from mpirl.bench.kept import KeptRuns, kept_runs
+from mpirl import presets
+from mpirl.bench.kept import KeptRuns, kept_runs, train_key
 
 
 def test_a_run_is_kept_read_back_under_its_key_and_trained_again_when_the_key_changes(tmp_path):
@@ -39,3 +40,18 @@ def test_records_can_be_kept_apart_from_the_runs_own_files(tmp_path):
     assert (tmp_path / "docs" / "kept" / "zoo" / "a.json").exists()
     assert not (tmp_path / "out" / "runs" / "a.json").exists()
     assert kept_runs(Args, "zoo").run("a", ["k"], lambda _: {"steps": 2}) == {"steps": 1}
+
+
+def test_a_training_runs_key_changes_with_its_preset_not_with_an_unrelated_new_option(
+        monkeypatch):
+    args = ["--env-id", "Hopper-v5", "--seed", "3"]
+    key = train_key(2, args)
+    assert key[:-1] == [2, *args]
+    assert key[-1]["preset"] == "mujoco" and key[-1]["num_steps"] == 1024   # 2,048 over 2 ranks
+    assert "value_net" not in key[-1] and "run_dir" not in key[-1]      # at their defaults
+    assert train_key(2, args) == key and train_key(1, args) != key
+    mujoco = presets.load("ppo", "mujoco")
+    changed = type(mujoco)(**{**vars(mujoco), "options": {**mujoco.options, "update_epochs": 5}})
+    monkeypatch.setattr(presets, "for_env", lambda algo, env_id: changed)
+    monkeypatch.setattr(presets, "load", lambda algo, name: changed)
+    assert train_key(2, args)[-1]["update_epochs"] == 5                 # the preset was edited
