@@ -48,7 +48,8 @@ def test_a_training_runs_key_changes_with_its_preset_not_with_an_unrelated_new_o
     key = train_key(2, args)
     assert key[:-1] == [2, *args]
     assert key[-1]["preset"] == "mujoco" and key[-1]["num_steps"] == 1024   # 2,048 over 2 ranks
-    assert "value_net" not in key[-1] and "run_dir" not in key[-1]      # at their defaults
+    assert key[-1]["value_net"] == "separate"                           # the preset's
+    assert "sync_mode" not in key[-1] and "run_dir" not in key[-1]      # at their defaults
     assert train_key(2, args) == key and train_key(1, args) != key
     mujoco = presets.load("ppo", "mujoco")
     changed = type(mujoco)(**{**vars(mujoco), "options": {**mujoco.options, "update_epochs": 5}})
