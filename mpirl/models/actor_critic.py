@@ -61,6 +61,13 @@ def run_layers(layers, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def policy_output(action_space: gym.Space) -> tuple[bool, int]:
+    """(Box actions?, the policy head's width): a Gaussian's mean per action dimension, or a
+    logit per discrete action."""
+    continuous = isinstance(action_space, gym.spaces.Box)
+    return continuous, int(np.prod(action_space.shape)) if continuous else int(action_space.n)
+
+
 class PolicyValueHead(nn.Module):
     """Policy parameters and value from the last hidden features, packed as ``[pi | v]``."""
 
@@ -102,8 +109,7 @@ class ActorCritic(PackedActorCritic, nn.Sequential):
 
     def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64),
                  activation: str = "tanh", log_std_init: float = 0.0):
-        self.continuous = isinstance(action_space, gym.spaces.Box)
-        self.action_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
+        self.continuous, self.action_dim = policy_output(action_space)
         head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous, log_std_init)
         super().__init__(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]), head)
         self.obs_dim = obs_dim
@@ -121,8 +127,7 @@ class SeparateActorCritic(nn.Module):
     def __init__(self, obs_dim: int, action_space: gym.Space, hidden_sizes=(64, 64),
                  activation: str = "tanh", log_std_init: float = 0.0):
         super().__init__()
-        self.continuous = isinstance(action_space, gym.spaces.Box)
-        self.action_dim = int(np.prod(action_space.shape)) if self.continuous else int(action_space.n)
+        self.continuous, self.action_dim = policy_output(action_space)
         self.actor = nn.Sequential(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]))
         self.critic = nn.Sequential(*hidden_blocks(obs_dim, hidden_sizes, ACTIVATIONS[activation]))
         self.head = PolicyValueHead(hidden_sizes[-1], self.action_dim, self.continuous,
