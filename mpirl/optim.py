@@ -3,8 +3,11 @@
 RL models are small, so torch's per-parameter optimizer loop is mostly Python and kernel-launch
 overhead (and constructing ``torch.optim.Adam`` imports torch._dynamo, ~1 s of start-up). Here
 the module's parameters are re-pointed to views of one contiguous vector and the gradients live in
-:class:`~mpirl.comm.collectives.FlatGradients`' flat buffer, so an Adam step is six vector ops.
-The update is torch.optim.Adam's, formula for formula (tests compare the two).
+:class:`~mpirl.comm.collectives.FlatGradients`' flat buffer, so an Adam step is one fused kernel
+on the CPU (torch's ``_fused_adam_``, the kernel of ``torch.optim.Adam(fused=True)``: one pass
+over the vector instead of six, 85 us against 300 us for HalfCheetah's 72k parameters, which
+PPO's small minibatches pay 160 times an update), or six vector ops elsewhere. The update is
+torch.optim.Adam's, formula for formula (tests compare the two).
 """
 from __future__ import annotations
 
@@ -13,6 +16,9 @@ import math
 import torch
 
 from mpirl.comm.collectives import FlatGradients
+
+# torch's fused CPU Adam kernel (an aten op since torch 2.4; the pinned torch has it)
+FUSED = hasattr(torch, "_fused_adam_")
 
 
 def flatten_params(params: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -58,6 +64,8 @@ class FlatAdam:
         self._index = {group["name"]: i for i, group in enumerate(self.param_groups)}
         # one step count per part; a tensor, so it can be broadcast
         self.step_count = torch.zeros(len(self.param_groups), dtype=torch.float64)
+        self._counts = self.step_count.numpy()     # the same memory, counted without tensor ops
+        self._steps = list(self.step_count)        # each part's count, a view for the kernel
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
         self.frozen: torch.Tensor | None = None
@@ -71,9 +79,16 @@ class FlatAdam:
         group = self.param_groups[i]
         part = slice(group["start"], group["stop"])
         beta1, beta2 = group["betas"]
-        self.step_count[i] += 1
-        step = float(self.step_count[i])
+        self._counts[i] += 1
+        step = float(self._counts[i])
         grad, exp_avg, exp_avg_sq = self.grads.flat[part], self.exp_avg[part], self.exp_avg_sq[part]
+        if self.frozen is None and FUSED and self.flat.device.type == "cpu":
+            # (the kernel reads the step count, it does not add to it)
+            torch._fused_adam_([self.flat[part]], [grad], [exp_avg], [exp_avg_sq], [],
+                               [self._steps[i]], lr=group["lr"], beta1=beta1, beta2=beta2,
+                               weight_decay=0.0, eps=group["eps"], amsgrad=False,
+                               maximize=False)
+            return
         exp_avg.lerp_(grad, 1 - beta1)
         if self.frozen is not None:
             exp_avg.masked_fill_(self.frozen[part], 0.0)

@@ -185,6 +185,9 @@ class Batch:
     def __len__(self) -> int:
         return len(self.obs)
 
+    def columns(self) -> tuple[torch.Tensor, ...]:
+        return (self.obs, self.actions, self.logp, self.advantages, self.values, self.returns)
+
 
 def make_batch(rollout: Rollout, cfg: Config, value_norm, group: World, shard) -> Batch:
     """GAE advantages, the rows that acted, values and returns in value-head units, advantages
@@ -217,10 +220,11 @@ def learn(cfg: Config, batch: Batch, gradients, replica: Replica, shuffler: np.r
     for epoch in range(cfg.update_epochs):
         # Diagnostics where they are read: the logged last epoch, or each under --target-kl.
         with_stats = epoch == cfg.update_epochs - 1 or cfg.target_kl is not None
-        for rows in np.array_split(shuffler.permutation(len(batch)), cfg.num_minibatches):
-            if training and len(rows):
+        order = shuffler.permutation(len(batch))
+        for part, rows, size in gradients.minibatches(batch, order, cfg.num_minibatches):
+            if training and size:
                 loss, stats = gradients.forward_backward(
-                    batch, rows, with_stats, poison=faults.at("loss", world.rank, update))
+                    part, rows, with_stats, poison=faults.at("loss", world.rank, update))
                 if not math.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss ({loss}) at update {update}")
             else:  # parked, or a minibatch emptied by dropped reset steps: nothing to learn
@@ -241,12 +245,22 @@ class ManualGradients:
     """The plain actor-critic's loss and gradient written out (mpirl/algos/ppo_grad.py)."""
     name = "by hand (mpirl/algos/ppo_grad.py)"
 
-    def __init__(self, manual, num_minibatches: int):
-        self.manual, self.whole_batch = manual, num_minibatches == 1
+    def __init__(self, manual):
+        self.manual = manual
+
+    @staticmethod
+    def minibatches(batch: Batch, order: np.ndarray, n: int):
+        """(batch, rows, size) of each minibatch in turn: contiguous slices of the batch put
+        in ``order`` once an epoch (one gather per column, not one per minibatch); one
+        minibatch is the whole batch as it stands (its order does not change the mean)."""
+        if n == 1:
+            yield batch, slice(None), len(batch)
+            return
+        shuffled = Batch(*(column[torch.from_numpy(order)] for column in batch.columns()))
+        for part in np.array_split(np.arange(len(order)), n):
+            yield shuffled, slice(part[0], part[-1] + 1) if len(part) else slice(0, 0), len(part)
 
     def forward_backward(self, batch: Batch, rows, with_stats: bool, poison: bool = False):
-        if self.whole_batch:
-            rows = slice(None)  # the whole batch: its order does not change the mean
         loss, stats = self.manual.forward_backward(
             batch.obs[rows], batch.actions[rows], batch.logp[rows], batch.advantages[rows],
             batch.values[rows], batch.returns[rows], with_stats)
@@ -260,6 +274,13 @@ class AutogradGradients:
 
     def __init__(self, cfg: Config, model, policy: Policy, shard):
         self.cfg, self.model, self.policy, self.shard = cfg, model, policy, shard
+
+    @staticmethod
+    def minibatches(batch: Batch, order: np.ndarray, n: int):
+        """(batch, rows, size) of each minibatch: row indices into the batch (a pipeline's
+        stages agree on them through stage 0's)."""
+        for rows in np.array_split(order, n):
+            yield batch, rows, len(rows)
 
     def forward_backward(self, batch: Batch, rows, with_stats: bool, poison: bool = False):
         def minibatch_loss(out: torch.Tensor, part: np.ndarray):
@@ -279,7 +300,7 @@ def ppo_gradients(cfg: Config, model, policy: Policy, replica: Replica):
     manual = manual_gradients(model, cfg)
     if manual is None:
         return AutogradGradients(cfg, model, policy, replica.shard)
-    return ManualGradients(manual, cfg.num_minibatches)
+    return ManualGradients(manual)
 
 
 # -- the two pieces of PPO math, as pure functions (unit-tested against hand computations) -----

@@ -36,6 +36,9 @@ from torch import nn
 from mpirl.config import Config
 from mpirl.models.actor_critic import ActorCritic, SeparateActorCritic
 
+threshold_backward = torch.ops.aten.threshold_backward   # g [h > 0]  (h = relu(pre))
+tanh_backward = torch.ops.aten.tanh_backward             # g (1 - h^2)  (h = tanh(pre))
+
 
 def manual_gradients(model: nn.Module, cfg: Config) -> "ManualPPOGradients | None":
     """The hand-written loss and gradient for ``model``, or None where only autograd applies."""
@@ -72,10 +75,12 @@ class Tower:
         return x, inputs
 
     def backward(self, g_x: torch.Tensor, x: torch.Tensor, inputs: list[torch.Tensor]) -> None:
-        """From ``g_x`` = d loss / d features ``x`` (overwritten), every block's gradients."""
+        """From ``g_x`` = d loss / d features ``x``, every block's gradients."""
         for k in range(len(self.linears) - 1, -1, -1):
             linear = self.linears[k]
-            g_pre = g_x.mul_(x > 0) if self.relu[k] else g_x.mul_(1.0 - x.square())
+            # autograd's own kernels for the two derivatives: one pass each, where
+            # g_x.mul_(x > 0) takes three (the mask, its cast to float, the product)
+            g_pre = threshold_backward(g_x, x, 0) if self.relu[k] else tanh_backward(g_x, x)
             x = inputs[k]
             weight_grad(g_pre, x, linear.weight.grad)
             torch.sum(g_pre, 0, out=linear.bias.grad)

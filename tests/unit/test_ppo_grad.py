@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpirl.algos.ppo import ppo_loss
+from mpirl.algos.ppo import AutogradGradients, Batch, ManualGradients, ppo_loss
 from mpirl.algos.ppo_grad import manual_gradients
 from mpirl.config import Config
 from mpirl.models.actor_critic import ActorCritic, Policy, SeparateActorCritic
@@ -84,3 +84,24 @@ def test_other_models_and_pipelines_keep_autograd():
     assert manual_gradients(separate, Config()) is not None
     separate.critic[1][1] = torch.nn.ELU()
     assert manual_gradients(separate, Config()) is None
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 13])   # 13 > rows: empty minibatches too
+def test_minibatches_of_an_epoch_are_the_rows_of_its_order(n):
+    """The hand-written path gathers the batch once an epoch and slices it; every minibatch
+    holds the rows of the order's part, in that order, as the per-minibatch gather of the
+    autograd path does (the whole batch unshuffled when there is one: the mean is the same)."""
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(*(torch.randn(10, *shape, generator=g) for shape in
+                    ((3,), (2,), (), (), (), ())))
+    order = np.random.default_rng(1).permutation(10)
+    manual = list(ManualGradients.minibatches(batch, order, n))
+    indexed = list(AutogradGradients.minibatches(batch, order, n))
+    assert len(manual) == len(indexed) == n
+    for (part, rows, size), (whole, index, size_i) in zip(manual, indexed):
+        assert size == size_i == len(index)
+        for column, expected in zip(part.columns(), whole.columns()):
+            if n == 1:
+                assert torch.equal(column[rows], expected)
+            else:
+                assert torch.equal(column[rows], expected[torch.from_numpy(index)])
