@@ -5,7 +5,7 @@ overhead (and constructing ``torch.optim.Adam`` imports torch._dynamo, ~1 s of s
 the module's parameters are re-pointed to views of one contiguous vector and the gradients live in
 :class:`~mpirl.comm.collectives.FlatGradients`' flat buffer, so an Adam step is one fused kernel
 on the CPU (torch's ``_fused_adam_``, the kernel of ``torch.optim.Adam(fused=True)``: one pass
-over the vector instead of six, 85 us against 300 us for HalfCheetah's 72k parameters, which
+over the vector instead of six, 50 us against 140-210 us for HalfCheetah's 72k parameters, which
 PPO's small minibatches pay 160 times an update), or six vector ops elsewhere. The update is
 torch.optim.Adam's, formula for formula (tests compare the two).
 """
