@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -186,7 +186,8 @@ class Batch:
         return len(self.obs)
 
     def columns(self) -> tuple[torch.Tensor, ...]:
-        return (self.obs, self.actions, self.logp, self.advantages, self.values, self.returns)
+        """The columns in field order (that of ManualPPOGradients.forward_backward's arguments)."""
+        return tuple(getattr(self, field.name) for field in fields(self))
 
 
 def make_batch(rollout: Rollout, cfg: Config, value_norm, group: World, shard) -> Batch:
@@ -262,8 +263,7 @@ class ManualGradients:
 
     def forward_backward(self, batch: Batch, rows, with_stats: bool, poison: bool = False):
         loss, stats = self.manual.forward_backward(
-            batch.obs[rows], batch.actions[rows], batch.logp[rows], batch.advantages[rows],
-            batch.values[rows], batch.returns[rows], with_stats)
+            *(column[rows] for column in batch.columns()), with_stats)
         return (float("nan") if poison else loss), stats
 
 
